@@ -1,0 +1,54 @@
+# Dorsi: `make run` serves the API, `make test` runs the whole suite. Nothing else needed
+# but python3 (3.11+); everything is installed into .venv from the lock files.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+UV_VERSION := 0.13.9
+
+.PHONY: run test lint migrate openapi bench lock clean
+
+run: $(VENV)/.runtime
+	$(BIN)/dorsi serve
+
+test: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+migrate: $(VENV)/.runtime
+	$(BIN)/dorsi migrate
+
+openapi: $(VENV)/.runtime
+	$(BIN)/dorsi openapi
+
+bench: $(VENV)/.dev
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.http
+
+lock: $(UV)
+	$(UV) pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock
+	$(UV) pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements-dev.lock
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.runtime: requirements.lock pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: requirements-dev.lock pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements-dev.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@ $(VENV)/.runtime
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

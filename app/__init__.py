@@ -1,0 +1,1 @@
+"""Dorsi: a home-exercise API for people with foot drop."""

@@ -1,0 +1,57 @@
+"""Cursor (keyset) pagination: one query model with a capped limit and one page schema."""
+
+import base64
+import binascii
+from typing import Annotated, Any, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.errors import FieldError, InvalidInput
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 50
+
+T = TypeVar("T")
+
+
+class PageQuery(BaseModel):
+    """Query parameters every list takes. Unknown parameters are refused, so typos show."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: Annotated[
+        int,
+        Field(ge=1, le=MAX_PAGE_SIZE, description=f"Page size, 1 to {MAX_PAGE_SIZE}."),
+    ] = DEFAULT_PAGE_SIZE
+    cursor: Annotated[
+        str | None,
+        Field(max_length=512, description="The `next_cursor` of the previous page."),
+    ] = None
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list, oldest-stable order; follow `next_cursor` until it is null."""
+
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+def encode_cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    """The keyset position a cursor stands for; a cursor we did not issue is a 422."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, orjson.JSONDecodeError, ValueError):
+        key = None
+    if not isinstance(key, list) or len(key) != arity:
+        raise InvalidInput(
+            [FieldError(location="query", pointer="#/cursor", detail="Not a cursor Dorsi issued.")]
+        )
+    return key

@@ -1,0 +1,1 @@
+"""Exercise definitions: the shipped foot-drop catalog and, later, clinics' own exercises."""

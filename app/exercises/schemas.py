@@ -1,0 +1,203 @@
+"""What the exercise API reads and writes."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from app.core.pagination import Page, PageQuery
+from app.exercises.models import BodyRegion, Equipment, Mode, Movement, Position
+
+
+class Dose(BaseModel):
+    """A dose as the source gives it; a field is null where the source gives no number."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "sets": 3,
+                    "reps": 10,
+                    "hold_seconds": None,
+                    "rest_seconds": None,
+                    "sessions_per_week": 3,
+                    "each_side": True,
+                }
+            ]
+        },
+    )
+
+    sets: Annotated[int | None, Field(ge=1, le=20)] = None
+    reps: Annotated[int | None, Field(ge=1, le=100)] = None
+    hold_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
+    rest_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
+    sessions_per_week: Annotated[int | None, Field(ge=1, le=21)] = None
+    each_side: bool | None = Field(
+        default=None, description="True when the dose is for each foot or leg in turn."
+    )
+
+
+class Reference(BaseModel):
+    """A published source the exercise is drawn from."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "citation": "Mount J, Dacko S. Effects of dorsiflexor endurance exercises "
+                    "on foot drop secondary to multiple sclerosis: a pilot study. "
+                    "NeuroRehabilitation. 2006;21(1):43-50.",
+                    "kind": "journal_article",
+                    "url": None,
+                }
+            ]
+        },
+    )
+
+    citation: Annotated[str, Field(max_length=500)]
+    kind: Literal["journal_article", "web_article", "clinical_guideline", "other"]
+    url: HttpUrl | None = None
+
+
+class Media(BaseModel):
+    """An image or video that shows the exercise."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "video",
+                    "url": "https://media.example.org/dorsiflexion.mp4",
+                    "caption": None,
+                }
+            ]
+        },
+    )
+
+    kind: Literal["image", "video"]
+    url: HttpUrl
+    caption: Annotated[str | None, Field(max_length=300)] = None
+
+
+class ExerciseRef(BaseModel):
+    """A short link to another exercise, such as an easier or harder variant."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "6f1c2a1e-58f4-5d7c-9a55-0a9d9d3c3f10",
+                    "slug": "ankle-abduction-adduction-active",
+                    "name": "Ankle abduction/adduction, active",
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    slug: str
+    name: str
+
+
+EXERCISE_EXAMPLE: dict[str, Any] = {
+    "id": "0b7d9a43-2f0e-5f5a-bc5e-5a3f0d6c1e21",
+    "slug": "ankle-dorsiflexion",
+    "name": "Ankle dorsiflexion with a band or towel",
+    "summary": "Flex the ankle by drawing the toes toward you with a stretch band or towel.",
+    "steps": [
+        "Sit on the floor with both legs stretched out in front of you.",
+        "Loop a stretch band or a towel around the affected foot.",
+        "Slowly bring your toes up toward you.",
+        "Return to the starting position.",
+    ],
+    "body_region": "ankle",
+    "movements": ["dorsiflexion"],
+    "mode": "active_assisted",
+    "position": "long_sitting",
+    "equipment": ["stretch_band", "towel"],
+    "default_dose": {
+        "sets": 3,
+        "reps": 10,
+        "hold_seconds": None,
+        "rest_seconds": None,
+        "sessions_per_week": 3,
+        "each_side": True,
+    },
+    "cautions": [],
+    "easier_variant": None,
+    "harder_variant": None,
+    "media": [],
+    "references": [
+        {
+            "citation": "Mount J, Dacko S. Effects of dorsiflexor endurance exercises on foot "
+            "drop secondary to multiple sclerosis: a pilot study. NeuroRehabilitation. "
+            "2006;21(1):43-50.",
+            "kind": "journal_article",
+            "url": None,
+        }
+    ],
+    "owner": "global",
+    "version": 1,
+    "created_at": "2026-11-23T10:00:00Z",
+    "updated_at": "2026-11-23T10:00:00Z",
+}
+
+
+class ExercisePublic(BaseModel):
+    """An exercise definition as clients see it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXERCISE_EXAMPLE]})
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    summary: str
+    steps: list[str] = Field(description="What to do, in order.")
+    body_region: BodyRegion
+    movements: list[Movement]
+    mode: Mode
+    position: Position | None = Field(
+        description="Starting position; null where the source does not name one."
+    )
+    equipment: list[Equipment] = Field(
+        description="Everything the exercise may use; the steps say where one item "
+        "can stand in for another (a band or a towel)."
+    )
+    default_dose: Dose | None = Field(description="Null where the source gives no dosage.")
+    cautions: list[str]
+    easier_variant: ExerciseRef | None
+    harder_variant: ExerciseRef | None
+    media: list[Media]
+    references: list[Reference]
+    owner: Literal["global", "clinic"] = Field(
+        description="`global` for the shipped catalog, `clinic` for a clinic's own exercise."
+    )
+    version: int = Field(description="Goes up by one with every change.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ExerciseQuery(PageQuery):
+    """Filters for the exercise list; all given filters must match."""
+
+    body_region: BodyRegion | None = None
+    movement: Movement | None = None
+    mode: Mode | None = None
+    position: Position | None = None
+    equipment: Equipment | None = None
+    q: Annotated[
+        str | None,
+        Field(min_length=1, max_length=100, description="Words in the name or summary."),
+    ] = None
+
+
+class ExercisePage(Page[ExercisePublic]):
+    """A page of exercises."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [EXERCISE_EXAMPLE], "next_cursor": None}]}
+    )

@@ -1,0 +1,118 @@
+"""Builds the Dorsi ASGI application: settings, database, routes, errors, docs."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp
+
+from app.core.cache import PublicResponseCache
+from app.core.config import Settings, get_settings
+from app.core.db import make_engine
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging, flush_logs
+from app.core.observability import RequestContextMiddleware
+from app.exercises.router import router as exercises_router
+from app.ops.docs import install_docs
+from app.ops.router import router as ops_router
+
+DESCRIPTION = """
+Dorsi serves home-exercise programs for people with foot drop: an exercise catalog drawn
+from a published source, patients' plans, and what patients actually did.
+
+* Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`.
+* Lists are cursor-paginated: follow `next_cursor` until it is null. Page size ≤ 100.
+* Reads send `ETag`; send it back in `If-None-Match` for a `304 Not Modified`.
+* Request bodies are limited in size (1 MiB by default); unknown fields are refused.
+"""
+
+TAGS = [
+    {
+        "name": "exercises",
+        "description": "Exercise definitions: the shipped foot-drop catalog, with its sources.",
+    },
+    {"name": "operations", "description": "Liveness, readiness and metrics for operators."},
+]
+
+
+class Dorsi(FastAPI):
+    """FastAPI with Dorsi's request context and public cache outside its own layers.
+
+    They wrap the whole stack so that every request gets its id, log line and metrics, and
+    a cached answer costs nothing but them.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        return RequestContextMiddleware(
+            PublicResponseCache(
+                super().build_middleware_stack(),
+                ceiling_seconds=settings.response_cache_seconds,
+            ),
+            max_body_bytes=settings.max_body_bytes,
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    engine = make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(flush_logs())
+        yield
+        flusher.cancel()
+        engine.dispose()
+
+    app = Dorsi(
+        title="Dorsi",
+        version="1.0.0",
+        summary="Home-exercise programs for people with foot drop.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        # Prometheus (/metrics) and the JSON access log are Dorsi's telemetry; FastAPI's
+        # OpenTelemetry bridge would only add checks to every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+
+    install_error_handlers(app)
+    app.include_router(exercises_router)
+    app.include_router(ops_router)
+    install_docs(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        for component in schema.get("components", {}).get("schemas", {}).values():
+            # Enums carry their first member as the example, so every schema has one.
+            if "enum" in component and "examples" not in component:
+                component["examples"] = [component["enum"][0]]
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn app.main:app` builds the app on first use, so importing this module
+    # (from tests or the CLI) does not read the environment.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,66 @@
+"""Health, readiness and Prometheus metrics."""
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app.core.errors import Problem, problem_response
+
+router = APIRouter(tags=["operations"])
+
+
+class Health(BaseModel):
+    """The process (or the database, for readiness) is up."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
+    status: str
+
+
+@router.get("/healthz", operation_id="getHealth", summary="Liveness", response_model=Health)
+async def healthz() -> Health:
+    """Answers as long as the process serves requests."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    operation_id="getReadiness",
+    summary="Readiness",
+    response_model=Health,
+    responses={503: {"model": Problem, "description": "The database cannot be reached."}},
+)
+async def readyz(request: Request) -> Response | Health:
+    """Answers 200 when the database answers a query, 503 otherwise."""
+    engine = request.app.state.engine
+
+    def ping() -> None:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(ping)
+    except SQLAlchemyError:
+        return problem_response(
+            503,
+            slug="database-unavailable",
+            detail="The database cannot be reached.",
+            request=request,
+        )
+    return Health(status="ok")
+
+
+@router.get(
+    "/metrics",
+    operation_id="getMetrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"example": "dorsi_http_requests_total 1.0"}}}},
+)
+async def metrics() -> Response:
+    """Request counts and latencies in the Prometheus text format."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""Benchmarks that compare Dorsi with a reference measured in the same run."""

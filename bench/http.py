@@ -1,0 +1,146 @@
+"""Load benchmark: Dorsi against a bare Starlette app serving the same bytes, in one run.
+
+    python -m bench.http [--seconds 5] [--connections 32] [--rounds 3]
+
+Both run under uvicorn with one worker; wrk (Debian package ``wrk``) drives them in turn.
+Prints requests per second for each and the ratio, with the target it must reach.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+# (name, path, send the ETag back?, target ratio)
+CASES = [
+    ("GET /v1/exercises", "/v1/exercises", False, 0.5),
+    ("GET /v1/exercises -> 304", "/v1/exercises", True, 0.7),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def server(target: str, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    command = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        target,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def wrk(url: str, seconds: int, connections: int, etag: str | None) -> float:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url]
+    if etag:
+        command[1:1] = ["-H", f"If-None-Match: {etag}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output and not etag:
+        raise SystemExit(f"wrk saw errors from {url}:\n{output}")
+    found = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if found is None:
+        raise SystemExit(f"no result from wrk:\n{output}")
+    return float(found.group(1))
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk (or `make bench`, which does).")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    ensure_wrk()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"DORSI_DATABASE_URL": f"sqlite:///{tmp}/bench.db", "DORSI_ENVIRONMENT": "test"}
+        subprocess.run(
+            [PYTHON, "-m", "app.cli", "migrate"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        with server("app.main:app", env) as dorsi:
+            recorded = Path(tmp) / "response.json"
+            first = httpx.get(dorsi + CASES[0][1])
+            first.raise_for_status()
+            headers = {
+                k: v
+                for k, v in first.headers.items()
+                if k in ("etag", "cache-control", "content-type")
+            }
+            recorded.write_bytes(
+                orjson.dumps({"path": CASES[0][1], "body": first.text, "headers": headers})
+            )
+            with server("bench.bare_app:app", {"BENCH_RESPONSE": str(recorded)}) as bare:
+                print(f"{'case':28} {'dorsi rps':>10} {'bare rps':>10} {'ratio':>7} {'target':>7}")
+                failed = False
+                for name, path, conditional, target in CASES:
+                    etag = headers["etag"] if conditional else None
+                    wrk(dorsi + path, 1, args.connections, etag)  # warm-up
+                    wrk(bare + path, 1, args.connections, etag)
+                    ours, theirs = [], []
+                    for _ in range(args.rounds):
+                        ours.append(wrk(dorsi + path, args.seconds, args.connections, etag))
+                        theirs.append(wrk(bare + path, args.seconds, args.connections, etag))
+                    d, b = statistics.median(ours), statistics.median(theirs)
+                    ratio = d / b
+                    ok = ratio >= target
+                    failed |= not ok
+                    print(
+                        f"{name:28} {d:10.0f} {b:10.0f} {ratio:7.2f} {'>= ' + str(target):>7}"
+                        f"  {'ok' if ok else 'BELOW TARGET'}"
+                    )
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Alembic environment: the database comes from Dorsi's settings unless a URL is passed in."""
+
+from alembic import context
+from sqlalchemy import Connection
+
+from app.core.config import get_settings
+from app.core.db import make_engine
+from app.models import metadata
+
+config = context.config
+
+
+def run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    engine = make_engine(get_settings())
+    with engine.connect() as connection:
+        run(connection)
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("Dorsi migrations run online only: `alembic upgrade head`.")
+run_online()
