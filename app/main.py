@@ -6,9 +6,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
+from app.audit.router import router as audit_router
+from app.auth.clients_router import router as api_clients_router
+from app.auth.ratelimit import SignInLimiter
+from app.auth.router import router as auth_router
+from app.auth.security import Secrets
 from app.core.cache import PublicResponseCache
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
@@ -18,6 +24,7 @@ from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
 from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
+from app.patients.router import router as patients_router
 
 DESCRIPTION = """
 Dorsi serves home-exercise programs for people with foot drop: an exercise catalog drawn
@@ -33,6 +40,19 @@ TAGS = [
     {
         "name": "exercises",
         "description": "Exercise definitions: the shipped foot-drop catalog, with its sources.",
+    },
+    {
+        "name": "auth",
+        "description": "Sign-in: clinicians (password), clinic systems (client credentials), "
+        "patient apps (pairing with an access code, then refresh). Revocation is immediate.",
+    },
+    {
+        "name": "patients",
+        "description": "The clinic's patients: pseudonymous, with their access codes and apps.",
+    },
+    {
+        "name": "audit",
+        "description": "Who read or wrote patient data, when, and from where (clinic admins).",
     },
     {"name": "operations", "description": "Liveness, readiness and metrics for operators."},
 ]
@@ -83,10 +103,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.secrets = Secrets(settings)
+    app.state.sign_in_limiter = SignInLimiter(
+        settings.sign_in_rate_limit, settings.rate_limit_storage
+    )
 
     install_error_handlers(app)
+    app.include_router(auth_router)
+    app.include_router(api_clients_router)
     app.include_router(exercises_router)
+    app.include_router(patients_router)
+    app.include_router(audit_router)
     app.include_router(ops_router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                "Idempotency-Key",
+                "X-Request-ID",
+            ],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+        )
     install_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -2,8 +2,22 @@
 
 from sqlmodel import SQLModel
 
+from app.audit.models import AuditEvent
+from app.auth.models import AccessCode, ApiClient, AuthSession, Clinic, Clinician, RefreshToken
 from app.exercises.models import Exercise
+from app.patients.models import Patient
 
 metadata = SQLModel.metadata
 
-__all__ = ["Exercise", "metadata"]
+__all__ = [
+    "AccessCode",
+    "ApiClient",
+    "AuditEvent",
+    "AuthSession",
+    "Clinic",
+    "Clinician",
+    "Exercise",
+    "Patient",
+    "RefreshToken",
+    "metadata",
+]

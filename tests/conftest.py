@@ -7,6 +7,8 @@ must be when DORSI_REQUIRE_POSTGRES=1, as in CI). Each run creates its own datab
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -14,11 +16,19 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import make_url
+from sqlmodel import Session
 
+from app.auth import accounts
+from app.auth import service as auth_service
+from app.auth.models import AccessCode, Role
+from app.auth.principal import Scope
+from app.auth.security import Secrets, new_access_code
 from app.core import migrate
+from app.core.columns import utcnow
 from app.core.config import Settings
 from app.core.db import make_engine
 from app.main import create_app
+from app.patients.models import Patient
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "DORSI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -66,7 +76,7 @@ def new_database(
 
 
 def migrated(url: str) -> str:
-    engine = make_engine(Settings(database_url=url))
+    engine = make_engine(test_settings(url))
     try:
         migrate.upgrade(engine)
         migrate.seed(engine)
@@ -75,9 +85,20 @@ def migrated(url: str) -> str:
     return url
 
 
+def test_settings(url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": url,
+        "environment": "test",
+        "password_hashing": "fast",
+        "sign_in_rate_limit": "1000/minute",
+        **overrides,
+    }
+    return Settings.model_validate(values)
+
+
 @pytest.fixture(scope="session")
 def settings(new_database: DatabaseFactory) -> Settings:
-    return Settings(database_url=migrated(new_database()), environment="test")
+    return test_settings(migrated(new_database()))
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +122,104 @@ def make_client(app: FastAPI, *, raise_app_exceptions: bool = True) -> httpx.Asy
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Someone who calls the API, with the token they call it with (None: anonymous)."""
+
+    name: str
+    token: str | None
+    id: uuid.UUID | None = None
+    clinic_id: uuid.UUID | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+@dataclass(frozen=True)
+class World:
+    """Two clinics and everyone in them; clinic 1 has patients A and B."""
+
+    clinic1: uuid.UUID
+    clinic2: uuid.UUID
+    actors: dict[str, Actor]
+    patient_a: uuid.UUID
+    patient_b: uuid.UUID
+    patient_c: uuid.UUID
+
+    def __getitem__(self, name: str) -> Actor:
+        return self.actors[name]
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def build_world(app: FastAPI) -> World:
+    """Creates the people of a test through the services, and signs each of them in."""
+    secrets: Secrets = app.state.secrets
+    lifetime = timedelta(days=1)
+    with Session(app.state.engine) as session:
+        clinic1 = accounts.create_clinic(session, "Clinic One")
+        clinic2 = accounts.create_clinic(session, "Clinic Two")
+        tag = uuid.uuid4().hex[:8]
+        people = {
+            "admin1": (clinic1.id, Role.admin),
+            "clinician1": (clinic1.id, Role.clinician),
+            "clinician2": (clinic2.id, Role.clinician),
+        }
+        actors: dict[str, Actor] = {"anonymous": Actor("anonymous", None)}
+        for name, (clinic_id, role) in people.items():
+            email = f"{name}-{tag}@clinic.test"
+            person = accounts.create_clinician(session, secrets, clinic_id, email, PASSWORD, role)
+            token = auth_service.password_grant(session, secrets, email, PASSWORD, None)
+            actors[name] = Actor(name, token.access_token, person.id, clinic_id)
+        for name, scopes in (("client_all", list(Scope)), ("client_none", [Scope.changes_read])):
+            client, secret = accounts.create_api_client(session, secrets, clinic1.id, name, scopes)
+            token = auth_service.client_credentials_grant(
+                session, secrets, str(client.id), secret, None
+            )
+            actors[name] = Actor(name, token.access_token, client.id, clinic1.id)
+        patients = {}
+        for name, clinic in (
+            ("patient_a", clinic1),
+            ("patient_b", clinic1),
+            ("patient_c", clinic2),
+        ):
+            patient = Patient(
+                clinic_id=clinic.id,
+                reference=f"{name}-{tag}",
+                affected_side="left",
+                cause="stroke",
+                time_zone="Europe/Lisbon",
+            )
+            session.add(patient)
+            session.flush()
+            patients[name] = patient.id
+            code = new_access_code()
+            session.add(
+                AccessCode(
+                    clinic_id=clinic.id,
+                    patient_id=patient.id,
+                    code_hash=secrets.digest(code),
+                    expires_at=utcnow() + lifetime,
+                )
+            )
+            session.flush()
+            token = auth_service.pair(session, secrets, code, name, lifetime, None, None)
+            actors[name] = Actor(name, token.access_token, patient.id, clinic.id)
+        session.commit()
+    return World(
+        clinic1=clinic1.id,
+        clinic2=clinic2.id,
+        actors=actors,
+        patient_a=patients["patient_a"],
+        patient_b=patients["patient_b"],
+        patient_c=patients["patient_c"],
+    )
+
+
+@pytest.fixture(scope="session")
+def world(app: FastAPI) -> World:
+    return build_world(app)

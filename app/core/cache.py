@@ -71,9 +71,11 @@ class PublicResponseCache:
 
         async def capture(message: Message) -> None:
             nonlocal start
+            if message["type"] == "http.response.start":
+                # Snapshot before outer layers add their per-request headers to the message.
+                start = {**message, "headers": list(message.get("headers", ()))}
             await send(message)
             if message["type"] == "http.response.start":
-                start = message
                 return
             if start is None or message["type"] != "http.response.body":
                 return
@@ -86,7 +88,7 @@ class PublicResponseCache:
     def _store(self, scope: Scope, key: tuple[str, bytes], start: Message, body: bytes) -> None:
         if start["status"] != 200 or len(body) > MAX_BODY_BYTES:
             return
-        headers = [(n, v) for n, v in start.get("headers", ()) if n != b"x-request-id"]
+        headers = start["headers"]
         found = dict(headers)
         max_age = _public_max_age(found.get(b"cache-control", b""))
         etag = found.get(b"etag")

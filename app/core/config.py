@@ -3,9 +3,9 @@
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +35,26 @@ class Settings(BaseSettings):
     response_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
 
+    # Sign-in. Outside development and test, start-up refuses to go on without a secret.
+    secret_key: Annotated[SecretStr | None, Field(min_length=32)] = None
+    access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    refresh_token_days: Annotated[int, Field(ge=1, le=365)] = 30
+    access_code_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
+    password_hashing: Literal["standard", "fast"] = "standard"
+    rate_limit_storage: Annotated[str, Field(pattern=r"^(memory|redis|rediss|memcached)://")] = (
+        "memory://"
+    )
+    sign_in_rate_limit: Annotated[str, Field(min_length=3)] = "10/minute"
+    cors_origins: list[str] = []
+
+    @model_validator(mode="after")
+    def _secret_outside_development(self) -> "Settings":
+        if self.secret_key is None and self.environment == Environment.production:
+            raise ValueError(
+                "DORSI_SECRET_KEY must be set (32+ characters) outside development and test"
+            )
+        return self
+
 
 class SettingsError(SystemExit):
     """Start-up stops here, naming each bad setting by its environment variable."""
@@ -42,6 +62,8 @@ class SettingsError(SystemExit):
     def __init__(self, error: ValidationError) -> None:
         lines = [
             f"  {ENV_PREFIX}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            if e["loc"]
+            else f"  {e['msg']}"
             for e in error.errors()
         ]
         super().__init__("Dorsi cannot start, invalid setting(s):\n" + "\n".join(lines))

@@ -103,6 +103,31 @@ class BadRequest(DorsiError):
     status, slug = 400, "bad-request"
 
 
+class Unauthorized(DorsiError):
+    """No valid credentials: missing, malformed, expired or revoked."""
+
+    status, slug = 401, "unauthorized"
+
+    def __init__(self, detail: str = "Sign in first: send a valid bearer token.") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="dorsi"'})
+
+
+class Forbidden(DorsiError):
+    """Signed in, but this caller may not do this (role, scope or kind of caller)."""
+
+    status, slug = 403, "forbidden"
+
+
+class TooManyRequests(DorsiError):
+    status, slug = 429, "too-many-requests"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many attempts; try again in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
 class Conflict(DorsiError):
     status, slug = 409, "conflict"
 
@@ -218,6 +243,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = _field_errors(exc)
+        if errors and all(e.location == "path" for e in errors):
+            # An id that cannot exist names nothing: 404, like one that does not exist.
+            return problem_response(
+                404, slug="not-found", detail=f"Nothing at {request.url.path}.", request=request
+            )
         return problem_response(
             422,
             slug="validation",

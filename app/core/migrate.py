@@ -6,7 +6,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from app.core.config import PROJECT_ROOT
-from app.exercises.service import load_catalog
+from app.exercises.catalog import load_catalog
 
 
 def alembic_config() -> Config:

@@ -51,7 +51,11 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     except (binascii.Error, orjson.JSONDecodeError, ValueError):
         key = None
     if not isinstance(key, list) or len(key) != arity:
-        raise InvalidInput(
-            [FieldError(location="query", pointer="#/cursor", detail="Not a cursor Dorsi issued.")]
-        )
+        raise invalid_cursor()
     return key
+
+
+def invalid_cursor() -> InvalidInput:
+    return InvalidInput(
+        [FieldError(location="query", pointer="#/cursor", detail="Not a cursor Dorsi issued.")]
+    )

@@ -69,7 +69,7 @@ class Exercise(SQLModel, table=True):
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    clinic_id: uuid.UUID | None = Field(default=None, index=True)
+    clinic_id: uuid.UUID | None = Field(default=None, foreign_key="clinic.id", index=True)
     slug: str = Field(sa_type=String(80))
     name: str = Field(sa_type=String(120))
     summary: str = Field(sa_type=String(2000))
@@ -88,3 +88,4 @@ class Exercise(SQLModel, table=True):
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

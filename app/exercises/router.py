@@ -1,29 +1,65 @@
-"""Exercise routes: parse, call the service, answer with an ETag (and 304 when it matches)."""
+"""Exercise routes: the catalog for anyone, plus the clinic's own exercises for its staff."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query
 from starlette.responses import Response
 
+from app.auth.deps import OptionalCaller, staff
+from app.auth.principal import Caller, Scope
 from app.core.db import SessionDep
-from app.core.errors import InvalidInput, NotFound, responses
+from app.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+    responses,
+)
 from app.core.http import conditional_json
 from app.exercises import service
-from app.exercises.schemas import ExercisePage, ExercisePublic, ExerciseQuery
+from app.exercises.schemas import (
+    ExerciseCreate,
+    ExercisePage,
+    ExercisePublic,
+    ExerciseQuery,
+    ExerciseUpdate,
+)
 
 router = APIRouter(prefix="/v1/exercises", tags=["exercises"])
 
-# The global catalog is the same for everyone and changes only with a release, so shared
-# caches (and Dorsi's own, see app.core.cache) may keep it a minute.
-CATALOG_CACHE_CONTROL = "public, max-age=60"
+# Anonymous reads get only the global catalog, the same for everyone and changed only by a
+# release: shared caches (and Dorsi's own, see app.core.cache) may keep it a minute.
+PUBLIC = "public, max-age=60"
+PRIVATE = "private, no-cache"
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not Modified: the `If-None-Match` ETag is current."}
 }
+READ_ERRORS = (Unauthorized, Forbidden, InvalidInput)
 
 IfNoneMatch = Annotated[
     str | None,
     Header(description="An ETag from an earlier answer; 304 if it is still current."),
 ]
+ExerciseKey = Annotated[str, Path(max_length=80, description="The exercise's id (UUID) or slug.")]
+Writer = Annotated[Caller, Depends(staff(Scope.exercises_write))]
+
+
+def _reader_clinic(caller: Caller | None) -> Any:
+    if caller is None:
+        return None
+    if Scope.exercises_read not in caller.principal.scopes:
+        raise Forbidden(f"This token lacks the `{Scope.exercises_read}` scope.")
+    return caller.clinic_id
+
+
+def _answer(rendered: service.Rendered, if_none_match: str | None, public: bool) -> Response:
+    response = conditional_json(
+        rendered.body, rendered.etag, if_none_match, PUBLIC if public else PRIVATE
+    )
+    response.headers["Vary"] = "Authorization"
+    return response
 
 
 @router.get(
@@ -31,16 +67,18 @@ IfNoneMatch = Annotated[
     operation_id="listExercises",
     summary="List exercises",
     response_model=ExercisePage,
-    responses={**NOT_MODIFIED, **responses(InvalidInput)},
+    responses={**NOT_MODIFIED, **responses(*READ_ERRORS)},
 )
 def list_exercises(
     session: SessionDep,
+    caller: OptionalCaller,
     query: Annotated[ExerciseQuery, Query()],
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    """The exercise catalog, filtered, in slug order, a page at a time."""
-    page = service.list_exercises(session, query)
-    return conditional_json(page.body, page.etag, if_none_match, CATALOG_CACHE_CONTROL)
+    """The global catalog, and for a signed-in caller the clinic's own exercises too,
+    filtered, in slug order, a page at a time."""
+    page = service.list_exercises(session, _reader_clinic(caller), query)
+    return _answer(page, if_none_match, public=caller is None)
 
 
 @router.get(
@@ -48,13 +86,70 @@ def list_exercises(
     operation_id="getExercise",
     summary="Get an exercise",
     response_model=ExercisePublic,
-    responses={**NOT_MODIFIED, **responses(NotFound, InvalidInput)},
+    responses={**NOT_MODIFIED, **responses(*READ_ERRORS, NotFound)},
 )
 def get_exercise(
     session: SessionDep,
-    exercise: Annotated[str, Path(max_length=80, description="The exercise's id (UUID) or slug.")],
+    caller: OptionalCaller,
+    exercise: ExerciseKey,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """One exercise by id or slug."""
-    found = service.get_exercise(session, exercise)
-    return conditional_json(found.body, found.etag, if_none_match, CATALOG_CACHE_CONTROL)
+    found = service.get_exercise(session, _reader_clinic(caller), exercise)
+    return _answer(found, if_none_match, public=caller is None)
+
+
+def _written(session: SessionDep, caller: Caller, exercise_id: str, status: int) -> Response:
+    rendered = service.get_exercise(session, caller.clinic_id, exercise_id)
+    headers = {"ETag": rendered.etag, "Location": f"/v1/exercises/{exercise_id}"}
+    return Response(
+        rendered.body, status_code=status, media_type="application/json", headers=headers
+    )
+
+
+@router.post(
+    "",
+    operation_id="createExercise",
+    summary="Create a clinic exercise",
+    status_code=201,
+    response_model=ExercisePublic,
+    responses=responses(*READ_ERRORS, Conflict),
+)
+def create_exercise(body: ExerciseCreate, session: SessionDep, caller: Writer) -> Response:
+    """An exercise of the caller's clinic, seen by no other clinic."""
+    exercise = service.create(session, caller.clinic_id, body)
+    return _written(session, caller, str(exercise.id), 201)
+
+
+@router.patch(
+    "/{exercise}",
+    operation_id="updateExercise",
+    summary="Update a clinic exercise",
+    response_model=ExercisePublic,
+    responses=responses(*READ_ERRORS, NotFound, Conflict, PreconditionFailed),
+)
+def update_exercise(
+    exercise: ExerciseKey,
+    body: ExerciseUpdate,
+    session: SessionDep,
+    caller: Writer,
+    if_match: Annotated[
+        str | None, Header(description="The ETag you read; 412 if it changed since.")
+    ] = None,
+) -> Response:
+    """Changes bump `version`. The global catalog answers 403: it is read-only."""
+    updated = service.update(session, caller.clinic_id, exercise, body, if_match)
+    return _written(session, caller, str(updated.id), 200)
+
+
+@router.delete(
+    "/{exercise}",
+    operation_id="deleteExercise",
+    summary="Delete a clinic exercise",
+    status_code=204,
+    responses=responses(*READ_ERRORS, NotFound),
+)
+def delete_exercise(exercise: ExerciseKey, session: SessionDep, caller: Writer) -> Response:
+    """The global catalog answers 403: it is read-only."""
+    service.delete(session, caller.clinic_id, exercise)
+    return Response(status_code=204)

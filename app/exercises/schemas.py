@@ -201,3 +201,75 @@ class ExercisePage(Page[ExercisePublic]):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"items": [EXERCISE_EXAMPLE], "next_cursor": None}]}
     )
+
+
+Slug = Annotated[str, Field(min_length=2, max_length=80, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+Step = Annotated[str, Field(min_length=1, max_length=500)]
+Caution = Annotated[str, Field(min_length=1, max_length=500)]
+
+EXERCISE_CREATE_EXAMPLE: dict[str, Any] = {
+    "slug": "seated-toe-taps",
+    "name": "Seated toe taps",
+    "summary": "Tapping the toes while the heel stays down.",
+    "steps": ["Sit with both feet flat.", "Lift the toes of the affected foot and tap them."],
+    "body_region": "ankle",
+    "movements": ["dorsiflexion"],
+    "mode": "active",
+    "position": "seated",
+    "equipment": ["chair"],
+    "default_dose": {"sets": 2, "reps": 15},
+}
+
+
+class ExerciseCreate(BaseModel):
+    """A clinic's own exercise. Limits: 1 to 30 steps of ≤ 500 characters, ≤ 10 references."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [EXERCISE_CREATE_EXAMPLE]}
+    )
+
+    slug: Slug = Field(
+        description="Lowercase words joined by hyphens; unique in the clinic "
+        "and never the slug of a global exercise."
+    )
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    summary: Annotated[str, Field(min_length=1, max_length=2000)]
+    steps: Annotated[list[Step], Field(min_length=1, max_length=30)]
+    body_region: BodyRegion
+    movements: Annotated[list[Movement], Field(min_length=1, max_length=len(Movement))]
+    mode: Mode
+    position: Position | None = None
+    equipment: Annotated[list[Equipment], Field(max_length=len(Equipment))] = []
+    default_dose: Dose | None = None
+    cautions: Annotated[list[Caution], Field(max_length=20)] = []
+    easier_variant_id: uuid.UUID | None = None
+    harder_variant_id: uuid.UUID | None = None
+    media: Annotated[list[Media], Field(max_length=10)] = []
+    references: Annotated[list[Reference], Field(max_length=10)] = []
+
+
+class ExerciseUpdate(BaseModel):
+    """Fields to change on a clinic's own exercise; those left out stay as they are."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"default_dose": {"sets": 3, "reps": 12}}]},
+    )
+
+    slug: Slug | None = None
+    name: Annotated[str | None, Field(min_length=1, max_length=120)] = None
+    summary: Annotated[str | None, Field(min_length=1, max_length=2000)] = None
+    steps: Annotated[list[Step] | None, Field(min_length=1, max_length=30)] = None
+    body_region: BodyRegion | None = None
+    movements: Annotated[list[Movement] | None, Field(min_length=1, max_length=len(Movement))] = (
+        None
+    )
+    mode: Mode | None = None
+    position: Position | None = None
+    equipment: Annotated[list[Equipment] | None, Field(max_length=len(Equipment))] = None
+    default_dose: Dose | None = None
+    cautions: Annotated[list[Caution] | None, Field(max_length=20)] = None
+    easier_variant_id: uuid.UUID | None = None
+    harder_variant_id: uuid.UUID | None = None
+    media: Annotated[list[Media] | None, Field(max_length=10)] = None
+    references: Annotated[list[Reference] | None, Field(max_length=10)] = None

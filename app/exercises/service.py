@@ -1,40 +1,35 @@
-"""Reading the exercise catalog, and loading the shipped catalog from its data file."""
+"""Reading exercises (the global catalog and the caller's clinic's own) and writing the
+clinic's own. The global catalog is read-only here; it changes only by `dorsi migrate`."""
 
 import hashlib
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
-from sqlalchemy import or_, tuple_
+from sqlalchemy import ColumnElement, or_, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
-from app.core.errors import NotFound
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+)
+from app.core.http import etag_matches
+from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.core.sql import json_array_contains
 from app.exercises.models import Exercise
-from app.exercises.schemas import ExercisePublic, ExerciseQuery, ExerciseRef
-
-CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
-# Catalog ids are derived from slugs so that every installation shares them.
-CATALOG_NAMESPACE = uuid.UUID("5b1f7c1e-8d0a-4c55-9a51-7d6f2f0c0d15")
-
-CONTENT_FIELDS = (
-    "name",
-    "summary",
-    "steps",
-    "body_region",
-    "movements",
-    "mode",
-    "position",
-    "equipment",
-    "default_dose",
-    "cautions",
-    "media",
-    "references",
+from app.exercises.schemas import (
+    ExerciseCreate,
+    ExercisePublic,
+    ExerciseQuery,
+    ExerciseRef,
+    ExerciseUpdate,
 )
 
 
@@ -60,7 +55,11 @@ def to_public(exercise: Exercise, refs: dict[uuid.UUID, Exercise]) -> ExercisePu
 
     return ExercisePublic.model_validate(
         {
-            **exercise.model_dump(),
+            **{
+                field: getattr(exercise, field)
+                for field in ExercisePublic.model_fields
+                if hasattr(exercise, field)
+            },
             "easier_variant": ref(exercise.easier_variant_id),
             "harder_variant": ref(exercise.harder_variant_id),
             "owner": "global" if exercise.clinic_id is None else "clinic",
@@ -68,9 +67,17 @@ def to_public(exercise: Exercise, refs: dict[uuid.UUID, Exercise]) -> ExercisePu
     )
 
 
-def list_exercises(session: Session, query: ExerciseQuery) -> Rendered:
-    """A page of the global catalog matching every given filter, in slug order."""
-    statement = select(Exercise).where(col(Exercise.clinic_id).is_(None))
+def visible_to(clinic_id: uuid.UUID | None) -> ColumnElement[bool]:
+    """The global catalog, plus the clinic's own live exercises when a clinic asks."""
+    owner = col(Exercise.clinic_id)
+    if clinic_id is None:
+        return owner.is_(None)
+    return or_(owner.is_(None), owner == clinic_id) & col(Exercise.deleted_at).is_(None)
+
+
+def list_exercises(session: Session, clinic_id: uuid.UUID | None, query: ExerciseQuery) -> Rendered:
+    """A page of the visible exercises matching every given filter, in slug order."""
+    statement = select(Exercise).where(visible_to(clinic_id))
     for field in ("body_region", "mode", "position"):
         value = getattr(query, field)
         if value is not None:
@@ -88,9 +95,11 @@ def list_exercises(session: Session, query: ExerciseQuery) -> Rendered:
         )
     if query.cursor is not None:
         slug, last_id = decode_cursor(query.cursor, 2)
-        statement = statement.where(
-            tuple_(col(Exercise.slug), col(Exercise.id)) > (str(slug), _uuid(last_id))
-        )
+        try:
+            position = (str(slug), uuid.UUID(str(last_id)))
+        except ValueError:
+            raise invalid_cursor() from None
+        statement = statement.where(tuple_(col(Exercise.slug), col(Exercise.id)) > position)
     statement = statement.order_by(col(Exercise.slug), col(Exercise.id)).limit(query.limit + 1)
     rows = list(session.exec(statement).all())
     more = len(rows) > query.limit
@@ -101,9 +110,10 @@ def list_exercises(session: Session, query: ExerciseQuery) -> Rendered:
     return render({"items": items, "next_cursor": next_cursor})
 
 
-def get_exercise(session: Session, id_or_slug: str) -> Rendered:
-    """One global exercise by id or slug."""
-    statement = select(Exercise).where(col(Exercise.clinic_id).is_(None))
+def find(session: Session, clinic_id: uuid.UUID | None, id_or_slug: str) -> Exercise:
+    """A visible exercise by id or slug; a clinic's own slug wins over nothing else, since
+    clinic slugs may not repeat a global one."""
+    statement = select(Exercise).where(visible_to(clinic_id))
     try:
         statement = statement.where(Exercise.id == uuid.UUID(id_or_slug))
     except ValueError:
@@ -111,14 +121,12 @@ def get_exercise(session: Session, id_or_slug: str) -> Rendered:
     exercise = session.exec(statement).first()
     if exercise is None:
         raise NotFound(f"No exercise {id_or_slug!r}.")
+    return exercise
+
+
+def get_exercise(session: Session, clinic_id: uuid.UUID | None, id_or_slug: str) -> Rendered:
+    exercise = find(session, clinic_id, id_or_slug)
     return render(to_public(exercise, _variants(session, [exercise])).model_dump(mode="json"))
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return uuid.UUID(int=0)
 
 
 def _variants(session: Session, rows: list[Exercise]) -> dict[uuid.UUID, Exercise]:
@@ -128,66 +136,99 @@ def _variants(session: Session, rows: list[Exercise]) -> dict[uuid.UUID, Exercis
     return {e.id: e for e in session.exec(select(Exercise).where(col(Exercise.id).in_(ids)))}
 
 
-def catalog_id(slug: str) -> uuid.UUID:
-    return uuid.uuid5(CATALOG_NAMESPACE, slug)
-
-
-def load_catalog(session: Session, path: Path = CATALOG_FILE) -> dict[str, int]:
-    """Bring the global catalog in line with the data file; running it twice changes nothing.
-
-    An exercise whose content changed gets its version bumped; one that is new is added.
-    Returns how many were created, updated and left unchanged.
-    """
-    entries: list[dict[str, Any]] = yaml.safe_load(path.read_text(encoding="utf-8"))["exercises"]
-    existing = {
-        e.slug: e for e in session.exec(select(Exercise).where(col(Exercise.clinic_id).is_(None)))
-    }
-    now = utcnow()
-    wanted: dict[str, dict[str, Any]] = {}
-    for entry in entries:
-        content = {field: entry.get(field, []) for field in CONTENT_FIELDS}
-        content["easier_variant_id"] = catalog_id(entry["easier"]) if entry["easier"] else None
-        content["harder_variant_id"] = catalog_id(entry["harder"]) if entry["harder"] else None
-        # Validate through the public schema so the file can never ship what the API rejects.
-        ExercisePublic.model_validate(
-            {
-                **content,
-                "id": catalog_id(entry["slug"]),
-                "slug": entry["slug"],
-                "easier_variant": None,
-                "harder_variant": None,
-                "owner": "global",
-                "version": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        wanted[entry["slug"]] = content
-
-    counts = {"created": 0, "updated": 0, "unchanged": 0}
-    created: set[str] = set()
-    # Rows first, links second: a link may point at an exercise added in this same load.
-    links = ("easier_variant_id", "harder_variant_id")
-    for slug, content in wanted.items():
-        if slug not in existing:
-            fields = {k: v for k, v in content.items() if k not in links}
-            existing[slug] = Exercise(id=catalog_id(slug), slug=slug, created_at=now, **fields)
-            session.add(existing[slug])
-            created.add(slug)
-    counts["created"] = len(created)
-    session.flush()
-    for slug, content in wanted.items():
-        current = existing[slug]
-        changed = {k: v for k, v in content.items() if getattr(current, k) != v}
-        if not changed:
+def _check_links(
+    session: Session, clinic_id: uuid.UUID, values: dict[str, Any], own_id: uuid.UUID | None
+) -> None:
+    errors = []
+    for field in ("easier_variant_id", "harder_variant_id"):
+        target = values.get(field)
+        if target is None:
             continue
+        found = session.exec(
+            select(Exercise.id).where(Exercise.id == target, visible_to(clinic_id))
+        ).first()
+        if found is None or target == own_id:
+            errors.append(
+                FieldError(location="body", pointer=f"#/{field}", detail="No such exercise.")
+            )
+    if errors:
+        raise InvalidInput(errors)
+
+
+def _check_slug(session: Session, clinic_id: uuid.UUID, slug: str) -> None:
+    taken = session.exec(
+        select(Exercise.id).where(
+            Exercise.slug == slug,
+            or_(col(Exercise.clinic_id).is_(None), col(Exercise.clinic_id) == clinic_id),
+        )
+    ).first()
+    if taken is not None:
+        raise Conflict(f"The slug {slug!r} is taken.")
+
+
+def create(session: Session, clinic_id: uuid.UUID, data: ExerciseCreate) -> Exercise:
+    values = data.model_dump(mode="json")
+    values["easier_variant_id"] = data.easier_variant_id
+    values["harder_variant_id"] = data.harder_variant_id
+    _check_slug(session, clinic_id, data.slug)
+    _check_links(session, clinic_id, values, None)
+    exercise = Exercise(clinic_id=clinic_id, **values)
+    session.add(exercise)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"The slug {data.slug!r} is taken.") from None
+    return exercise
+
+
+def _own(session: Session, clinic_id: uuid.UUID, id_or_slug: str) -> Exercise:
+    exercise = find(session, clinic_id, id_or_slug)
+    if exercise.clinic_id is None:
+        raise Forbidden("The global catalog is read-only; create a clinic exercise instead.")
+    return exercise
+
+
+def update(
+    session: Session,
+    clinic_id: uuid.UUID,
+    id_or_slug: str,
+    data: ExerciseUpdate,
+    if_match: str | None,
+) -> Exercise:
+    exercise = _own(session, clinic_id, id_or_slug)
+    current = get_exercise(session, clinic_id, str(exercise.id))
+    if if_match is not None and not etag_matches(if_match, current.etag):
+        raise PreconditionFailed("The exercise changed since you read it; read it again.")
+    values = data.model_dump(mode="json", exclude_unset=True)
+    for field in ("easier_variant_id", "harder_variant_id"):
+        if field in values:
+            values[field] = getattr(data, field)
+    _check_links(session, clinic_id, values, exercise.id)
+    if "slug" in values and values["slug"] != exercise.slug:
+        _check_slug(session, clinic_id, values["slug"])
+    required = {"slug", "name", "summary", "steps", "body_region", "movements", "mode"}
+    nulled = [k for k in required if k in values and values[k] is None]
+    if nulled:
+        raise InvalidInput(
+            [
+                FieldError(location="body", pointer=f"#/{k}", detail="May not be null.")
+                for k in nulled
+            ]
+        )
+    changed = {k: v for k, v in values.items() if getattr(exercise, k) != v}
+    if changed:
         for key, value in changed.items():
-            setattr(current, key, value)
-        if slug not in created:
-            current.version += 1
-            current.updated_at = now
-            counts["updated"] += 1
-        session.add(current)
-    counts["unchanged"] = len(wanted) - counts["created"] - counts["updated"]
-    session.flush()
-    return counts
+            setattr(exercise, key, value)
+        exercise.version += 1
+        exercise.updated_at = utcnow()
+        session.add(exercise)
+        session.flush()
+    return exercise
+
+
+def delete(session: Session, clinic_id: uuid.UUID, id_or_slug: str) -> None:
+    """Soft delete, so that plans which used the exercise can still show it."""
+    exercise = _own(session, clinic_id, id_or_slug)
+    exercise.deleted_at = utcnow()
+    session.add(exercise)

@@ -10,8 +10,8 @@ from sqlmodel import Session, select
 
 from app.core.config import Settings
 from app.core.db import make_engine
+from app.exercises.catalog import CATALOG_FILE, load_catalog
 from app.exercises.models import Exercise
-from app.exercises.service import CATALOG_FILE, load_catalog
 from tests.conftest import DatabaseFactory, migrated
 
 ARTICLE = Path(__file__).resolve().parents[3] / "shared/seeds/foot-drop-exercises-article.txt"

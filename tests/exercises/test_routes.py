@@ -111,10 +111,10 @@ async def test_unknown_exercise_is_404_problem(client: AsyncClient, missing: str
     assert response.json()["type"].endswith("/not-found")
 
 
-async def test_overlong_id_is_422(client: AsyncClient) -> None:
+async def test_an_id_that_cannot_exist_is_404_not_422(client: AsyncClient) -> None:
     response = await client.get(f"/v1/exercises/{'x' * 81}")
-    assert response.status_code == 422
-    assert response.json()["errors"][0]["pointer"] == "#/exercise"
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,61 @@
+"""Recording audit events, in the caller's transaction, and listing them for clinic admins."""
+
+import uuid
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from app.audit.models import AuditEvent
+from app.auth.principal import Caller
+
+
+def record(
+    session: Session,
+    caller: Caller,
+    action: str,
+    resource_type: str,
+    resource_id: uuid.UUID | str | None = None,
+    patient_id: uuid.UUID | None = None,
+) -> None:
+    """Add an audit event to the session; it commits (or not) with the work it records."""
+    principal = caller.principal
+    session.add(
+        AuditEvent(
+            clinic_id=principal.clinic_id,
+            actor_kind=principal.kind,
+            actor_id=principal.id,
+            action=action,
+            resource_type=resource_type,
+            resource_id=str(resource_id) if resource_id is not None else None,
+            patient_id=patient_id,
+            ip=caller.ip,
+            request_id=caller.request_id,
+        )
+    )
+
+
+def list_events(
+    session: Session,
+    clinic_id: uuid.UUID,
+    *,
+    patient_id: uuid.UUID | None,
+    actor_id: uuid.UUID | None,
+    since: datetime | None,
+    until: datetime | None,
+    after_id: int | None,
+    limit: int,
+) -> list[AuditEvent]:
+    """Newest first; ``after_id`` continues below the last id of the previous page."""
+    statement = select(AuditEvent).where(AuditEvent.clinic_id == clinic_id)
+    if patient_id is not None:
+        statement = statement.where(AuditEvent.patient_id == patient_id)
+    if actor_id is not None:
+        statement = statement.where(AuditEvent.actor_id == actor_id)
+    if since is not None:
+        statement = statement.where(col(AuditEvent.occurred_at) >= since)
+    if until is not None:
+        statement = statement.where(col(AuditEvent.occurred_at) < until)
+    if after_id is not None:
+        statement = statement.where(col(AuditEvent.id) < after_id)
+    statement = statement.order_by(col(AuditEvent.id).desc()).limit(limit)
+    return list(session.exec(statement).all())

@@ -1,0 +1,176 @@
+"""Authentication and authorization dependencies: who is calling, and may they do this."""
+
+import uuid
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
+from sqlmodel import Session, col, select
+
+from app.auth.models import ActorKind, ApiClient, AuthSession, Clinician, Role
+from app.auth.principal import Caller, Principal, Scope
+from app.auth.security import Secrets
+from app.core.columns import utcnow
+from app.core.db import SessionDep
+from app.core.errors import Forbidden, Unauthorized
+from app.patients.models import Patient
+
+TOKEN_URL = "/v1/auth/token"
+SCOPE_DESCRIPTIONS = {
+    Scope.exercises_read: "Read the catalog and the clinic's own exercises.",
+    Scope.exercises_write: "Create, edit and delete the clinic's own exercises.",
+    Scope.patients_read: "Read the clinic's patients.",
+    Scope.patients_write: "Create, edit and delete patients; issue access codes.",
+    Scope.plans_read: "Read plans and templates.",
+    Scope.plans_write: "Create and edit plans and templates.",
+    Scope.adherence_read: "Read adherence records and summaries.",
+    Scope.adherence_write: "Record adherence on a patient's behalf.",
+    Scope.changes_read: "Follow the clinic's change feed and exports.",
+}
+
+oauth2 = OAuth2(
+    flows=OAuthFlows(
+        password=OAuthFlowPassword(tokenUrl=TOKEN_URL, scopes=dict(SCOPE_DESCRIPTIONS)),
+        clientCredentials=OAuthFlowClientCredentials(
+            tokenUrl=TOKEN_URL, scopes=dict(SCOPE_DESCRIPTIONS)
+        ),
+    ),
+    scheme_name="OAuth2",
+    description="Clinicians sign in with the password flow, clinic systems with client "
+    "credentials. Tokens last `DORSI_ACCESS_TOKEN_MINUTES`.",
+    auto_error=False,
+)
+patient_bearer = HTTPBearer(
+    scheme_name="PatientToken",
+    description="A patient app's access token from `POST /v1/auth/pair` or "
+    "`POST /v1/auth/refresh`.",
+    auto_error=False,
+)
+
+
+def get_secrets(request: Request) -> Secrets:
+    found: Secrets = request.app.state.secrets
+    return found
+
+
+SecretsDep = Annotated[Secrets, Depends(get_secrets)]
+
+
+def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal | None:
+    """The principal a bearer token stands for, checked against its session, or None."""
+    if not token:
+        return None
+    claims = secrets.read_access_token(token)
+    if claims is None:
+        raise Unauthorized("The access token is invalid or has expired.")
+    try:
+        session_id = uuid.UUID(claims["sid"])
+    except (ValueError, TypeError):
+        raise Unauthorized("The access token is invalid.") from None
+    row = session.exec(
+        select(AuthSession, Clinician.active, Patient.deleted_at, ApiClient.revoked_at)
+        .outerjoin(Clinician, col(Clinician.id) == AuthSession.clinician_id)
+        .outerjoin(Patient, col(Patient.id) == AuthSession.patient_id)
+        .outerjoin(ApiClient, col(ApiClient.id) == AuthSession.api_client_id)
+        .where(AuthSession.id == session_id)
+    ).first()
+    if row is None:
+        raise Unauthorized("The access token is invalid.")
+    auth, clinician_active, patient_deleted, client_revoked = row
+    if (
+        auth.revoked_at is not None
+        or auth.expires_at <= utcnow()
+        or clinician_active is False
+        or patient_deleted is not None
+        or client_revoked is not None
+    ):
+        raise Unauthorized("The access token has been revoked.")
+    kind = ActorKind(auth.actor_kind)
+    actor = auth.clinician_id or auth.patient_id or auth.api_client_id
+    assert actor is not None
+    return Principal(
+        kind=kind,
+        id=actor,
+        clinic_id=auth.clinic_id,
+        session_id=auth.id,
+        scopes=frozenset(auth.scopes),
+        role=Role(claims["role"]) if claims.get("role") else None,
+        patient_id=auth.patient_id,
+    )
+
+
+def _caller(request: Request, principal: Principal) -> Caller:
+    client = request.client
+    return Caller(
+        principal=principal,
+        ip=client.host if client else None,
+        request_id=request.scope.get("state", {}).get("request_id"),
+    )
+
+
+def optional_caller(
+    request: Request,
+    session: SessionDep,
+    secrets: SecretsDep,
+    token: Annotated[str | None, Depends(oauth2)],
+) -> Caller | None:
+    """Anyone; a presented token must be valid."""
+    principal = resolve(session, secrets, _bearer(token))
+    return None if principal is None else _caller(request, principal)
+
+
+def _bearer(authorization: str | None) -> str | None:
+    # OAuth2 (auto_error=False) hands over the raw header value.
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        raise Unauthorized("Send the token as `Authorization: Bearer <token>`.")
+    return value
+
+
+OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
+
+
+def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., Caller]:
+    """A dependency for clinic routes: a clinician (admin, if asked) or an API client
+    holding ``scope``. Patients are refused; they use `/v1/me`."""
+
+    def dependency(
+        request: Request,
+        session: SessionDep,
+        secrets: SecretsDep,
+        token: Annotated[str | None, Depends(oauth2)],
+    ) -> Caller:
+        principal = resolve(session, secrets, _bearer(token))
+        if principal is None:
+            raise Unauthorized()
+        if principal.kind == ActorKind.patient:
+            raise Forbidden("Patient tokens reach their own data under /v1/me.")
+        if admin and principal.role != Role.admin:
+            raise Forbidden("Only a clinic admin may do this.")
+        if scope is not None and scope not in principal.scopes:
+            raise Forbidden(f"This token lacks the `{scope}` scope.")
+        return _caller(request, principal)
+
+    return dependency
+
+
+def patient_caller(
+    request: Request,
+    session: SessionDep,
+    secrets: SecretsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)],
+) -> Caller:
+    """A patient's app, with a token from pairing."""
+    principal = resolve(session, secrets, credentials.credentials if credentials else None)
+    if principal is None:
+        raise Unauthorized()
+    if principal.kind != ActorKind.patient:
+        raise Forbidden("Only a patient's app has a /v1/me.")
+    return _caller(request, principal)
+
+
+PatientCaller = Annotated[Caller, Depends(patient_caller)]

@@ -1,0 +1,177 @@
+"""Sign-in routes: the OAuth2 token endpoint, patient pairing, refresh and revocation."""
+
+import base64
+import binascii
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Form, Request
+from starlette.responses import Response
+
+from app.auth import service
+from app.auth.deps import SecretsDep
+from app.auth.ratelimit import SignInLimiter
+from app.auth.schemas import PairRequest, RefreshRequest, RevokeRequest, TokenResponse
+from app.core.config import Settings
+from app.core.db import SessionDep
+from app.core.errors import (
+    BadRequest,
+    InvalidInput,
+    TooManyRequests,
+    Unauthorized,
+    problem_response,
+    responses,
+)
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _limiter(request: Request) -> SignInLimiter:
+    limiter: SignInLimiter = request.app.state.sign_in_limiter
+    return limiter
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+LimiterDep = Annotated[SignInLimiter, Depends(_limiter)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, _, secret = base64.b64decode(value).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return client_id, secret
+
+
+@router.post(
+    "/token",
+    operation_id="createToken",
+    summary="Sign in (OAuth2 token endpoint)",
+    response_model=TokenResponse,
+    responses=responses(BadRequest, Unauthorized, TooManyRequests, InvalidInput),
+)
+def create_token(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    secrets: SecretsDep,
+    limiter: LimiterDep,
+    grant_type: Annotated[Literal["password", "client_credentials"], Form()],
+    username: Annotated[str | None, Form(max_length=254)] = None,
+    password: Annotated[str | None, Form(max_length=256)] = None,
+    client_id: Annotated[str | None, Form(max_length=64)] = None,
+    client_secret: Annotated[str | None, Form(max_length=256)] = None,
+    scope: Annotated[str | None, Form(max_length=1000)] = None,
+) -> TokenResponse:
+    """Clinicians: `grant_type=password` with email and password. Clinic systems:
+    `grant_type=client_credentials` with the client id and secret (form fields or HTTP
+    Basic). Attempts are limited per account and per address; past it, 429."""
+    response.headers.update(NO_STORE)
+    if grant_type == "password":
+        if not username or not password:
+            raise BadRequest("The password grant needs `username` and `password`.")
+        limiter.hit(("sign-in", "ip", _address(request)), ("sign-in", "account", username.lower()))
+        return service.password_grant(session, secrets, username, password, scope)
+    basic = _basic_credentials(request)
+    if basic is not None:
+        client_id, client_secret = basic
+    if not client_id or not client_secret:
+        raise BadRequest("The client_credentials grant needs `client_id` and `client_secret`.")
+    limiter.hit(("sign-in", "ip", _address(request)), ("sign-in", "client", client_id))
+    return service.client_credentials_grant(session, secrets, client_id, client_secret, scope)
+
+
+@router.post(
+    "/pair",
+    operation_id="pairDevice",
+    summary="Pair a patient's app with an access code",
+    response_model=TokenResponse,
+    responses=responses(Unauthorized, TooManyRequests, InvalidInput),
+)
+def pair_device(
+    request: Request,
+    response: Response,
+    body: PairRequest,
+    session: SessionDep,
+    secrets: SecretsDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+) -> TokenResponse:
+    """Trade the single-use code from `POST /v1/patients/{id}/access-codes` for an access
+    token and a refresh token bound to this device."""
+    response.headers.update(NO_STORE)
+    limiter.hit(("pair", "ip", _address(request)))
+    return service.pair(
+        session,
+        secrets,
+        body.code,
+        body.device_name,
+        timedelta(days=settings.refresh_token_days),
+        request.client.host if request.client else None,
+        request.scope.get("state", {}).get("request_id"),
+    )
+
+
+@router.post(
+    "/refresh",
+    operation_id="refreshToken",
+    summary="Rotate a patient app's refresh token",
+    response_model=TokenResponse,
+    responses=responses(Unauthorized, TooManyRequests, InvalidInput),
+)
+def refresh_token(
+    request: Request,
+    body: RefreshRequest,
+    session: SessionDep,
+    secrets: SecretsDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+) -> Response:
+    """Each refresh token works once and comes back replaced. Presenting a used one again
+    ends the device's session: it has leaked."""
+    limiter.hit(("refresh", "ip", _address(request)))
+    tokens, reused = service.refresh(
+        session, secrets, body.refresh_token, timedelta(days=settings.refresh_token_days)
+    )
+    if tokens is None:
+        # Returned, not raised: a detected reuse revokes the session, and that must commit.
+        detail = "The refresh token was already used; the device is signed out."
+        return problem_response(
+            401,
+            slug="unauthorized",
+            detail=detail if reused else "The refresh token is not valid.",
+            request=request,
+            headers={"WWW-Authenticate": 'Bearer realm="dorsi"', **NO_STORE},
+        )
+    return Response(tokens.model_dump_json(), media_type="application/json", headers=NO_STORE)
+
+
+@router.post(
+    "/revoke",
+    operation_id="revokeToken",
+    summary="Revoke a token and its session",
+    status_code=200,
+    responses={
+        200: {"description": "Revoked (or already unknown, as RFC 7009 asks)."},
+        **responses(InvalidInput),
+    },
+)
+def revoke_token(body: RevokeRequest, session: SessionDep, secrets: SecretsDep) -> Response:
+    """Ends the sign-in session behind an access or refresh token at once: every token of
+    that device or sign-in fails on its next request."""
+    service.revoke(session, secrets, body.token)
+    return Response(status_code=200, headers=NO_STORE)

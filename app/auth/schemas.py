@@ -1,0 +1,68 @@
+"""What the sign-in endpoints read and answer."""
+
+import uuid
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TokenResponse(BaseModel):
+    """An OAuth2 token answer (RFC 6749 section 5.1)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9…",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                    "scope": "exercises:read patients:read",
+                    "refresh_token": None,
+                    "patient_id": None,
+                }
+            ]
+        }
+    )
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    scope: str = Field(description="Space-separated scopes the token carries.")
+    refresh_token: str | None = Field(
+        default=None, description="Patient apps only: trade it at `/v1/auth/refresh`."
+    )
+    patient_id: uuid.UUID | None = Field(
+        default=None, description="Patient apps only: whose app this is."
+    )
+
+
+class PairRequest(BaseModel):
+    """A patient app trades the access code its clinician gave for tokens."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"code": "7KQ4-M9XT", "device_name": "Ana's phone"}]},
+    )
+
+    code: Annotated[str, Field(min_length=4, max_length=32)]
+    device_name: Annotated[str | None, Field(max_length=120)] = None
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"refresh_token": "hV1c3m…"}]},
+    )
+
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class RevokeRequest(BaseModel):
+    """RFC 7009: the token to end; its whole sign-in session (device) ends with it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"token": "hV1c3m…"}]},
+    )
+
+    token: Annotated[str, Field(min_length=1, max_length=4096)]

@@ -1,0 +1,1 @@
+"""Patients: pseudonymous, within one clinic."""

@@ -1,0 +1,186 @@
+"""Patient routes for clinicians and clinic systems (patients use /v1/me)."""
+
+import uuid
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+
+from app.auth.deps import SecretsDep, staff
+from app.auth.principal import Caller, Scope
+from app.core.db import SessionDep
+from app.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+    responses,
+)
+from app.core.http import conditional_json
+from app.patients import service
+from app.patients.schemas import (
+    AccessCodePublic,
+    DevicePublic,
+    PatientCreate,
+    PatientPage,
+    PatientPublic,
+    PatientQuery,
+    PatientUpdate,
+)
+
+router = APIRouter(prefix="/v1/patients", tags=["patients"])
+
+Reader = Annotated[Caller, Depends(staff(Scope.patients_read))]
+Writer = Annotated[Caller, Depends(staff(Scope.patients_write))]
+PatientId = Annotated[uuid.UUID, "the patient's id"]
+PRIVATE = "private, no-cache"
+AUTH_ERRORS = (Unauthorized, Forbidden, InvalidInput)
+
+
+def _public(patient: object) -> bytes:
+    return PatientPublic.model_validate(patient).model_dump_json().encode()
+
+
+@router.post(
+    "",
+    operation_id="createPatient",
+    summary="Create a patient",
+    status_code=201,
+    response_model=PatientPublic,
+    responses=responses(*AUTH_ERRORS, Conflict),
+)
+def create_patient(
+    request: Request, body: PatientCreate, session: SessionDep, caller: Writer
+) -> Response:
+    patient = service.create(session, caller, body)
+    return Response(
+        _public(patient),
+        status_code=201,
+        media_type="application/json",
+        headers={"Location": f"/v1/patients/{patient.id}", "ETag": service.etag(patient)},
+    )
+
+
+@router.get(
+    "",
+    operation_id="listPatients",
+    summary="List patients",
+    response_model=PatientPage,
+    responses=responses(*AUTH_ERRORS),
+)
+def list_patients(
+    session: SessionDep, caller: Reader, query: Annotated[PatientQuery, Query()]
+) -> PatientPage:
+    rows, cursor = service.list_page(session, caller, query)
+    return PatientPage(
+        items=[PatientPublic.model_validate(row) for row in rows], next_cursor=cursor
+    )
+
+
+@router.get(
+    "/{patient_id}",
+    operation_id="getPatient",
+    summary="Get a patient",
+    response_model=PatientPublic,
+    responses={304: {"description": "Not Modified"}, **responses(*AUTH_ERRORS, NotFound)},
+)
+def get_patient(
+    patient_id: uuid.UUID,
+    session: SessionDep,
+    caller: Reader,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    patient = service.read(session, caller, patient_id)
+    return conditional_json(_public(patient), service.etag(patient), if_none_match, PRIVATE)
+
+
+@router.patch(
+    "/{patient_id}",
+    operation_id="updatePatient",
+    summary="Update a patient",
+    response_model=PatientPublic,
+    responses=responses(*AUTH_ERRORS, NotFound, Conflict, PreconditionFailed),
+)
+def update_patient(
+    patient_id: uuid.UUID,
+    body: PatientUpdate,
+    session: SessionDep,
+    caller: Writer,
+    if_match: Annotated[
+        str | None, Header(description="The ETag you read; 412 if the patient changed since.")
+    ] = None,
+) -> Response:
+    patient = service.update(session, caller, patient_id, body, if_match)
+    return Response(
+        _public(patient), media_type="application/json", headers={"ETag": service.etag(patient)}
+    )
+
+
+@router.delete(
+    "/{patient_id}",
+    operation_id="deletePatient",
+    summary="Delete a patient",
+    status_code=204,
+    responses=responses(*AUTH_ERRORS, NotFound),
+)
+def delete_patient(patient_id: uuid.UUID, session: SessionDep, caller: Writer) -> Response:
+    """The patient disappears from the API and their apps are signed out; the record is kept
+    for the audit trail."""
+    service.delete(session, caller, patient_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{patient_id}/access-codes",
+    operation_id="createAccessCode",
+    summary="Issue an access code for the patient's app",
+    status_code=201,
+    response_model=AccessCodePublic,
+    responses=responses(*AUTH_ERRORS, NotFound),
+)
+def create_access_code(
+    request: Request,
+    response: Response,
+    patient_id: uuid.UUID,
+    session: SessionDep,
+    secrets: SecretsDep,
+    caller: Writer,
+) -> AccessCodePublic:
+    """A short single-use code (8 characters, no look-alikes) that the app trades at
+    `POST /v1/auth/pair`. It expires after `DORSI_ACCESS_CODE_MINUTES`."""
+    response.headers["Cache-Control"] = "no-store"
+    minutes = request.app.state.settings.access_code_minutes
+    return service.issue_access_code(
+        session, caller, secrets, patient_id, timedelta(minutes=minutes)
+    )
+
+
+@router.get(
+    "/{patient_id}/devices",
+    operation_id="listPatientDevices",
+    summary="List the patient's paired apps",
+    response_model=list[DevicePublic],
+    responses=responses(*AUTH_ERRORS, NotFound),
+)
+def list_devices(patient_id: uuid.UUID, session: SessionDep, caller: Reader) -> list[DevicePublic]:
+    return [
+        DevicePublic.model_validate(device)
+        for device in service.list_devices(session, caller, patient_id)
+    ]
+
+
+@router.delete(
+    "/{patient_id}/devices/{device_id}",
+    operation_id="revokePatientDevice",
+    summary="Sign a paired app out",
+    status_code=204,
+    responses=responses(*AUTH_ERRORS, NotFound),
+)
+def revoke_device(
+    patient_id: uuid.UUID, device_id: uuid.UUID, session: SessionDep, caller: Writer
+) -> Response:
+    """The app's tokens fail on their next request."""
+    service.revoke_device(session, caller, patient_id, device_id)
+    return Response(status_code=204)
