@@ -53,7 +53,7 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = _with_defaults(message.get("headers", ()), header)
             await send(message)
 
         try:
@@ -119,6 +119,29 @@ def _counter(method: str, route: str, status: int) -> Counter:
 @functools.cache
 def _histogram(method: str, route: str) -> Histogram:
     return LATENCY.labels(method, route)
+
+
+# Sent on every response. A route that sets its own Cache-Control or Content-Security-Policy
+# (the catalog, the docs pages) keeps it; everything else is health data: never stored.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+]
+DEFAULT_HEADERS = {
+    b"cache-control": b"no-store",
+    b"content-security-policy": b"default-src 'none'; frame-ancestors 'none'",
+}
+
+
+def _with_defaults(
+    headers: "list[tuple[bytes, bytes]] | tuple[()]", request_id: tuple[bytes, bytes]
+) -> list[tuple[bytes, bytes]]:
+    present = {name for name, _ in headers}
+    result = [*headers, request_id, *SECURITY_HEADERS]
+    result.extend((name, value) for name, value in DEFAULT_HEADERS.items() if name not in present)
+    return result
 
 
 class BodyTooLarge(HTTPException):
