@@ -76,7 +76,7 @@ def new_database(
 
 
 def migrated(url: str) -> str:
-    engine = make_engine(test_settings(url))
+    engine = make_engine(settings_for(url))
     try:
         migrate.upgrade(engine)
         migrate.seed(engine)
@@ -85,7 +85,7 @@ def migrated(url: str) -> str:
     return url
 
 
-def test_settings(url: str, **overrides: object) -> Settings:
+def settings_for(url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": url,
         "environment": "test",
@@ -98,7 +98,7 @@ def test_settings(url: str, **overrides: object) -> Settings:
 
 @pytest.fixture(scope="session")
 def settings(new_database: DatabaseFactory) -> Settings:
-    return test_settings(migrated(new_database()))
+    return settings_for(migrated(new_database()))
 
 
 @pytest.fixture(scope="session")
@@ -160,7 +160,7 @@ def build_world(app: FastAPI) -> World:
     """Creates the people of a test through the services, and signs each of them in."""
     secrets: Secrets = app.state.secrets
     lifetime = timedelta(days=1)
-    with Session(app.state.engine) as session:
+    with Session(app.state.engine, expire_on_commit=False) as session:
         clinic1 = accounts.create_clinic(session, "Clinic One")
         clinic2 = accounts.create_clinic(session, "Clinic Two")
         tag = uuid.uuid4().hex[:8]

@@ -1,0 +1,313 @@
+"""Sign-in for each kind of caller, token rotation, revocation and brute-force limits."""
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import jwt
+import pytest
+from fastapi import FastAPI
+from sqlmodel import Session, select
+
+from app.auth import accounts
+from app.auth.models import ApiClient, Clinician, Role
+from app.auth.principal import Scope
+from app.auth.security import Secrets
+from app.core.columns import utcnow
+from app.core.config import Settings, SettingsError, load_settings
+from app.main import create_app
+from tests.conftest import PASSWORD, World, make_client, settings_for
+
+
+def clinician(app: FastAPI, role: Role = Role.clinician) -> str:
+    """A new clinician of a new clinic; returns the email."""
+    email = f"{uuid.uuid4().hex[:10]}@clinic.test"
+    with Session(app.state.engine) as session:
+        clinic = accounts.create_clinic(session, "Sign-in Clinic")
+        accounts.create_clinician(session, app.state.secrets, clinic.id, email, PASSWORD, role)
+        session.commit()
+    return email
+
+
+def api_client(app: FastAPI, scopes: list[Scope]) -> tuple[str, str]:
+    with Session(app.state.engine) as session:
+        clinic = accounts.create_clinic(session, "Client Clinic")
+        client, secret = accounts.create_api_client(
+            session, app.state.secrets, clinic.id, "EHR", scopes
+        )
+        session.commit()
+        return str(client.id), secret
+
+
+async def password_grant(http: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    return await http.post(
+        "/v1/auth/token", data={"grant_type": "password", "username": email, "password": password}
+    )
+
+
+async def test_clinician_signs_in_and_uses_the_token(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    email = clinician(app)
+    response = await password_grant(client, email.upper(), PASSWORD)
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 15 * 60
+    assert "patients:read" in body["scope"].split()
+    listed = await client.get(
+        "/v1/patients", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
+    assert listed.status_code == 200
+
+
+@pytest.mark.parametrize("wrong", ["password", "email"])
+async def test_wrong_credentials_are_401_and_say_nothing_more(
+    app: FastAPI, client: httpx.AsyncClient, wrong: str
+) -> None:
+    email = clinician(app)
+    if wrong == "password":
+        response = await password_grant(client, email, "not the password")
+    else:
+        response = await password_grant(client, f"nobody-{email}", PASSWORD)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == "The credentials are not valid."
+
+
+async def test_passwords_and_client_secrets_are_stored_as_argon2_hashes(app: FastAPI) -> None:
+    email = clinician(app)
+    client_id, secret = api_client(app, [Scope.patients_read])
+    with Session(app.state.engine) as session:
+        person = session.exec(select(Clinician).where(Clinician.email == email)).one()
+        stored = session.get(ApiClient, uuid.UUID(client_id))
+    assert person.password_hash.startswith("$argon2id$")
+    assert PASSWORD not in person.password_hash
+    assert stored is not None
+    assert stored.secret_hash.startswith("$argon2id$")
+    assert secret not in stored.secret_hash
+
+
+async def test_client_credentials_in_the_form_or_basic_auth(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    client_id, secret = api_client(app, [Scope.patients_read, Scope.adherence_read])
+    form = await client.post(
+        "/v1/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": "patients:read",
+        },
+    )
+    assert form.status_code == 200
+    assert form.json()["scope"] == "patients:read"
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    by_header = await client.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert by_header.status_code == 200
+    assert by_header.json()["scope"] == "adherence:read patients:read"
+    wrong = await client.post(
+        "/v1/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret + "x",
+        },
+    )
+    assert wrong.status_code == 401
+    too_much = await client.post(
+        "/v1/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": "plans:write",
+        },
+    )
+    assert too_much.status_code == 400
+    assert "plans:write" in too_much.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"grant_type": "implicit"},
+        {"grant_type": "password", "username": "x@y.z"},
+        {"grant_type": "client_credentials", "client_id": "abc"},
+        {},
+    ],
+)
+async def test_malformed_grants_are_4xx(client: httpx.AsyncClient, form: dict[str, str]) -> None:
+    response = await client.post("/v1/auth/token", data=form)
+    assert response.status_code in (400, 422)
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_revoked_access_token_fails_on_its_next_request(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    token = (await password_grant(client, clinician(app), PASSWORD)).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/v1/patients", headers=headers)).status_code == 200
+    assert (await client.post("/v1/auth/revoke", json={"token": token})).status_code == 200
+    refused = await client.get("/v1/patients", headers=headers)
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    # Revoking an unknown token is not an error (RFC 7009).
+    assert (await client.post("/v1/auth/revoke", json={"token": "nonsense"})).status_code == 200
+
+
+async def test_refresh_rotates_and_a_reused_refresh_token_signs_the_device_out(
+    world: World, app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    code = await client.post(
+        f"/v1/patients/{world.patient_a}/access-codes", headers=world["clinician1"].headers
+    )
+    paired = await client.post("/v1/auth/pair", json={"code": code.json()["code"]})
+    assert paired.status_code == 200
+    first = paired.json()
+    assert first["patient_id"] == str(world.patient_a)
+    rotated = await client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert rotated.status_code == 200
+    second = rotated.json()
+    assert second["refresh_token"] != first["refresh_token"]
+    me = {"Authorization": f"Bearer {second['access_token']}"}
+    assert (await client.get("/v1/exercises", headers=me)).status_code == 200
+    replay = await client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert replay.status_code == 401
+    assert "already used" in replay.json()["detail"]
+    # The leak ends the whole device session: the newest tokens stop working too.
+    assert (await client.get("/v1/exercises", headers=me)).status_code == 401
+    after = await client.post("/v1/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert after.status_code == 401
+
+
+async def test_revoking_a_refresh_token_ends_its_device(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    code = await client.post(
+        f"/v1/patients/{world.patient_b}/access-codes", headers=world["clinician1"].headers
+    )
+    tokens = (await client.post("/v1/auth/pair", json={"code": code.json()["code"]})).json()
+    await client.post("/v1/auth/revoke", json={"token": tokens["refresh_token"]})
+    me = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert (await client.get("/v1/exercises", headers=me)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-jwt",
+        jwt.encode(
+            {
+                "sub": "x",
+                "sid": str(uuid.uuid4()),
+                "kind": "clinician",
+                "cid": "x",
+                "iat": 0,
+                "exp": 4102444800,
+                "iss": "dorsi",
+            },
+            "a-different-key-" * 3,
+            algorithm="HS256",
+        ),
+    ],
+)
+async def test_forged_or_malformed_tokens_are_401(client: httpx.AsyncClient, token: str) -> None:
+    response = await client.get("/v1/patients", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+
+
+async def test_an_expired_token_is_401(app: FastAPI, client: httpx.AsyncClient) -> None:
+    token = (await password_grant(client, clinician(app), PASSWORD)).json()["access_token"]
+    secrets: Secrets = app.state.secrets
+    claims = secrets.read_access_token(token)
+    assert claims is not None
+    old = secrets.access_token(
+        {k: claims[k] for k in ("sub", "sid", "cid", "kind", "scope")},
+        now=utcnow() - timedelta(hours=1),
+    )
+    response = await client.get("/v1/patients", headers={"Authorization": f"Bearer {old}"})
+    assert response.status_code == 401
+
+
+@pytest.fixture
+async def strict_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    limited = create_app(settings_for(settings.database_url, sign_in_rate_limit="3/minute"))
+    yield limited
+    limited.state.engine.dispose()
+
+
+async def test_sign_in_is_limited_per_account_and_per_address(strict_app: FastAPI) -> None:
+    email = clinician(strict_app)
+
+    def from_address(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=strict_app, client=(address, 50000))
+        return httpx.AsyncClient(transport=transport, base_url="http://dorsi.test")
+
+    # Per account: attempts from many addresses still add up.
+    for n in range(3):
+        async with from_address(f"10.0.0.{n}") as http:
+            assert (await password_grant(http, email, "wrong")).status_code == 401
+    async with from_address("10.0.0.9") as http:
+        blocked = await password_grant(http, email, PASSWORD)
+    assert blocked.status_code == 429
+    assert int(blocked.headers["retry-after"]) >= 1
+    assert blocked.headers["content-type"] == "application/problem+json"
+
+    # Per address: one address trying many accounts is stopped too.
+    async with from_address("10.0.1.1") as http:
+        for n in range(3):
+            assert (await password_grant(http, f"x{n}@clinic.test", "wrong")).status_code == 401
+        assert (await password_grant(http, "y@clinic.test", "wrong")).status_code == 429
+        pairing = await http.post("/v1/auth/pair", json={"code": "AAAA-BBBB"})
+        assert pairing.status_code == 401
+    # Pairing has its own count per address.
+    async with from_address("10.0.2.1") as http:
+        statuses = [
+            (await http.post("/v1/auth/pair", json={"code": "AAAABBBB"})).status_code
+            for _ in range(4)
+        ]
+    assert statuses == [401, 401, 401, 429]
+
+
+async def test_security_headers_on_every_response(client: httpx.AsyncClient) -> None:
+    for path in ("/v1/exercises", "/v1/patients", "/nowhere", "/healthz"):
+        response = await client.get(path)
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "content-security-policy" in response.headers
+        assert "cache-control" in response.headers
+
+
+async def test_cors_allows_only_configured_origins(settings: Settings) -> None:
+    allowed = "https://clinic.example.org"
+    cors_app = create_app(settings_for(settings.database_url, cors_origins=[allowed]))
+    try:
+        async with make_client(cors_app) as http:
+            for origin, expected in ((allowed, allowed), ("https://evil.example", None)):
+                response = await http.options(
+                    "/v1/patients",
+                    headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+                )
+                assert response.headers.get("access-control-allow-origin") == expected
+    finally:
+        cors_app.state.engine.dispose()
+
+
+def test_production_refuses_to_start_without_a_secret() -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DORSI_ENVIRONMENT", "production")
+        patch.delenv("DORSI_SECRET_KEY", raising=False)
+        with pytest.raises(SettingsError, match="DORSI_SECRET_KEY"):
+            load_settings()
+        patch.setenv("DORSI_SECRET_KEY", "s" * 40)
+        assert load_settings().secret_key is not None
