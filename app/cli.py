@@ -132,10 +132,23 @@ def openapi(
     typer.echo(f"wrote {output}")
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line strings (descriptions) as readable `|` blocks."""
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _string)
+
+
 def openapi_yaml() -> str:
     from app.main import create_app
 
-    return yaml.safe_dump(create_app().openapi(), sort_keys=False, allow_unicode=True)
+    document = create_app().openapi()
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 @cli.command()
