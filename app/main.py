@@ -22,9 +22,11 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging, flush_logs
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
+from app.me.router import router as me_router
 from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
 from app.patients.router import router as patients_router
+from app.plans.router import router as plans_router
 
 DESCRIPTION = """
 Dorsi serves home-exercise programs for people with foot drop: an exercise catalog drawn
@@ -49,6 +51,15 @@ TAGS = [
     {
         "name": "patients",
         "description": "The clinic's patients: pseudonymous, with their access codes and apps.",
+    },
+    {
+        "name": "plans",
+        "description": "Templates and prescribed plans. Every change to a plan makes a new "
+        "immutable version; edits need `If-Match`.",
+    },
+    {
+        "name": "me",
+        "description": "The patient app: the signed-in patient's own data and today's items.",
     },
     {
         "name": "audit",
@@ -113,6 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_clients_router)
     app.include_router(exercises_router)
     app.include_router(patients_router)
+    app.include_router(plans_router)
+    app.include_router(me_router)
     app.include_router(audit_router)
     app.include_router(ops_router)
     if settings.cors_origins:

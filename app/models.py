@@ -6,6 +6,8 @@ from app.audit.models import AuditEvent
 from app.auth.models import AccessCode, ApiClient, AuthSession, Clinic, Clinician, RefreshToken
 from app.exercises.models import Exercise
 from app.patients.models import Patient
+from app.plans.models import Plan, PlanTemplate, PlanVersion
+from app.sync.models import Change
 
 metadata = SQLModel.metadata
 
@@ -14,10 +16,14 @@ __all__ = [
     "ApiClient",
     "AuditEvent",
     "AuthSession",
+    "Change",
     "Clinic",
     "Clinician",
     "Exercise",
     "Patient",
+    "Plan",
+    "PlanTemplate",
+    "PlanVersion",
     "RefreshToken",
     "metadata",
 ]

@@ -11,14 +11,27 @@ config = context.config
 
 
 def run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch migrations rebuild tables (copy, drop, rename); with foreign keys enforced,
+        # dropping a table that rows still point at would fail. SQLite ignores this pragma
+        # inside a transaction, so it is set before the migration's transaction begins.
+        connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+        connection.commit()
     context.configure(
         connection=connection,
         target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
         compare_type=True,
     )
-    with context.begin_transaction():
-        context.run_migrations()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+    finally:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+            connection.commit()
 
 
 def run_online() -> None:

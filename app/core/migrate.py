@@ -14,14 +14,14 @@ def alembic_config() -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as connection:
+    with engine.connect() as connection:
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with engine.begin() as connection:
+    with engine.connect() as connection:
         config = alembic_config()
         config.attributes["connection"] = connection
         command.downgrade(config, revision)

@@ -10,6 +10,8 @@ from sqlmodel import Session, col, select
 from app.core.columns import utcnow
 from app.exercises.models import Exercise
 from app.exercises.schemas import ExercisePublic
+from app.plans.models import PlanTemplate
+from app.plans.schemas import TemplateItemIn
 
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
 # Catalog ids are derived from slugs so that every installation shares them.
@@ -41,7 +43,8 @@ def load_catalog(session: Session, path: Path = CATALOG_FILE) -> dict[str, int]:
     An exercise whose content changed gets its version bumped; one that is new is added.
     Returns how many were created, updated and left unchanged.
     """
-    entries: list[dict[str, Any]] = yaml.safe_load(path.read_text(encoding="utf-8"))["exercises"]
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    entries: list[dict[str, Any]] = data["exercises"]
     existing = {
         e.slug: e for e in session.exec(select(Exercise).where(col(Exercise.clinic_id).is_(None)))
     }
@@ -93,4 +96,44 @@ def load_catalog(session: Session, path: Path = CATALOG_FILE) -> dict[str, int]:
         session.add(current)
     counts["unchanged"] = len(wanted) - counts["created"] - counts["updated"]
     session.flush()
+    _load_templates(session, data.get("templates", []))
     return counts
+
+
+def _load_templates(session: Session, templates: list[dict[str, Any]]) -> None:
+    """The global plan templates; their items name exercises of this catalog by slug."""
+    for entry in templates:
+        template_id = catalog_id(f"template:{entry['slug']}")
+        items = []
+        for item in entry["items"]:
+            fields = {k: v for k, v in item.items() if k != "exercise"}
+            checked = TemplateItemIn.model_validate(
+                {**fields, "exercise_id": catalog_id(item["exercise"])}
+            )
+            stored = checked.model_dump(mode="json")
+            stored["id"] = str(catalog_id(f"template:{entry['slug']}:{item['exercise']}"))
+            items.append(stored)
+        current = session.get(PlanTemplate, template_id)
+        if current is None:
+            session.add(
+                PlanTemplate(
+                    id=template_id,
+                    name=entry["name"],
+                    description=entry["description"],
+                    items=items,
+                )
+            )
+        elif (current.name, current.description, current.items) != (
+            entry["name"],
+            entry["description"],
+            items,
+        ):
+            current.name, current.description, current.items = (
+                entry["name"],
+                entry["description"],
+                items,
+            )
+            current.version += 1
+            current.updated_at = utcnow()
+            session.add(current)
+    session.flush()

@@ -1,0 +1,1 @@
+"""Exercise plans: templates, prescriptions to patients, and their immutable versions."""

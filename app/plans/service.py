@@ -1,0 +1,508 @@
+"""Plan templates and patients' plans: validation, versions, and their outbox changes.
+
+Plans are patient data, so every plan read and write records an audit event too.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from app.audit import service as audit
+from app.auth.principal import Caller
+from app.core.columns import utcnow
+from app.core.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
+from app.core.http import etag_matches
+from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.exercises.models import Exercise
+from app.patients import service as patients
+from app.patients.models import Patient
+from app.plans.models import TRANSITIONS, Plan, PlanStatus, PlanTemplate, PlanVersion
+from app.plans.schemas import (
+    ExerciseBrief,
+    PlanCreate,
+    PlanItemIn,
+    PlanItemPublic,
+    PlanPublic,
+    PlanQuery,
+    PlanUpdate,
+    PlanVersionPublic,
+    TemplateCopy,
+    TemplateCreate,
+    TemplateItemIn,
+    TemplateItemPublic,
+    TemplatePublic,
+    TemplateUpdate,
+)
+from app.sync.outbox import record_change
+
+# ---------------------------------------------------------------------------- items
+
+
+def _exercises(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Exercise]:
+    if not ids:
+        return {}
+    return {e.id: e for e in session.exec(select(Exercise).where(col(Exercise.id).in_(ids)))}
+
+
+def _check_exercises(
+    session: Session, clinic_id: uuid.UUID, items: Sequence[TemplateItemIn]
+) -> None:
+    """Every item's exercise must be one the clinic can prescribe: global or its own, live."""
+    found = _exercises(session, {item.exercise_id for item in items})
+    errors = [
+        FieldError(
+            location="body",
+            pointer=f"#/items/{index}/exercise_id",
+            detail="No such exercise in the catalog or the clinic's own exercises.",
+        )
+        for index, item in enumerate(items)
+        if (exercise := found.get(item.exercise_id)) is None
+        or exercise.deleted_at is not None
+        or exercise.clinic_id not in (None, clinic_id)
+    ]
+    if errors:
+        raise InvalidInput(errors)
+
+
+def _stored(item: TemplateItemIn, item_id: uuid.UUID) -> dict[str, Any]:
+    return {**item.model_dump(mode="json", exclude={"id"}), "id": str(item_id)}
+
+
+def _render_items(
+    session: Session, items: list[dict[str, Any]], kind: type[PlanItemPublic]
+) -> list[Any]:
+    exercises = _exercises(session, {uuid.UUID(item["exercise_id"]) for item in items})
+    rendered = []
+    for order, item in enumerate(items, start=1):
+        exercise = exercises[uuid.UUID(item["exercise_id"])]
+        rendered.append(
+            kind.model_validate(
+                {
+                    **item,
+                    "order": order,
+                    "exercise": ExerciseBrief(
+                        id=exercise.id, slug=exercise.slug, name=exercise.name
+                    ),
+                }
+            )
+        )
+    return rendered
+
+
+# ------------------------------------------------------------------------ templates
+
+
+def _visible_template(
+    session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID
+) -> PlanTemplate:
+    template = session.exec(
+        select(PlanTemplate).where(
+            PlanTemplate.id == template_id,
+            or_(col(PlanTemplate.clinic_id).is_(None), col(PlanTemplate.clinic_id) == clinic_id),
+            col(PlanTemplate.deleted_at).is_(None),
+        )
+    ).first()
+    if template is None:
+        raise NotFound(f"No plan template {template_id}.")
+    return template
+
+
+def template_etag(template: PlanTemplate) -> str:
+    return f'"{template.id}-{template.version}"'
+
+
+def template_public(session: Session, template: PlanTemplate) -> TemplatePublic:
+    return TemplatePublic(
+        id=template.id,
+        name=template.name,
+        description=template.description,
+        owner="global" if template.clinic_id is None else "clinic",
+        version=template.version,
+        items=_render_items(session, template.items, TemplateItemPublic),
+        created_at=template.created_at,
+        updated_at=template.updated_at,
+    )
+
+
+def list_templates(
+    session: Session, clinic_id: uuid.UUID, query: PlanQuery
+) -> tuple[list[PlanTemplate], str | None]:
+    statement = select(PlanTemplate).where(
+        or_(col(PlanTemplate.clinic_id).is_(None), col(PlanTemplate.clinic_id) == clinic_id),
+        col(PlanTemplate.deleted_at).is_(None),
+    )
+    if query.cursor is not None:
+        (last,) = decode_cursor(query.cursor, 1)
+        try:
+            statement = statement.where(col(PlanTemplate.id) > uuid.UUID(str(last)))
+        except ValueError:
+            raise invalid_cursor() from None
+    rows = list(session.exec(statement.order_by(col(PlanTemplate.id)).limit(query.limit + 1)).all())
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return rows, encode_cursor([str(rows[-1].id)]) if more else None
+
+
+def get_template(session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID) -> PlanTemplate:
+    return _visible_template(session, clinic_id, template_id)
+
+
+def create_template(session: Session, clinic_id: uuid.UUID, data: TemplateCreate) -> PlanTemplate:
+    _check_exercises(session, clinic_id, data.items)
+    template = PlanTemplate(
+        clinic_id=clinic_id,
+        name=data.name,
+        description=data.description,
+        items=[_stored(item, uuid.uuid4()) for item in data.items],
+    )
+    session.add(template)
+    session.flush()
+    record_change(session, clinic_id, "plan_template", template.id, "create", version=1)
+    return template
+
+
+def _own_template(session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID) -> PlanTemplate:
+    template = _visible_template(session, clinic_id, template_id)
+    if template.clinic_id is None:
+        raise Forbidden("The global template is read-only; copy it to make it your own.")
+    return template
+
+
+def update_template(
+    session: Session,
+    clinic_id: uuid.UUID,
+    template_id: uuid.UUID,
+    data: TemplateUpdate,
+    if_match: str | None,
+) -> PlanTemplate:
+    template = _own_template(session, clinic_id, template_id)
+    if if_match is not None and not etag_matches(if_match, template_etag(template)):
+        raise PreconditionFailed("The template changed since you read it; read it again.")
+    if data.items is not None:
+        _check_exercises(session, clinic_id, data.items)
+        template.items = [_stored(item, uuid.uuid4()) for item in data.items]
+    if data.name is not None:
+        template.name = data.name
+    if data.description is not None:
+        template.description = data.description
+    template.version += 1
+    template.updated_at = utcnow()
+    session.add(template)
+    record_change(
+        session, clinic_id, "plan_template", template.id, "update", version=template.version
+    )
+    return template
+
+
+def delete_template(session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID) -> None:
+    template = _own_template(session, clinic_id, template_id)
+    template.deleted_at = utcnow()
+    session.add(template)
+    record_change(session, clinic_id, "plan_template", template.id, "delete")
+
+
+def copy_template(
+    session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID, data: TemplateCopy
+) -> PlanTemplate:
+    source = _visible_template(session, clinic_id, template_id)
+    copy = PlanTemplate(
+        clinic_id=clinic_id,
+        name=data.name or source.name,
+        description=source.description,
+        items=[{**item, "id": str(uuid.uuid4())} for item in source.items],
+    )
+    session.add(copy)
+    session.flush()
+    record_change(session, clinic_id, "plan_template", copy.id, "create", version=1)
+    return copy
+
+
+# ---------------------------------------------------------------------------- plans
+
+
+def plan_etag(plan: Plan) -> str:
+    return f'"{plan.id}-{plan.version}"'
+
+
+def _current(session: Session, plan: Plan) -> PlanVersion:
+    return session.exec(
+        select(PlanVersion).where(
+            PlanVersion.plan_id == plan.id, PlanVersion.number == plan.version
+        )
+    ).one()
+
+
+def plan_public(session: Session, plan: Plan, version: PlanVersion | None = None) -> PlanPublic:
+    current = version or _current(session, plan)
+    return PlanPublic(
+        id=plan.id,
+        patient_id=plan.patient_id,
+        template_id=plan.template_id,
+        status=PlanStatus(plan.status),
+        version=plan.version,
+        title=current.title,
+        notes=current.notes,
+        start_date=current.start_date,
+        end_date=current.end_date,
+        items=_render_items(session, current.items, PlanItemPublic),
+        created_at=plan.created_at,
+        updated_at=plan.updated_at,
+    )
+
+
+def version_public(session: Session, version: PlanVersion) -> PlanVersionPublic:
+    return PlanVersionPublic(
+        plan_id=version.plan_id,
+        number=version.number,
+        status=PlanStatus(version.status),
+        title=version.title,
+        notes=version.notes,
+        start_date=version.start_date,
+        end_date=version.end_date,
+        items=_render_items(session, version.items, PlanItemPublic),
+        created_at=version.created_at,
+        created_by=version.created_by,
+    )
+
+
+def today_for(patient: Patient) -> date:
+    return datetime.now(ZoneInfo(patient.time_zone)).date()
+
+
+def _check_dates(start: date, end: date | None) -> None:
+    if end is not None and end < start:
+        raise InvalidInput(
+            [FieldError(location="body", pointer="#/end_date", detail="Before start_date.")]
+        )
+
+
+def _plan_items(
+    items: Sequence[PlanItemIn], patient: Patient, keep: set[str]
+) -> list[dict[str, Any]]:
+    errors = [
+        FieldError(
+            location="body",
+            pointer=f"#/items/{index}/id",
+            detail="Not an item of this plan; leave `id` out for a new item.",
+        )
+        for index, item in enumerate(items)
+        if item.id is not None and str(item.id) not in keep
+    ]
+    seen = [str(item.id) for item in items if item.id is not None]
+    if len(seen) != len(set(seen)):
+        errors.append(FieldError(location="body", pointer="#/items", detail="An id repeats."))
+    if errors:
+        raise InvalidInput(errors)
+    stored = []
+    for item in items:
+        data = _stored(item, item.id or uuid.uuid4())
+        data["side"] = data["side"] or patient.affected_side
+        stored.append(data)
+    return stored
+
+
+def create_plan(session: Session, caller: Caller, patient_id: uuid.UUID, data: PlanCreate) -> Plan:
+    patient = patients.load(session, caller, patient_id)
+    clinic_id = caller.clinic_id
+    if data.template_id is not None and data.items is not None:
+        raise InvalidInput(
+            [
+                FieldError(
+                    location="body",
+                    pointer="#/items",
+                    detail="Give template_id or items, not both.",
+                )
+            ]
+        )
+    title = data.title or "Home program"
+    if data.template_id is not None:
+        template = _visible_template(session, clinic_id, data.template_id)
+        title = data.title or template.name
+        # A copy: later template edits don't touch the plan.
+        items = [
+            {**item, "id": str(uuid.uuid4()), "side": item.get("side") or patient.affected_side}
+            for item in template.items
+        ]
+    else:
+        given = data.items or []
+        _check_exercises(session, clinic_id, given)
+        items = _plan_items(
+            [item.model_copy(update={"id": None}) for item in given], patient, set()
+        )
+    start = data.start_date or today_for(patient)
+    _check_dates(start, data.end_date)
+    now = utcnow()
+    plan = Plan(
+        clinic_id=clinic_id,
+        patient_id=patient.id,
+        template_id=data.template_id,
+        status=PlanStatus.draft,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(plan)
+    session.flush()
+    session.add(
+        PlanVersion(
+            plan_id=plan.id,
+            clinic_id=clinic_id,
+            number=1,
+            status=PlanStatus.draft,
+            title=title,
+            notes=data.notes,
+            start_date=start,
+            end_date=data.end_date,
+            items=items,
+            created_at=now,
+            created_by=caller.principal.id,
+        )
+    )
+    record_change(session, clinic_id, "plan", plan.id, "create", version=1)
+    audit.record(session, caller, "create", "plan", plan.id, patient.id)
+    return plan
+
+
+def load_plan(session: Session, caller: Caller, plan_id: uuid.UUID) -> Plan:
+    plan = session.exec(
+        select(Plan)
+        .join(Patient, col(Patient.id) == Plan.patient_id)
+        .where(
+            Plan.id == plan_id,
+            Plan.clinic_id == caller.clinic_id,
+            col(Patient.deleted_at).is_(None),
+        )
+    ).first()
+    if plan is None:
+        raise NotFound(f"No plan {plan_id}.")
+    return plan
+
+
+def read_plan(session: Session, caller: Caller, plan_id: uuid.UUID) -> Plan:
+    plan = load_plan(session, caller, plan_id)
+    audit.record(session, caller, "read", "plan", plan.id, plan.patient_id)
+    return plan
+
+
+def list_plans(
+    session: Session, caller: Caller, patient_id: uuid.UUID, query: PlanQuery
+) -> tuple[list[Plan], str | None]:
+    patient = patients.load(session, caller, patient_id)
+    statement = select(Plan).where(Plan.patient_id == patient.id)
+    if query.status is not None:
+        statement = statement.where(Plan.status == query.status)
+    if query.cursor is not None:
+        created, last = decode_cursor(query.cursor, 2)
+        try:
+            position = (datetime.fromisoformat(str(created)), uuid.UUID(str(last)))
+        except ValueError:
+            raise invalid_cursor() from None
+        statement = statement.where(tuple_(col(Plan.created_at), col(Plan.id)) < position)
+    statement = statement.order_by(col(Plan.created_at).desc(), col(Plan.id).desc())
+    rows = list(session.exec(statement.limit(query.limit + 1)).all())
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    audit.record(session, caller, "list", "plan", None, patient.id)
+    last_row = rows[-1] if rows else None
+    cursor = (
+        encode_cursor([last_row.created_at.isoformat(), str(last_row.id)])
+        if more and last_row
+        else None
+    )
+    return rows, cursor
+
+
+def update_plan(
+    session: Session, caller: Caller, plan_id: uuid.UUID, data: PlanUpdate, if_match: str | None
+) -> Plan:
+    plan = load_plan(session, caller, plan_id)
+    if if_match is None:
+        raise PreconditionRequired(
+            "Send If-Match with the plan's ETag, so that concurrent edits are not lost."
+        )
+    if not etag_matches(if_match, plan_etag(plan)):
+        raise PreconditionFailed("The plan changed since you read it; read it again.")
+    current = _current(session, plan)
+    patient = session.get(Patient, plan.patient_id)
+    assert patient is not None
+    status = PlanStatus(plan.status)
+    target = data.status or status
+    if target != status and target not in TRANSITIONS[status]:
+        raise Conflict(f"A {status} plan cannot become {target}.")
+    if status in (PlanStatus.completed, PlanStatus.cancelled):
+        raise Conflict(f"A {status} plan cannot change.")
+    items = current.items
+    if data.items is not None:
+        _check_exercises(session, caller.clinic_id, data.items)
+        items = _plan_items(data.items, patient, {item["id"] for item in current.items})
+    if target == PlanStatus.active and not items:
+        raise Conflict("A plan without items cannot be activated.")
+    start = data.start_date or current.start_date
+    end = data.end_date if "end_date" in data.model_fields_set else current.end_date
+    _check_dates(start, end)
+    new = PlanVersion(
+        plan_id=plan.id,
+        clinic_id=plan.clinic_id,
+        number=plan.version + 1,
+        status=target,
+        title=data.title or current.title,
+        notes=data.notes if "notes" in data.model_fields_set else current.notes,
+        start_date=start,
+        end_date=end,
+        items=items,
+        created_by=caller.principal.id,
+    )
+    unchanged = all(
+        getattr(new, field) == getattr(current, field)
+        for field in ("status", "title", "notes", "start_date", "end_date", "items")
+    )
+    if unchanged:
+        audit.record(session, caller, "read", "plan", plan.id, plan.patient_id)
+        return plan
+    plan.version = new.number
+    plan.status = target
+    plan.updated_at = new.created_at
+    session.add(plan)
+    session.add(new)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict("The patient has another active plan; pause or end it first.") from None
+    record_change(session, plan.clinic_id, "plan", plan.id, "update", version=plan.version)
+    audit.record(session, caller, "update", "plan", plan.id, plan.patient_id)
+    return plan
+
+
+def list_versions(session: Session, caller: Caller, plan_id: uuid.UUID) -> list[PlanVersion]:
+    plan = read_plan(session, caller, plan_id)
+    return list(
+        session.exec(
+            select(PlanVersion)
+            .where(PlanVersion.plan_id == plan.id)
+            .order_by(col(PlanVersion.number))
+        ).all()
+    )
+
+
+def get_version(session: Session, caller: Caller, plan_id: uuid.UUID, number: int) -> PlanVersion:
+    plan = read_plan(session, caller, plan_id)
+    version = session.exec(
+        select(PlanVersion).where(PlanVersion.plan_id == plan.id, PlanVersion.number == number)
+    ).first()
+    if version is None:
+        raise NotFound(f"Plan {plan_id} has no version {number}.")
+    return version

@@ -1,0 +1,44 @@
+"""Recording changes so that, per clinic, their ids come out in commit order.
+
+PostgreSQL: before drawing the id, the transaction takes an advisory lock on its clinic
+and holds it to commit, so a later id of the same clinic can only be drawn once every
+earlier one has committed or rolled back. SQLite: the database write lock already does it.
+"""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from app.sync.models import Change
+
+
+def _lock_key(clinic_id: uuid.UUID) -> int:
+    return int.from_bytes(clinic_id.bytes[:8], "big", signed=True)
+
+
+def record_change(
+    session: Session,
+    clinic_id: uuid.UUID,
+    resource_type: str,
+    resource_id: uuid.UUID | str,
+    operation: str,
+    *,
+    version: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Add a change row to the caller's transaction (create, update or delete)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Re-entrant within a transaction, and released by its commit or rollback.
+        session.execute(select(func.pg_advisory_xact_lock(_lock_key(clinic_id))))
+    session.add(
+        Change(
+            clinic_id=clinic_id,
+            resource_type=resource_type,
+            resource_id=str(resource_id),
+            operation=operation,
+            version=version,
+            data=data,
+        )
+    )
