@@ -18,7 +18,7 @@ from app.auth.security import Secrets
 from app.core.cache import PublicResponseCache
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
-from app.core.errors import install_error_handlers
+from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.core.logging import configure_logging, flush_logs
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
@@ -158,6 +158,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
             tags=app.openapi_tags,
         )
+        for path in schema["paths"].values():
+            for operation in path.values():
+                for status, answer in operation.get("responses", {}).items():
+                    # Errors are only ever problem+json; FastAPI would also list JSON.
+                    content = answer.get("content", {})
+                    if status[0] in "45" and "application/json" in content:
+                        problem = content.pop("application/json")
+                        content.setdefault(PROBLEM_MEDIA_TYPE, problem)
         for component in schema.get("components", {}).get("schemas", {}).values():
             # Enums carry their first member as the example, so every schema has one.
             if "enum" in component and "examples" not in component:

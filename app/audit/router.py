@@ -31,7 +31,7 @@ def list_audit_events(
     after_id = None
     if query.cursor is not None:
         (after_id,) = decode_cursor(query.cursor, 1)
-        if not isinstance(after_id, int) or not 0 < after_id < 2**63:
+        if type(after_id) is not int or not 0 < after_id < 2**63:
             raise invalid_cursor()
     rows = service.list_events(
         session,

@@ -50,7 +50,7 @@ patient_bearer = HTTPBearer(
 )
 
 
-def get_secrets(request: Request) -> Secrets:
+async def get_secrets(request: Request) -> Secrets:
     found: Secrets = request.app.state.secrets
     return found
 

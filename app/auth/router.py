@@ -3,7 +3,7 @@
 import base64
 import binascii
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import Response
@@ -11,7 +11,13 @@ from starlette.responses import Response
 from app.auth import service
 from app.auth.deps import SecretsDep
 from app.auth.ratelimit import SignInLimiter
-from app.auth.schemas import PairRequest, RefreshRequest, RevokeRequest, TokenResponse
+from app.auth.schemas import (
+    PairRequest,
+    RefreshRequest,
+    RevokeRequest,
+    TokenForm,
+    TokenResponse,
+)
 from app.core.config import Settings
 from app.core.db import SessionDep
 from app.core.errors import (
@@ -28,12 +34,12 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _limiter(request: Request) -> SignInLimiter:
+async def _limiter(request: Request) -> SignInLimiter:
     limiter: SignInLimiter = request.app.state.sign_in_limiter
     return limiter
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -70,29 +76,23 @@ def create_token(
     session: SessionDep,
     secrets: SecretsDep,
     limiter: LimiterDep,
-    grant_type: Annotated[Literal["password", "client_credentials"], Form()],
-    username: Annotated[str | None, Form(max_length=254)] = None,
-    password: Annotated[str | None, Form(max_length=256)] = None,
-    client_id: Annotated[str | None, Form(max_length=64)] = None,
-    client_secret: Annotated[str | None, Form(max_length=256)] = None,
-    scope: Annotated[str | None, Form(max_length=1000)] = None,
+    form: Annotated[TokenForm, Form()],
 ) -> TokenResponse:
     """Clinicians: `grant_type=password` with email and password. Clinic systems:
     `grant_type=client_credentials` with the client id and secret (form fields or HTTP
     Basic). Attempts are limited per account and per address; past it, 429."""
     response.headers.update(NO_STORE)
-    if grant_type == "password":
+    if form.grant_type == "password":
+        username, password = form.username, form.password
         if not username or not password:
             raise BadRequest("The password grant needs `username` and `password`.")
         limiter.hit(("sign-in", "ip", _address(request)), ("sign-in", "account", username.lower()))
-        return service.password_grant(session, secrets, username, password, scope)
-    basic = _basic_credentials(request)
-    if basic is not None:
-        client_id, client_secret = basic
+        return service.password_grant(session, secrets, username, password, form.scope)
+    client_id, client_secret = _basic_credentials(request) or (form.client_id, form.client_secret)
     if not client_id or not client_secret:
         raise BadRequest("The client_credentials grant needs `client_id` and `client_secret`.")
     limiter.hit(("sign-in", "ip", _address(request)), ("sign-in", "client", client_id))
-    return service.client_credentials_grant(session, secrets, client_id, client_secret, scope)
+    return service.client_credentials_grant(session, secrets, client_id, client_secret, form.scope)
 
 
 @router.post(

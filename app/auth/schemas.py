@@ -1,7 +1,7 @@
 """What the sign-in endpoints read and answer."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +34,30 @@ class TokenResponse(BaseModel):
     patient_id: uuid.UUID | None = Field(
         default=None, description="Patient apps only: whose app this is."
     )
+
+
+class TokenForm(BaseModel):
+    """The OAuth2 token request, form-encoded. As RFC 6749 asks, parameters it does not
+    know are ignored rather than refused. Client credentials may come as HTTP Basic."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "grant_type": "password",
+                    "username": "clinician@clinic.example",
+                    "password": "correct horse battery staple",
+                }
+            ]
+        }
+    )
+
+    grant_type: Literal["password", "client_credentials"]
+    username: Annotated[str | None, Field(max_length=254)] = None
+    password: Annotated[str | None, Field(max_length=256)] = None
+    client_id: Annotated[str | None, Field(max_length=64)] = None
+    client_secret: Annotated[str | None, Field(max_length=256)] = None
+    scope: Annotated[str | None, Field(max_length=1000)] = None
 
 
 class PairRequest(BaseModel):

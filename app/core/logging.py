@@ -23,29 +23,33 @@ _SHARED: list[structlog.typing.Processor] = [
 ]
 
 
-_access_stream: io.BufferedWriter | None = None
-
-
 class BufferedLineLogger:
     """A structlog logger that writes lines into a buffered stream without flushing it."""
 
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
+    def __init__(self) -> None:
+        self.stream: BinaryIO | None = None
 
     def msg(self, message: bytes) -> None:
-        self._stream.write(message + b"\n")
+        if self.stream is not None:
+            self.stream.write(message + b"\n")
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            self.stream.flush()
 
     log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
 
 
+# One instance: loggers cache it on first use, and configure_logging() repoints its stream.
+_lines = BufferedLineLogger()
+
+
 def configure_logging(level: str) -> None:
     numeric = logging.getLevelNamesMapping()[level]
-    global _access_stream
-    if _access_stream is None:
-        _access_stream = io.BufferedWriter(
-            io.FileIO(sys.stdout.fileno(), "wb", closefd=False), buffer_size=64 * 1024
-        )
-    logger = BufferedLineLogger(_access_stream)
+    if _lines.stream is None:
+        # File descriptor 1 itself, whatever Python's sys.stdout object is at the time.
+        _lines.stream = io.BufferedWriter(io.FileIO(1, "wb", closefd=False), 64 * 1024)
+    logger = _lines
     structlog.configure(
         processors=[
             *_SHARED,
@@ -83,5 +87,4 @@ async def flush_logs() -> None:
 
 
 def _flush() -> None:
-    if _access_stream is not None:
-        _access_stream.flush()
+    _lines.flush()

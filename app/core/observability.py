@@ -93,7 +93,11 @@ class RequestContextMiddleware:
     @staticmethod
     def _record(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = getattr(route, "path", None)
+        if template is None:
+            # A mounted app (the docs assets) leaves its mount path as the root path.
+            template = scope.get("root_path") if "endpoint" in scope else None
+        template = template or "unmatched"
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         _counter(method, template, status).inc()
         _histogram(method, template).observe(elapsed)

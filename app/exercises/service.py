@@ -207,7 +207,19 @@ def update(
     _check_links(session, clinic_id, values, exercise.id)
     if "slug" in values and values["slug"] != exercise.slug:
         _check_slug(session, clinic_id, values["slug"])
-    required = {"slug", "name", "summary", "steps", "body_region", "movements", "mode"}
+    required = {
+        "slug",
+        "name",
+        "summary",
+        "steps",
+        "body_region",
+        "movements",
+        "mode",
+        "equipment",
+        "cautions",
+        "media",
+        "references",
+    }
     nulled = [k for k in required if k in values and values[k] is None]
     if nulled:
         raise InvalidInput(

@@ -77,12 +77,16 @@ def list_page(
             position = (datetime.fromisoformat(created), uuid.UUID(last_id))
         except (TypeError, ValueError):
             raise invalid_cursor() from None
+        if position[0].tzinfo is None:
+            raise invalid_cursor()
         statement = statement.where(tuple_(col(Patient.created_at), col(Patient.id)) > position)
     statement = statement.order_by(col(Patient.created_at), col(Patient.id))
     rows = list(session.exec(statement.limit(query.limit + 1)).all())
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    audit.record(session, caller, "list", "patient")
+    # One event per patient shown, so "who saw patient X" finds lists too.
+    for row in rows:
+        audit.record(session, caller, "list", "patient", row.id, row.id)
     cursor = encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None
     return rows, cursor
 

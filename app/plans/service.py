@@ -410,6 +410,8 @@ def list_plans(
             position = (datetime.fromisoformat(str(created)), uuid.UUID(str(last)))
         except ValueError:
             raise invalid_cursor() from None
+        if position[0].tzinfo is None:
+            raise invalid_cursor()
         statement = statement.where(tuple_(col(Plan.created_at), col(Plan.id)) < position)
     statement = statement.order_by(col(Plan.created_at).desc(), col(Plan.id).desc())
     rows = list(session.exec(statement.limit(query.limit + 1)).all())

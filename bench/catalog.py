@@ -1,6 +1,6 @@
 """Load benchmark: Dorsi against a bare Starlette app serving the same bytes, in one run.
 
-    python -m bench.http [--seconds 5] [--connections 32] [--rounds 3]
+    python -m bench.catalog [--seconds 5] [--connections 32] [--rounds 3]
 
 Both run under uvicorn with one worker; wrk (Debian package ``wrk``) drives them in turn.
 Prints requests per second for each and the ratio, with the target it must reach.
@@ -8,87 +8,22 @@ Prints requests per second for each and the ratio, with the target it must reach
 
 import argparse
 import os
-import re
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import orjson
 
-ROOT = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
+from bench.harness import PYTHON, ROOT, ensure_wrk, server, wrk
 
 # (name, path, send the ETag back?, target ratio)
 CASES = [
     ("GET /v1/exercises", "/v1/exercises", False, 0.5),
     ("GET /v1/exercises -> 304", "/v1/exercises", True, 0.7),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def server(target: str, env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    command = [
-        PYTHON,
-        "-m",
-        "uvicorn",
-        target,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(base + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def wrk(url: str, seconds: int, connections: int, etag: str | None) -> float:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url]
-    if etag:
-        command[1:1] = ["-H", f"If-None-Match: {etag}"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in output and not etag:
-        raise SystemExit(f"wrk saw errors from {url}:\n{output}")
-    found = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if found is None:
-        raise SystemExit(f"no result from wrk:\n{output}")
-    return float(found.group(1))
-
-
-def ensure_wrk() -> None:
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk (or `make bench`, which does).")
 
 
 def main() -> None:

@@ -1,0 +1,127 @@
+"""The `dorsi` command as an operator runs it: serve a fresh database, then check health."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+
+DORSI = Path(sys.executable).with_name("dorsi")
+START_TIMEOUT_SECONDS = 30
+CATALOG_SIZE = 8
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    stdout: Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def environment(**settings: str) -> dict[str, str]:
+    """The caller's environment without its DORSI_* settings, plus these."""
+    values = {k: v for k, v in os.environ.items() if not k.startswith("DORSI_")}
+    return values | {f"DORSI_{name.upper()}": value for name, value in settings.items()}
+
+
+def wait_until_up(process: subprocess.Popen[bytes], url: str, stderr: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"dorsi serve exited with {process.returncode}: {stderr.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"dorsi serve did not answer within {START_TIMEOUT_SECONDS}s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`dorsi serve` on a database file that does not exist yet."""
+    home = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    stdout, stderr = home / "stdout.log", home / "stderr.log"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [str(DORSI), "serve", "--port", str(port)],
+            env=environment(database_url=f"sqlite:///{home / 'dorsi.db'}"),
+            cwd=home,
+            stdout=out,
+            stderr=err,
+        )
+    try:
+        wait_until_up(process, url, stderr)
+        yield Server(url, stdout)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_serve_migrates_a_new_database_and_serves_the_catalog(server: Server) -> None:
+    response = httpx.get(f"{server.url}/v1/exercises", timeout=10)
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == CATALOG_SIZE
+
+
+def test_serve_logs_each_request_as_a_json_line_on_stdout(server: Server) -> None:
+    request_id = f"cli-{uuid.uuid4().hex}"
+    httpx.get(f"{server.url}/healthz", headers={"X-Request-ID": request_id}, timeout=10)
+    # Lines are flushed twice a second while the server runs.
+    deadline = time.monotonic() + 5
+    found: list[dict[str, Any]] = []
+    while not found and time.monotonic() < deadline:
+        time.sleep(0.1)
+        found = [
+            orjson.loads(line)
+            for line in server.stdout.read_bytes().splitlines()
+            if request_id.encode() in line
+        ]
+    assert len(found) == 1
+    assert found[0]["route"] == "/healthz"
+    assert found[0]["status"] == 200
+
+
+def test_healthcheck_exits_0_when_the_server_answers(server: Server) -> None:
+    result = subprocess.run(
+        [str(DORSI), "healthcheck", "--url", f"{server.url}/healthz"],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "healthy" in result.stdout
+
+
+def test_healthcheck_exits_1_when_nothing_listens() -> None:
+    # In process: the script's start-up was paid above, and the command is the same.
+    result = CliRunner().invoke(cli, ["healthcheck", "--url", f"http://127.0.0.1:{free_port()}/"])
+    assert result.exit_code == 1
+    assert "unhealthy" in result.stderr
