@@ -3,10 +3,12 @@
 import uuid
 from datetime import datetime
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from app.audit.models import AuditEvent
 from app.auth.principal import Caller
+from app.core.columns import utcnow
 
 
 def record(
@@ -19,9 +21,11 @@ def record(
 ) -> None:
     """Add an audit event to the session; it commits (or not) with the work it records."""
     principal = caller.principal
-    session.add(
-        AuditEvent(
+    # A plain INSERT, not an ORM object: reads record one too, so it is on every hot path.
+    session.execute(
+        insert(AuditEvent).values(
             clinic_id=principal.clinic_id,
+            occurred_at=utcnow(),
             actor_kind=principal.kind,
             actor_id=principal.id,
             action=action,

@@ -1,6 +1,7 @@
 """The database engine and the request-scoped session that commits or rolls back."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,15 +36,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request: committed when the route returns, rolled back if it raises."""
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """A session whose work commits if the block completes and rolls back if it raises."""
+    with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back if it
+    raises. Routes never commit."""
+    with transaction(request.app.state.engine) as session:
+        yield session
 
 
 # scope="function" commits before the response is sent, so a client never sees success

@@ -1,0 +1,766 @@
+"""Who may call what: every route of the API, for every kind of caller.
+
+`MATRIX` is the specification. Its key is a route as the app declares it, `(METHOD, path
+template)`; its value is one or more cases, each saying what the request aims at, how to
+build it from clinic 1's targets, and the status each caller gets. The rules it spells out:
+
+* Anonymous callers get 401, except on what is public: the exercise catalog, the
+  documentation, liveness, readiness and metrics, and sign-in (`/v1/auth/*`), whose
+  credentials travel in the body, so a bearer token sent along changes nothing there.
+* Patient tokens get 403 on clinic routes; a patient's app reads its own data under
+  `/v1/me` and the catalog (it holds `exercises:read`), nothing else.
+* Clinic staff get 2xx on their clinic's routes: clinicians, admins, and API clients
+  holding the route's scope. `client_none` holds only `changes:read`, so it gets 403 on
+  every clinic route, and on the catalog too: a token that is presented must carry
+  `exercises:read`.
+* The targets are clinic 1's. Clinician 2 works in clinic 2: clinic 1's ids answer it 404,
+  exactly like ids that do not exist, while lists and creates answer 2xx in its own clinic.
+* Only clinic admins manage API clients and read the audit trail.
+* The global catalog (exercises and the foot-drop template) is read-only: 403 even for
+  staff holding the write scope.
+
+Callers (`tests.conftest.build_world`): anonymous; patient_a and patient_b (clinic 1's
+patients' apps); admin1 and clinician1 (clinic 1); clinician2 (clinic 2); client_all and
+client_none (clinic 1's API clients, with every scope and with only `changes:read`).
+
+A route without a row fails `test_every_route_has_a_row`, so no route ships without saying
+who may call it; a row whose route is gone fails `test_every_row_is_a_route`.
+"""
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from httpx import AsyncClient, Response
+from sqlmodel import Session, col, select
+from starlette.routing import Mount
+from starlette.routing import Route as StarletteRoute
+
+from app.auth import accounts
+from app.auth import service as auth_service
+from app.auth.models import AccessCode, ActorKind, Clinician, Role
+from app.auth.principal import CLINICIAN_SCOPES, Caller, Principal, Scope
+from app.auth.schemas import TokenResponse
+from app.auth.security import Secrets, new_access_code
+from app.core.columns import utcnow
+from app.exercises import service as exercises
+from app.exercises.models import Exercise
+from app.exercises.schemas import ExerciseCreate
+from app.patients.models import Patient
+from app.plans import service as plans
+from app.plans.models import PlanStatus, PlanTemplate
+from app.plans.schemas import PlanCreate, PlanUpdate, TemplateCreate
+from tests.conftest import PASSWORD, World, build_world
+from tests.core.problems import assert_problem
+
+ACTORS = (
+    "anonymous",
+    "patient_a",
+    "patient_b",
+    "admin1",
+    "clinician1",
+    "clinician2",
+    "client_all",
+    "client_none",
+)
+CATALOG_SLUG = "ankle-dorsiflexion"
+LIFETIME = timedelta(days=1)
+
+RouteKey = tuple[str, str]
+Expect = Mapping[str, int]
+
+# ------------------------------------------------------------------------------ the rules
+
+
+def everyone(status: int) -> Expect:
+    """A route that does not look at who calls it."""
+    return dict.fromkeys(ACTORS, status)
+
+
+def catalog_readers(*, anonymous: int = 200, other_clinic: int = 200) -> Expect:
+    """Exercise reads: anyone, but a token that is sent must hold `exercises:read` (patients'
+    do). Anonymous callers and other clinics see only the global catalog."""
+    return {
+        **everyone(200),
+        "anonymous": anonymous,
+        "clinician2": other_clinic,
+        "client_none": 403,
+    }
+
+
+def clinic_staff(ok: int, *, other_clinic: int | None = None) -> Expect:
+    """Clinic routes: clinicians, admins and API clients holding the scope get `ok`.
+
+    `other_clinic` is what clinician 2 gets for clinic 1's resource: 404 for an id. Left
+    out, it gets `ok` too, because a list or a create works in its own clinic.
+    """
+    return {
+        "anonymous": 401,
+        "patient_a": 403,
+        "patient_b": 403,
+        "admin1": ok,
+        "clinician1": ok,
+        "clinician2": ok if other_clinic is None else other_clinic,
+        "client_all": ok,
+        "client_none": 403,
+    }
+
+
+def clinic_admins(ok: int) -> Expect:
+    """Admin-only routes: no clinician, API client or patient, whatever its scopes."""
+    return {**everyone(403), "anonymous": 401, "admin1": ok}
+
+
+def read_only_catalog() -> Expect:
+    """Changing the global catalog: refused to everyone signed in, write scope or not."""
+    return {**everyone(403), "anonymous": 401}
+
+
+def patient_app(*, patient_a: int, patient_b: int) -> Expect:
+    """`/v1/me`: a patient's app only; staff and clinic systems have no "me" there."""
+    return {**everyone(403), "anonymous": 401, "patient_a": patient_a, "patient_b": patient_b}
+
+
+# ---------------------------------------------------------------------- what rows aim at
+
+
+def patient_body() -> dict[str, Any]:
+    return {
+        "reference": f"MATRIX-{uuid.uuid4().hex[:12]}",
+        "affected_side": "right",
+        "cause": "stroke",
+        "time_zone": "Europe/Lisbon",
+    }
+
+
+def exercise_body() -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "slug": f"matrix-toe-taps-{tag}",
+        "name": f"Matrix toe taps {tag}",
+        "summary": "Tapping the toes while the heel stays down.",
+        "steps": ["Sit with both feet flat.", "Lift the toes of the affected foot and tap them."],
+        "body_region": "ankle",
+        "movements": ["dorsiflexion"],
+        "mode": "active",
+        "position": "seated",
+        "equipment": ["chair"],
+    }
+
+
+def item(exercise_id: uuid.UUID) -> dict[str, Any]:
+    return {"exercise_id": str(exercise_id), "schedule": {"sessions_per_week": 3}}
+
+
+class Targets:
+    """Clinic 1's resources that the rows aim at, and makers of fresh ones for the cells
+    that change or delete their target, so that no cell disturbs another."""
+
+    def __init__(self, app: FastAPI, world: World) -> None:
+        self.engine = app.state.engine
+        self.secrets: Secrets = app.state.secrets
+        self.world = world
+        self.patient_a = world.patient_a
+        with self._session() as session:
+            self.catalog_exercise = session.exec(
+                select(Exercise.id).where(
+                    Exercise.slug == CATALOG_SLUG, col(Exercise.clinic_id).is_(None)
+                )
+            ).one()
+            self.global_template = session.exec(
+                select(PlanTemplate.id).where(col(PlanTemplate.clinic_id).is_(None))
+            ).one()
+            clinician = session.get(Clinician, world["clinician1"].id)
+            assert clinician is not None
+            self.clinician_email = clinician.email
+        exercise = self.new_exercise()
+        self.exercise, self.exercise_slug = exercise.id, exercise.slug
+        self.template = self.new_template()
+        self.plan = self.new_active_plan()
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def _clinician1(self) -> Caller:
+        actor = self.world["clinician1"]
+        assert actor.id is not None
+        principal = Principal(
+            kind=ActorKind.clinician,
+            id=actor.id,
+            clinic_id=self.world.clinic1,
+            session_id=uuid.uuid4(),
+            scopes=CLINICIAN_SCOPES,
+            role=Role.clinician,
+        )
+        return Caller(principal=principal, ip=None, request_id=None)
+
+    def new_patient(self) -> uuid.UUID:
+        with self._session() as session:
+            patient = Patient(clinic_id=self.world.clinic1, **patient_body())
+            session.add(patient)
+            session.commit()
+            return patient.id
+
+    def new_access_code(self, patient_id: uuid.UUID | None = None) -> str:
+        """A valid code for an app of the patient (of a new patient, if none is named)."""
+        patient_id = patient_id or self.new_patient()
+        code = new_access_code()
+        with self._session() as session:
+            session.add(
+                AccessCode(
+                    clinic_id=self.world.clinic1,
+                    patient_id=patient_id,
+                    code_hash=self.secrets.digest(code),
+                    expires_at=utcnow() + LIFETIME,
+                )
+            )
+            session.commit()
+        return code
+
+    def new_app_tokens(self, patient_id: uuid.UUID | None = None) -> TokenResponse:
+        """The tokens of a newly paired app of the patient (of a new patient, if none)."""
+        code = self.new_access_code(patient_id)
+        with self._session() as session:
+            tokens = auth_service.pair(session, self.secrets, code, "matrix", LIFETIME, None, None)
+            session.commit()
+        return tokens
+
+    def new_device(self) -> uuid.UUID:
+        """Another paired app of patient A: a sign-in session of its own."""
+        claims = self.secrets.read_access_token(self.new_app_tokens(self.patient_a).access_token)
+        assert claims is not None
+        return uuid.UUID(claims["sid"])
+
+    def new_api_client(self) -> uuid.UUID:
+        with self._session() as session:
+            client, _secret = accounts.create_api_client(
+                session, self.secrets, self.world.clinic1, "Matrix EHR", [Scope.changes_read]
+            )
+            session.commit()
+            return client.id
+
+    def new_exercise(self) -> Exercise:
+        """A custom exercise of clinic 1."""
+        with self._session() as session:
+            body = ExerciseCreate.model_validate(exercise_body())
+            exercise = exercises.create(session, self.world.clinic1, body)
+            session.commit()
+            return exercise
+
+    def new_template(self) -> uuid.UUID:
+        """A plan template of clinic 1."""
+        body = TemplateCreate.model_validate(
+            {"name": "Matrix program", "items": [item(self.catalog_exercise)]}
+        )
+        with self._session() as session:
+            template = plans.create_template(session, self.world.clinic1, body)
+            session.commit()
+            return template.id
+
+    def new_plan(self) -> tuple[uuid.UUID, str]:
+        """A draft plan of patient A, with its ETag."""
+        body = PlanCreate.model_validate({"items": [item(self.catalog_exercise)]})
+        with self._session() as session:
+            plan = plans.create_plan(session, self._clinician1(), self.patient_a, body)
+            session.commit()
+            return plan.id, plans.plan_etag(plan)
+
+    def new_active_plan(self) -> uuid.UUID:
+        """Patient A's active plan, so that patient A's app has a plan to read."""
+        plan_id, etag = self.new_plan()
+        with self._session() as session:
+            change = PlanUpdate(status=PlanStatus.active)
+            plans.update_plan(session, self._clinician1(), plan_id, change, etag)
+            session.commit()
+        return plan_id
+
+
+# ------------------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a cell sends besides its method, its route and the caller's token."""
+
+    path: Mapping[str, object] = field(default_factory=dict)
+    json: Any = None
+    form: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Send = Callable[[Targets], Call]
+
+
+def nothing(_targets: Targets) -> Call:
+    return Call()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    """One request to a route (`target` says what it aims at) and what each caller gets.
+
+    `send` runs once per cell, so a case whose request changes or deletes its target makes
+    a fresh one each time. `known_bugs` names the callers whose cell fails today, and why.
+    """
+
+    target: str
+    send: Send = nothing
+    expect: Expect
+    known_bugs: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if sorted(self.expect) != sorted(ACTORS):
+            raise ValueError(f"{self.target}: say what each of {ACTORS} gets.")
+
+
+def edit_fresh_plan(targets: Targets) -> Call:
+    plan_id, etag = targets.new_plan()
+    return Call(path={"plan_id": plan_id}, json={"title": "Renamed"}, headers={"If-Match": etag})
+
+
+MATRIX: dict[RouteKey, list[Case]] = {
+    # --- documentation and operations: public --------------------------------------
+    ("GET", "/openapi.json"): [Case(target="the contract", expect=everyone(200))],
+    ("GET", "/docs"): [Case(target="Swagger UI", expect=everyone(200))],
+    ("GET", "/docs/oauth2-redirect"): [Case(target="Swagger's sign-in", expect=everyone(200))],
+    ("GET", "/redoc"): [Case(target="ReDoc", expect=everyone(200))],
+    ("GET", "/docs-assets/{path}"): [
+        Case(
+            target="a docs asset",
+            send=lambda t: Call(path={"path": "swagger-ui.css"}),
+            expect=everyone(200),
+        )
+    ],
+    ("GET", "/healthz"): [Case(target="the process", expect=everyone(200))],
+    ("GET", "/readyz"): [Case(target="the database", expect=everyone(200))],
+    ("GET", "/metrics"): [Case(target="the counters", expect=everyone(200))],
+    # --- sign-in: the credentials are in the body, whoever calls -----------------------
+    ("POST", "/v1/auth/token"): [
+        Case(
+            target="clinician 1's password",
+            send=lambda t: Call(
+                form={"grant_type": "password", "username": t.clinician_email, "password": PASSWORD}
+            ),
+            expect=everyone(200),
+        ),
+        Case(
+            target="a wrong password",
+            send=lambda t: Call(
+                form={"grant_type": "password", "username": t.clinician_email, "password": "no"}
+            ),
+            expect=everyone(401),
+        ),
+    ],
+    ("POST", "/v1/auth/pair"): [
+        Case(
+            target="a fresh access code",
+            send=lambda t: Call(json={"code": t.new_access_code()}),
+            expect=everyone(200),
+        ),
+        Case(
+            target="a code nobody issued",
+            send=lambda t: Call(json={"code": "ZZZZ-ZZZZ"}),
+            expect=everyone(401),
+        ),
+    ],
+    ("POST", "/v1/auth/refresh"): [
+        Case(
+            target="a fresh refresh token",
+            send=lambda t: Call(json={"refresh_token": t.new_app_tokens().refresh_token}),
+            expect=everyone(200),
+        ),
+        Case(
+            target="an unknown refresh token",
+            send=lambda t: Call(json={"refresh_token": "not-a-refresh-token"}),
+            expect=everyone(401),
+        ),
+    ],
+    ("POST", "/v1/auth/revoke"): [
+        Case(
+            target="a fresh app's refresh token",
+            send=lambda t: Call(json={"token": t.new_app_tokens().refresh_token}),
+            expect=everyone(200),
+        ),
+        Case(
+            target="an unknown token (RFC 7009: still 200)",
+            send=lambda t: Call(json={"token": "not-a-token"}),
+            expect=everyone(200),
+        ),
+    ],
+    # --- API clients: clinic admins ------------------------------------------------------
+    ("POST", "/v1/api-clients"): [
+        Case(
+            target="a new client",
+            send=lambda t: Call(json={"name": "Matrix EHR", "scopes": ["changes:read"]}),
+            expect=clinic_admins(201),
+        )
+    ],
+    ("GET", "/v1/api-clients"): [Case(target="the clinic's clients", expect=clinic_admins(200))],
+    ("DELETE", "/v1/api-clients/{client_id}"): [
+        Case(
+            target="a fresh clinic-1 client",
+            send=lambda t: Call(path={"client_id": t.new_api_client()}),
+            expect=clinic_admins(204),
+        )
+    ],
+    # --- exercises: the catalog is public, a clinic's own are its staff's -----------
+    ("GET", "/v1/exercises"): [Case(target="the catalog", expect=catalog_readers())],
+    ("GET", "/v1/exercises/{exercise}"): [
+        Case(
+            target="a global catalog exercise",
+            send=lambda t: Call(path={"exercise": CATALOG_SLUG}),
+            expect=catalog_readers(),
+        ),
+        Case(
+            target="a clinic-1 custom exercise",
+            send=lambda t: Call(path={"exercise": t.exercise}),
+            expect=catalog_readers(anonymous=404, other_clinic=404),
+        ),
+    ],
+    ("POST", "/v1/exercises"): [
+        Case(
+            target="a new custom exercise",
+            send=lambda t: Call(json=exercise_body()),
+            expect=clinic_staff(201),
+        )
+    ],
+    ("PATCH", "/v1/exercises/{exercise}"): [
+        Case(
+            target="a fresh clinic-1 custom exercise",
+            send=lambda t: Call(path={"exercise": t.new_exercise().id}, json={"name": "Renamed"}),
+            expect=clinic_staff(200, other_clinic=404),
+        ),
+        Case(
+            target="a global catalog exercise",
+            send=lambda t: Call(path={"exercise": CATALOG_SLUG}, json={"name": "Renamed"}),
+            expect=read_only_catalog(),
+        ),
+    ],
+    ("DELETE", "/v1/exercises/{exercise}"): [
+        Case(
+            target="a fresh clinic-1 custom exercise",
+            send=lambda t: Call(path={"exercise": t.new_exercise().id}),
+            expect=clinic_staff(204, other_clinic=404),
+        ),
+        Case(
+            target="a global catalog exercise",
+            send=lambda t: Call(path={"exercise": CATALOG_SLUG}),
+            expect=read_only_catalog(),
+        ),
+    ],
+    # --- patients ------------------------------------------------------------------------
+    ("POST", "/v1/patients"): [
+        Case(
+            target="a new patient",
+            send=lambda t: Call(json=patient_body()),
+            expect=clinic_staff(201),
+        )
+    ],
+    ("GET", "/v1/patients"): [Case(target="the clinic's patients", expect=clinic_staff(200))],
+    ("GET", "/v1/patients/{patient_id}"): [
+        Case(
+            target="patient A",
+            send=lambda t: Call(path={"patient_id": t.patient_a}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("PATCH", "/v1/patients/{patient_id}"): [
+        Case(
+            target="patient A",
+            send=lambda t: Call(
+                path={"patient_id": t.patient_a}, json={"time_zone": "Europe/Lisbon"}
+            ),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("DELETE", "/v1/patients/{patient_id}"): [
+        Case(
+            target="a fresh clinic-1 patient",
+            send=lambda t: Call(path={"patient_id": t.new_patient()}),
+            expect=clinic_staff(204, other_clinic=404),
+        )
+    ],
+    ("POST", "/v1/patients/{patient_id}/access-codes"): [
+        Case(
+            target="patient A",
+            send=lambda t: Call(path={"patient_id": t.patient_a}),
+            expect=clinic_staff(201, other_clinic=404),
+        )
+    ],
+    ("GET", "/v1/patients/{patient_id}/devices"): [
+        Case(
+            target="patient A",
+            send=lambda t: Call(path={"patient_id": t.patient_a}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("DELETE", "/v1/patients/{patient_id}/devices/{device_id}"): [
+        Case(
+            target="a fresh app of patient A",
+            send=lambda t: Call(path={"patient_id": t.patient_a, "device_id": t.new_device()}),
+            expect=clinic_staff(204, other_clinic=404),
+        )
+    ],
+    # --- plan templates: the global one is shared and read-only ---------------------
+    ("GET", "/v1/plan-templates"): [
+        Case(target="the clinic's and the global templates", expect=clinic_staff(200))
+    ],
+    ("POST", "/v1/plan-templates"): [
+        Case(
+            target="a new template",
+            send=lambda t: Call(json={"name": "New", "items": [item(t.catalog_exercise)]}),
+            expect=clinic_staff(201),
+        )
+    ],
+    ("GET", "/v1/plan-templates/{template_id}"): [
+        Case(
+            target="a clinic-1 template",
+            send=lambda t: Call(path={"template_id": t.template}),
+            expect=clinic_staff(200, other_clinic=404),
+        ),
+        Case(
+            target="the global template",
+            send=lambda t: Call(path={"template_id": t.global_template}),
+            expect=clinic_staff(200),
+        ),
+    ],
+    ("PATCH", "/v1/plan-templates/{template_id}"): [
+        Case(
+            target="a clinic-1 template",
+            send=lambda t: Call(path={"template_id": t.template}, json={"description": "Ours"}),
+            expect=clinic_staff(200, other_clinic=404),
+        ),
+        Case(
+            target="the global template",
+            send=lambda t: Call(
+                path={"template_id": t.global_template}, json={"description": "Ours"}
+            ),
+            expect=read_only_catalog(),
+        ),
+    ],
+    ("DELETE", "/v1/plan-templates/{template_id}"): [
+        Case(
+            target="a fresh clinic-1 template",
+            send=lambda t: Call(path={"template_id": t.new_template()}),
+            expect=clinic_staff(204, other_clinic=404),
+        ),
+        Case(
+            target="the global template",
+            send=lambda t: Call(path={"template_id": t.global_template}),
+            expect=read_only_catalog(),
+        ),
+    ],
+    ("POST", "/v1/plan-templates/{template_id}/copy"): [
+        Case(
+            target="a clinic-1 template",
+            send=lambda t: Call(path={"template_id": t.template}, json={}),
+            expect=clinic_staff(201, other_clinic=404),
+        ),
+        Case(
+            target="the global template",
+            send=lambda t: Call(path={"template_id": t.global_template}, json={}),
+            expect=clinic_staff(201),
+        ),
+    ],
+    # --- plans ---------------------------------------------------------------------------
+    ("POST", "/v1/patients/{patient_id}/plans"): [
+        Case(
+            target="patient A",
+            send=lambda t: Call(
+                path={"patient_id": t.patient_a}, json={"items": [item(t.catalog_exercise)]}
+            ),
+            expect=clinic_staff(201, other_clinic=404),
+        )
+    ],
+    ("GET", "/v1/patients/{patient_id}/plans"): [
+        Case(
+            target="patient A",
+            send=lambda t: Call(path={"patient_id": t.patient_a}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", "/v1/plans/{plan_id}"): [
+        Case(
+            target="patient A's plan",
+            send=lambda t: Call(path={"plan_id": t.plan}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("PATCH", "/v1/plans/{plan_id}"): [
+        Case(
+            target="a fresh plan of patient A, with its ETag",
+            send=edit_fresh_plan,
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", "/v1/plans/{plan_id}/versions"): [
+        Case(
+            target="patient A's plan",
+            send=lambda t: Call(path={"plan_id": t.plan}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", "/v1/plans/{plan_id}/versions/{number}"): [
+        Case(
+            target="patient A's plan, version 1",
+            send=lambda t: Call(path={"plan_id": t.plan, "number": 1}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    # --- the patient app: its own data only ------------------------------------------
+    ("GET", "/v1/me"): [
+        Case(target="the patient", expect=patient_app(patient_a=200, patient_b=200))
+    ],
+    ("GET", "/v1/me/plan"): [
+        Case(
+            target="the active plan (patient B has none)",
+            expect=patient_app(patient_a=200, patient_b=404),
+        )
+    ],
+    ("GET", "/v1/me/today"): [
+        Case(target="today's items", expect=patient_app(patient_a=200, patient_b=200))
+    ],
+    # --- the audit trail: clinic admins --------------------------------------------------
+    ("GET", "/v1/audit-events"): [Case(target="the clinic's trail", expect=clinic_admins(200))],
+}
+
+# ------------------------------------------------------------------------------ the tests
+
+PROBLEM_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not-found"}
+
+
+@pytest.fixture(scope="module")
+def targets(app: FastAPI) -> Targets:
+    """A world of its own: the matrix creates and deletes in clinic 1, and other modules
+    share the session's world."""
+    return Targets(app, build_world(app))
+
+
+def served_routes(app: FastAPI) -> set[RouteKey]:
+    """Every (method, path) the app answers, however deeply its routers are included."""
+    served: set[RouteKey] = set()
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, Mount):
+            # Static files, answered to GET (and HEAD) below the mount.
+            served.add(("GET", str(context.path_format)))
+        elif isinstance(route, StarletteRoute):
+            methods = set(context.methods or ())
+            if "GET" in methods:
+                # Starlette answers HEAD wherever there is a GET; it is not a route of its own.
+                methods.discard("HEAD")
+            served |= {(method, str(context.path)) for method in methods}
+        else:
+            raise TypeError(f"A kind of route the matrix cannot read: {route!r}")
+    return served
+
+
+def test_every_route_has_a_row(app: FastAPI) -> None:
+    missing = sorted(served_routes(app) - MATRIX.keys())
+    assert not missing, f"Say in MATRIX who may call these routes: {missing}"
+
+
+def test_every_row_is_a_route(app: FastAPI) -> None:
+    stale = sorted(MATRIX.keys() - served_routes(app))
+    assert not stale, f"MATRIX rows for routes the app no longer has: {stale}"
+
+
+def cells() -> list[object]:
+    """One test per route, case and caller, so a failure names its cell."""
+    found: list[object] = []
+    for (method, path), cases in MATRIX.items():
+        for case in cases:
+            for actor in ACTORS:
+                bug = case.known_bugs.get(actor)
+                found.append(
+                    pytest.param(
+                        method,
+                        path,
+                        case,
+                        actor,
+                        id=f"{method} {path} | {case.target} | {actor}",
+                        marks=[pytest.mark.xfail(strict=True, reason=bug)] if bug else [],
+                    )
+                )
+    return found
+
+
+@pytest.mark.parametrize(("method", "path", "case", "actor"), cells())
+async def test_each_caller_gets_what_the_matrix_says(
+    client: AsyncClient, targets: Targets, method: str, path: str, case: Case, actor: str
+) -> None:
+    call = case.send(targets)
+    response = await client.request(
+        method,
+        path.format_map(call.path),
+        json=call.json,
+        data=call.form,
+        headers={**targets.world[actor].headers, **call.headers},
+    )
+    expected = case.expect[actor]
+    assert response.status_code == expected, response.text
+    if expected in PROBLEM_TYPES:
+        assert_problem(response, expected, PROBLEM_TYPES[expected])
+    if expected == 401:
+        assert response.headers["www-authenticate"] == 'Bearer realm="dorsi"'
+
+
+# ---------------------------------------------- another clinic's id is a missing id
+
+Lookup = Callable[[Targets], str]
+
+
+def seen_from_outside(response: Response, key: str) -> dict[str, object]:
+    """All a caller can tell from an answer, with the id or slug it asked for blanked."""
+    problem = response.json()
+    return {
+        "status": response.status_code,
+        "content-type": response.headers["content-type"],
+        "headers": sorted(response.headers.keys()),
+        "type": problem["type"],
+        "title": problem["title"],
+        "detail": problem["detail"].replace(key, "<key>"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("route", "theirs", "nobodys"),
+    [
+        pytest.param(
+            "/v1/patients/{}",
+            lambda t: str(t.patient_a),
+            lambda: str(uuid.uuid4()),
+            id="patient by id",
+        ),
+        pytest.param(
+            "/v1/exercises/{}",
+            lambda t: str(t.exercise),
+            lambda: str(uuid.uuid4()),
+            id="custom exercise by id",
+        ),
+        pytest.param(
+            "/v1/exercises/{}",
+            lambda t: t.exercise_slug,
+            lambda: f"no-such-exercise-{uuid.uuid4().hex[:8]}",
+            id="custom exercise by slug",
+        ),
+    ],
+)
+async def test_another_clinics_resource_answers_like_a_missing_one(
+    client: AsyncClient,
+    targets: Targets,
+    route: str,
+    theirs: Lookup,
+    nobodys: Callable[[], str],
+) -> None:
+    clinician2 = targets.world["clinician2"].headers
+    existing, missing = theirs(targets), nobodys()
+    other_clinics = await client.get(route.format(existing), headers=clinician2)
+    absent = await client.get(route.format(missing), headers=clinician2)
+    assert_problem(other_clinics, 404, "not-found")
+    assert seen_from_outside(other_clinics, existing) == seen_from_outside(absent, missing)
