@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         flusher = asyncio.create_task(flush_logs())
         yield
         flusher.cancel()
-        engine.dispose()
+        dispose_engines(_app)
 
     app = Dorsi(
         title="Dorsi",
@@ -114,6 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    # PostgreSQL only: SQLite's hot paths keep their transaction (see app.me.today).
+    app.state.autocommit_engine = (
+        make_engine(settings, autocommit=True) if engine.dialect.name == "postgresql" else None
+    )
     app.state.secrets = Secrets(settings)
     app.state.sign_in_limiter = SignInLimiter(
         settings.sign_in_rate_limit, settings.rate_limit_storage
@@ -152,6 +156,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def dispose_engines(app: FastAPI) -> None:
+    """Close every database connection the app holds."""
+    app.state.engine.dispose()
+    if app.state.autocommit_engine is not None:
+        app.state.autocommit_engine.dispose()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

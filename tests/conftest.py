@@ -28,7 +28,7 @@ from app.core import migrate
 from app.core.columns import utcnow
 from app.core.config import Settings
 from app.core.db import make_engine
-from app.main import create_app
+from app.main import create_app, dispose_engines
 from app.patients.models import Patient
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -106,7 +106,7 @@ def settings(new_database: DatabaseFactory) -> Settings:
 def app(settings: Settings) -> Iterator[FastAPI]:
     application = create_app(settings)
     yield application
-    application.state.engine.dispose()
+    dispose_engines(application)
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ from sqlmodel import Session, create_engine
 from app.core.config import Settings
 
 
-def make_engine(settings: Settings) -> Engine:
+def make_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
+    """The engine for ``settings``; ``autocommit`` ones serve single-statement hot paths,
+    where BEGIN and COMMIT would double the round trips."""
     url = settings.database_url
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
@@ -24,7 +26,10 @@ def make_engine(settings: Settings) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(
-        url, pool_size=settings.database_pool_size, max_overflow=settings.database_pool_size
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
 
 

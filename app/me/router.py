@@ -7,10 +7,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from app.audit import service as audit
-from app.auth.deps import PatientCaller, patient_bearer, patient_only, resolve
-from app.core.db import SessionDep, transaction
+from app.auth.deps import PatientCaller, patient_bearer
+from app.core.db import SessionDep
 from app.core.errors import Forbidden, NotFound, Unauthorized, responses
-from app.me import service
+from app.me import service, today
 from app.me.schemas import Me, Today
 from app.plans import service as plans
 from app.plans.schemas import PlanPublic
@@ -61,17 +61,17 @@ async def get_my_today(
 ) -> Response:
     """Today's items in the patient's own time zone, each with its dose, the exercise's
     steps and what is already recorded today."""
-    # The app polls this, so it runs as one unit in one worker thread: check the token,
-    # read, audit, commit; not one thread hop per dependency.
     token = credentials.credentials if credentials else None
     client = request.client
-    request_id = request.scope.get("state", {}).get("request_id")
-
-    def work() -> bytes:
-        with transaction(request.app.state.engine) as session:
-            principal = resolve(session, request.app.state.secrets, token)
-            caller = patient_only(principal, client.host if client else None, request_id)
-            return service.today(session, caller).model_dump_json().encode()
-
-    body = await run_in_threadpool(work)
+    state = request.app.state
+    body = await run_in_threadpool(
+        today.today,
+        state.engine,
+        state.autocommit_engine,
+        state.secrets,
+        token,
+        client.host if client else None,
+        request.scope.get("state", {}).get("request_id"),
+        state.settings.response_cache_seconds,
+    )
     return Response(body, media_type="application/json")

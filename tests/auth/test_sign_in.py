@@ -17,7 +17,7 @@ from app.auth.principal import Scope
 from app.auth.security import Secrets
 from app.core.columns import utcnow
 from app.core.config import Settings, SettingsError, load_settings
-from app.main import create_app
+from app.main import create_app, dispose_engines
 from tests.conftest import PASSWORD, World, make_client, settings_for
 
 
@@ -243,7 +243,7 @@ async def test_an_expired_token_is_401(app: FastAPI, client: httpx.AsyncClient) 
 async def strict_app(settings: Settings) -> AsyncIterator[FastAPI]:
     limited = create_app(settings_for(settings.database_url, sign_in_rate_limit="3/minute"))
     yield limited
-    limited.state.engine.dispose()
+    dispose_engines(limited)
 
 
 async def test_sign_in_is_limited_per_account_and_per_address(strict_app: FastAPI) -> None:
@@ -300,7 +300,7 @@ async def test_cors_allows_only_configured_origins(settings: Settings) -> None:
                 )
                 assert response.headers.get("access-control-allow-origin") == expected
     finally:
-        cors_app.state.engine.dispose()
+        dispose_engines(cors_app)
 
 
 def test_production_refuses_to_start_without_a_secret() -> None:

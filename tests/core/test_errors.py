@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from httpx import AsyncClient
 
 from app.core.config import Settings
-from app.main import create_app
+from app.main import create_app, dispose_engines
 from tests.conftest import make_client
 from tests.core.problems import assert_problem
 
@@ -30,7 +30,7 @@ def probe_app(settings: Settings) -> Iterator[FastAPI]:
     application.add_api_route("/probe/crash", fail_unexpectedly, methods=["GET"])
     application.add_api_route("/probe/body", count_body, methods=["POST"])
     yield application
-    application.state.engine.dispose()
+    dispose_engines(application)
 
 
 @pytest.fixture

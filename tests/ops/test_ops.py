@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.core import logging as app_logging
 from app.core.config import Settings
-from app.main import create_app
+from app.main import create_app, dispose_engines
 from tests.conftest import make_client
 from tests.core.problems import assert_problem
 
@@ -38,7 +38,7 @@ async def test_readyz_is_503_problem_when_the_database_is_unreachable(settings: 
             response = await http.get("/readyz")
             alive = await http.get("/healthz")
     finally:
-        app.state.engine.dispose()
+        dispose_engines(app)
     assert_problem(response, 503, "database-unavailable")
     assert "127.0.0.1" not in response.text
     assert alive.status_code == 200
