@@ -10,14 +10,22 @@ from app.models import metadata
 config = context.config
 
 
+def _pragma(connection: Connection, statement: str) -> None:
+    """Straight to the driver: through SQLAlchemy it would run inside a transaction."""
+    if connection.in_transaction():
+        connection.commit()
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(statement)
+    cursor.close()
+
+
 def run(connection: Connection) -> None:
     sqlite = connection.dialect.name == "sqlite"
     if sqlite:
         # Batch migrations rebuild tables (copy, drop, rename); with foreign keys enforced,
         # dropping a table that rows still point at would fail. SQLite ignores this pragma
         # inside a transaction, so it is set before the migration's transaction begins.
-        connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
-        connection.commit()
+        _pragma(connection, "PRAGMA foreign_keys = OFF")
     context.configure(
         connection=connection,
         target_metadata=metadata,
@@ -30,8 +38,7 @@ def run(connection: Connection) -> None:
         connection.commit()
     finally:
         if sqlite:
-            connection.exec_driver_sql("PRAGMA foreign_keys = ON")
-            connection.commit()
+            _pragma(connection, "PRAGMA foreign_keys = ON")
 
 
 def run_online() -> None:

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, tuple_
+from sqlalchemy import or_, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -474,16 +474,24 @@ def update_plan(
     if unchanged:
         audit.record(session, caller, "read", "plan", plan.id, plan.patient_id)
         return plan
-    plan.version = new.number
-    plan.status = target
-    plan.updated_at = new.created_at
-    session.add(plan)
-    session.add(new)
     try:
         with session.begin_nested():
+            # Compare-and-swap on the version: of two edits made from the same read, the
+            # second finds the version moved on (its UPDATE waits for the first) and is a 412.
+            swapped = session.execute(
+                update(Plan)
+                .where(col(Plan.id) == plan.id, col(Plan.version) == plan.version)
+                .values(version=new.number, status=target, updated_at=new.created_at)
+                .execution_options(synchronize_session=False)
+            )
+            if swapped.rowcount != 1:  # type: ignore[attr-defined]
+                raise PreconditionFailed("The plan changed since you read it; read it again.")
+            session.add(new)
             session.flush()
     except IntegrityError:
+        # After the swap, only the one-active-plan-per-patient index can refuse the write.
         raise Conflict("The patient has another active plan; pause or end it first.") from None
+    session.refresh(plan)
     record_change(session, plan.clinic_id, "plan", plan.id, "update", version=plan.version)
     audit.record(session, caller, "update", "plan", plan.id, plan.patient_id)
     return plan
