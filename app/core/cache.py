@@ -21,6 +21,7 @@ MAX_BODY_BYTES = 1024 * 1024
 class Entry:
     expires: float
     headers: list[tuple[bytes, bytes]]
+    not_modified_headers: list[tuple[bytes, bytes]]
     body: bytes
     etag: str
     route: object
@@ -52,13 +53,14 @@ class PublicResponseCache:
                     {
                         "type": "http.response.start",
                         "status": 304,
-                        "headers": [h for h in entry.headers if h[0] != b"content-length"],
+                        "headers": entry.not_modified_headers,
                     }
                 )
                 await send({"type": "http.response.body", "body": b""})
             else:
                 await send(
-                    {"type": "http.response.start", "status": 200, "headers": list(entry.headers)}
+                    # Outer layers build a new list rather than change this one.
+                    {"type": "http.response.start", "status": 200, "headers": entry.headers}
                 )
                 await send({"type": "http.response.body", "body": entry.body})
             return
@@ -99,6 +101,7 @@ class PublicResponseCache:
         self.entries[key] = Entry(
             expires=time.monotonic() + min(max_age, self.ceiling),
             headers=headers,
+            not_modified_headers=[h for h in headers if h[0] != b"content-length"],
             body=body,
             etag=etag.decode("latin-1"),
             route=scope.get("route"),

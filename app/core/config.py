@@ -5,8 +5,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+import limits
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as UnreadableSetting
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'dorsi.db'}"
@@ -47,6 +49,15 @@ class Settings(BaseSettings):
     sign_in_rate_limit: Annotated[str, Field(min_length=3)] = "10/minute"
     cors_origins: list[str] = []
 
+    @field_validator("sign_in_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError("not a rate such as '10/minute'") from None
+        return value
+
     @model_validator(mode="after")
     def _secret_outside_development(self) -> "Settings":
         if self.secret_key is None and self.environment == Environment.production:
@@ -74,6 +85,9 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as error:
         raise SettingsError(error) from None
+    except UnreadableSetting as error:
+        # A value that is not even parseable (a list setting that is not JSON, say).
+        raise SystemExit(f"Dorsi cannot start, invalid setting: {error}") from None
 
 
 @lru_cache

@@ -9,7 +9,8 @@ import asyncio
 import io
 import logging
 import sys
-from typing import BinaryIO
+import time
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -42,10 +43,20 @@ class BufferedLineLogger:
 
 # One instance: loggers cache it on first use, and configure_logging() repoints its stream.
 _lines = BufferedLineLogger()
+_access_enabled = True
+
+
+def log_request(fields: dict[str, Any]) -> None:
+    """The access log's line for one request, in the same shape as structlog's lines but
+    rendered directly: its processor chain would cost every request several microseconds."""
+    if _access_enabled:
+        _lines.msg(orjson.dumps({**fields, "event": "request", "level": "info", "ts": time.time()}))
 
 
 def configure_logging(level: str) -> None:
+    global _access_enabled
     numeric = logging.getLevelNamesMapping()[level]
+    _access_enabled = numeric <= logging.INFO
     if _lines.stream is None:
         # File descriptor 1 itself, whatever Python's sys.stdout object is at the time.
         _lines.stream = io.BufferedWriter(io.FileIO(1, "wb", closefd=False), 64 * 1024)

@@ -6,14 +6,12 @@ import re
 import secrets
 import time
 
-import structlog
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import problem_response
-
-access_log = structlog.get_logger("dorsi.access")
+from app.core.logging import log_request
 
 REQUESTS = Counter(
     "dorsi_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
@@ -102,15 +100,16 @@ class RequestContextMiddleware:
         _counter(method, template, status).inc()
         _histogram(method, template).observe(elapsed)
         client = scope.get("client")
-        access_log.info(
-            "request",
-            request_id=request_id,
-            method=method,
-            path=scope["path"],
-            route=template,
-            status=status,
-            duration_ms=round(elapsed * 1000, 3),
-            client=client[0] if client else None,
+        log_request(
+            {
+                "request_id": request_id,
+                "method": method,
+                "path": scope["path"],
+                "route": template,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "client": client[0] if client else None,
+            }
         )
 
 
@@ -142,9 +141,12 @@ DEFAULT_HEADERS = {
 def _with_defaults(
     headers: "list[tuple[bytes, bytes]] | tuple[()]", request_id: tuple[bytes, bytes]
 ) -> list[tuple[bytes, bytes]]:
-    present = {name for name, _ in headers}
+    # On every response, cached ones too: kept to a loop over the few headers there are.
     result = [*headers, request_id, *SECURITY_HEADERS]
-    result.extend((name, value) for name, value in DEFAULT_HEADERS.items() if name not in present)
+    missing = dict(DEFAULT_HEADERS)
+    for name, _ in headers:
+        missing.pop(name, None)
+    result.extend(missing.items())
     return result
 
 

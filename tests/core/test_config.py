@@ -35,6 +35,8 @@ def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
         ("DORSI_LOG_LEVEL", "LOUD"),
         ("DORSI_MAX_BODY_BYTES", "10"),
         ("DORSI_ENVIRONMENT", "staging"),
+        ("DORSI_SIGN_IN_RATE_LIMIT", "lots"),
+        ("DORSI_ACCESS_TOKEN_MINUTES", "0"),
     ],
 )
 def test_bad_setting_stops_start_up_naming_its_variable(
@@ -81,3 +83,11 @@ def test_command_with_a_bad_setting_exits_non_zero_naming_it(tmp_path: Path) -> 
     assert result.returncode != 0
     assert "DORSI_DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unparseable_list_setting_stops_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DORSI_CORS_ORIGINS", "https://a.example")
+    with pytest.raises(SystemExit, match="cors_origins"):
+        load_settings()
