@@ -2,6 +2,9 @@
 
 import base64
 import binascii
+import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
@@ -59,3 +62,29 @@ def invalid_cursor() -> InvalidInput:
     return InvalidInput(
         [FieldError(location="query", pointer="#/cursor", detail="Not a cursor Dorsi issued.")]
     )
+
+
+def split_page(
+    rows: list[T], limit: int, key: Callable[[T], list[Any]]
+) -> tuple[list[T], str | None]:
+    """Lists fetch ``limit + 1`` rows: the extra one only says that another page exists."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(key(rows[-1]))
+
+
+def time_position(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) position of a cursor whose key is ``[created_at, id]``."""
+    created, last = decode_cursor(cursor, 2)
+    try:
+        position = (datetime.fromisoformat(str(created)), uuid.UUID(str(last)))
+    except (TypeError, ValueError):
+        raise invalid_cursor() from None
+    if position[0].tzinfo is None:
+        raise invalid_cursor()
+    return position
+
+
+def time_key(row: Any) -> list[Any]:
+    return [row.created_at.isoformat(), str(row.id)]

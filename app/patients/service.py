@@ -5,7 +5,7 @@ the same transaction.
 """
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import tuple_
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +19,7 @@ from app.auth.service import end_sessions
 from app.core.columns import utcnow
 from app.core.errors import Conflict, NotFound, PreconditionFailed
 from app.core.http import etag_matches
-from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.core.pagination import split_page, time_key, time_position
 from app.patients.models import Patient
 from app.patients.schemas import (
     AccessCodePublic,
@@ -72,22 +72,15 @@ def list_page(
     if query.reference is not None:
         statement = statement.where(Patient.reference == query.reference)
     if query.cursor is not None:
-        created, last_id = decode_cursor(query.cursor, 2)
-        try:
-            position = (datetime.fromisoformat(created), uuid.UUID(last_id))
-        except (TypeError, ValueError):
-            raise invalid_cursor() from None
-        if position[0].tzinfo is None:
-            raise invalid_cursor()
+        position = time_position(query.cursor)
         statement = statement.where(tuple_(col(Patient.created_at), col(Patient.id)) > position)
     statement = statement.order_by(col(Patient.created_at), col(Patient.id))
-    rows = list(session.exec(statement.limit(query.limit + 1)).all())
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
+    rows, cursor = split_page(
+        list(session.exec(statement.limit(query.limit + 1)).all()), query.limit, time_key
+    )
     # One event per patient shown, so "who saw patient X" finds lists too.
     for row in rows:
         audit.record(session, caller, "list", "patient", row.id, row.id)
-    cursor = encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None
     return rows, cursor
 
 

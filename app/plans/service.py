@@ -26,7 +26,13 @@ from app.core.errors import (
     PreconditionRequired,
 )
 from app.core.http import etag_matches
-from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.core.pagination import (
+    decode_cursor,
+    invalid_cursor,
+    split_page,
+    time_key,
+    time_position,
+)
 from app.exercises.models import Exercise
 from app.patients import service as patients
 from app.patients.models import Patient
@@ -152,9 +158,7 @@ def list_templates(
         except ValueError:
             raise invalid_cursor() from None
     rows = list(session.exec(statement.order_by(col(PlanTemplate.id)).limit(query.limit + 1)).all())
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    return rows, encode_cursor([str(rows[-1].id)]) if more else None
+    return split_page(rows, query.limit, lambda row: [str(row.id)])
 
 
 def get_template(session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID) -> PlanTemplate:
@@ -405,25 +409,13 @@ def list_plans(
     if query.status is not None:
         statement = statement.where(Plan.status == query.status)
     if query.cursor is not None:
-        created, last = decode_cursor(query.cursor, 2)
-        try:
-            position = (datetime.fromisoformat(str(created)), uuid.UUID(str(last)))
-        except ValueError:
-            raise invalid_cursor() from None
-        if position[0].tzinfo is None:
-            raise invalid_cursor()
+        position = time_position(query.cursor)
         statement = statement.where(tuple_(col(Plan.created_at), col(Plan.id)) < position)
     statement = statement.order_by(col(Plan.created_at).desc(), col(Plan.id).desc())
-    rows = list(session.exec(statement.limit(query.limit + 1)).all())
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    audit.record(session, caller, "list", "plan", None, patient.id)
-    last_row = rows[-1] if rows else None
-    cursor = (
-        encode_cursor([last_row.created_at.isoformat(), str(last_row.id)])
-        if more and last_row
-        else None
+    rows, cursor = split_page(
+        list(session.exec(statement.limit(query.limit + 1)).all()), query.limit, time_key
     )
+    audit.record(session, caller, "list", "plan", None, patient.id)
     return rows, cursor
 
 
