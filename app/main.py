@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
+from app.adherence.router import router as adherence_router
 from app.audit.router import router as audit_router
 from app.auth.clients_router import router as api_clients_router
 from app.auth.ratelimit import SignInLimiter
@@ -60,6 +61,11 @@ TAGS = [
     {
         "name": "me",
         "description": "The patient app: the signed-in patient's own data and today's items.",
+    },
+    {
+        "name": "adherence",
+        "description": "What patients actually did: offline batch uploads that never "
+        "duplicate, and records read back by the clinic.",
     },
     {
         "name": "audit",
@@ -134,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_clients_router,
         patients_router,
         plans_router,
+        adherence_router,
         audit_router,
         ops_router,
     ):

@@ -2,6 +2,7 @@
 
 from sqlmodel import SQLModel
 
+from app.adherence.models import AdherenceRecord
 from app.audit.models import AuditEvent
 from app.auth.models import AccessCode, ApiClient, AuthSession, Clinic, Clinician, RefreshToken
 from app.exercises.models import Exercise
@@ -13,6 +14,7 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "AccessCode",
+    "AdherenceRecord",
     "ApiClient",
     "AuditEvent",
     "AuthSession",

@@ -9,7 +9,7 @@ an edit to a clinic's own exercise shows in "today" within that time.
 
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlmodel import SQLModel
 
+from app.adherence.models import AdherenceRecord
 from app.audit.models import AuditEvent
 from app.auth.models import ActorKind, AuthSession
 from app.auth.security import Secrets
@@ -46,6 +47,7 @@ def _table(model: type[SQLModel]) -> Table:
 
 sessions, patients, plans = _table(AuthSession), _table(Patient), _table(Plan)
 versions, audit_events, exercise_table = _table(PlanVersion), _table(AuditEvent), _table(Exercise)
+records = _table(AdherenceRecord)
 
 
 def _state_query() -> Any:
@@ -117,6 +119,24 @@ def _postgresql_statement() -> Any:
 
 
 STATE = _state_query()
+RECORDED = (
+    select(
+        records.c.id,
+        records.c.item_id,
+        records.c.status,
+        records.c.performed_at,
+        records.c.utc_offset_minutes,
+        records.c.sets_done,
+        records.c.reps_done,
+        records.c.pain,
+    )
+    .where(
+        records.c.patient_id == bindparam("patient_id", type_=records.c.patient_id.type),
+        records.c.performed_on == bindparam("day", type_=records.c.performed_on.type),
+        records.c.deleted_at.is_(None),
+    )
+    .order_by(records.c.performed_at)
+)
 STATE_AND_AUDIT = _postgresql_statement()
 
 
@@ -214,6 +234,19 @@ def _render(connection: Connection, row: Any, cache_seconds: float) -> bytes:
     exercises = _exercise_details(
         connection, {uuid.UUID(item["exercise_id"]) for item in items}, cache_seconds
     )
+    done: dict[str, list[dict[str, Any]]] = {}
+    for record in connection.execute(RECORDED, {"patient_id": row.patient_id, "day": day}):
+        offset = timezone(timedelta(minutes=record.utc_offset_minutes))
+        done.setdefault(str(record.item_id), []).append(
+            {
+                "id": str(record.id),
+                "status": record.status,
+                "performed_at": record.performed_at.astimezone(offset).isoformat(),
+                "sets_done": record.sets_done,
+                "reps_done": record.reps_done,
+                "pain": record.pain,
+            }
+        )
     weekday = day.isoweekday()
     for order, item in enumerate(items, start=1):
         schedule = item["schedule"]
@@ -235,7 +268,7 @@ def _render(connection: Connection, row: Any, cache_seconds: float) -> bytes:
                 "times_per_day": schedule.get("times_per_day", 1),
                 "due": "scheduled" if days is not None else "flexible",
                 "sessions_per_week": schedule.get("sessions_per_week"),
-                "recorded": [],
+                "recorded": done.get(item["id"], []),
             }
         )
     return orjson.dumps(body)

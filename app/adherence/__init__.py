@@ -1,0 +1,1 @@
+"""Adherence: what the patient actually did, recorded offline and uploaded in batches."""

@@ -1,0 +1,287 @@
+"""Recording adherence: batch uploads that a replay never duplicates, and reading back.
+
+Records are patient data: uploads and reads leave audit events, and every stored record
+writes its change to the outbox, all in the request's transaction.
+"""
+
+import uuid
+from datetime import date, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from sqlalchemy import tuple_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from app.adherence.models import AdherenceRecord, Source
+from app.adherence.schemas import (
+    BatchIn,
+    BatchResult,
+    RecordIn,
+    RecordPublic,
+    RecordQuery,
+    RecordResult,
+)
+from app.audit import service as audit
+from app.auth.models import ActorKind
+from app.auth.principal import Caller
+from app.core.columns import utcnow
+from app.core.errors import FieldError
+from app.core.pagination import split_page, time_position
+from app.patients import service as patients
+from app.patients.models import Patient
+from app.plans.models import Plan, PlanVersion
+from app.sync.outbox import record_change
+
+# A phone's clock may run a little ahead of ours.
+CLOCK_SKEW = timedelta(minutes=5)
+CONTENT = (
+    "plan_id",
+    "plan_version",
+    "item_id",
+    "performed_at",
+    "utc_offset_minutes",
+    "status",
+    "sets_done",
+    "reps_done",
+    "hold_seconds",
+    "pain",
+    "effort",
+    "skip_reason",
+    "note",
+    "assistive_device",
+)
+SOURCES = {
+    ActorKind.patient: Source.patient_app,
+    ActorKind.clinician: Source.clinician,
+    ActorKind.api_client: Source.clinic_system,
+}
+
+
+def _problem(index: int, field: str, detail: str) -> list[FieldError]:
+    return [FieldError(location="body", pointer=f"#/records/{index}/{field}", detail=detail)]
+
+
+def _parse(index: int, raw: dict[str, Any]) -> RecordIn | list[FieldError]:
+    try:
+        return RecordIn.model_validate(raw)
+    except ValidationError as error:
+        return [
+            FieldError(
+                location="body",
+                pointer="#/records/" + "/".join(str(p) for p in (index, *e["loc"])),
+                detail="Unknown field." if e["type"] == "extra_forbidden" else e["msg"],
+            )
+            for e in error.errors()
+        ]
+
+
+def public(record: AdherenceRecord) -> RecordPublic:
+    """The record as stored, with performed_at back in the offset it was given in."""
+    offset = timezone(timedelta(minutes=record.utc_offset_minutes))
+    return RecordPublic.model_validate(
+        {
+            **{
+                field: getattr(record, field)
+                for field in RecordPublic.model_fields
+                if hasattr(record, field)
+            },
+            "performed_at": record.performed_at.astimezone(offset),
+        }
+    )
+
+
+def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
+    """Store what is new, recognise what is already stored, and say which is which."""
+    principal = caller.principal
+    now = utcnow()
+    parsed = [_parse(index, raw) for index, raw in enumerate(batch.records)]
+    good = [r for r in parsed if isinstance(r, RecordIn)]
+    plans = {
+        plan.id: plan
+        for plan in session.exec(
+            select(Plan).where(
+                col(Plan.id).in_({r.plan_id for r in good}),
+                Plan.clinic_id == principal.clinic_id,
+            )
+        )
+    }
+    if principal.kind == ActorKind.patient:
+        plans = {k: p for k, p in plans.items() if p.patient_id == principal.patient_id}
+    people = {
+        p.id: p
+        for p in session.exec(
+            select(Patient).where(
+                col(Patient.id).in_({p.patient_id for p in plans.values()}),
+                col(Patient.deleted_at).is_(None),
+            )
+        )
+    }
+    versions = (
+        {
+            (v.plan_id, v.number): {item["id"] for item in v.items}
+            for v in session.exec(
+                select(PlanVersion).where(
+                    tuple_(col(PlanVersion.plan_id), col(PlanVersion.number)).in_(
+                        {(r.plan_id, r.plan_version) for r in good if r.plan_id in plans}
+                    )
+                )
+            )
+        }
+        if good
+        else {}
+    )
+
+    results: list[RecordResult] = []
+    candidates: dict[int, dict[str, Any]] = {}  # by index: the row each accepted record makes
+    for index, record in enumerate(parsed):
+        if not isinstance(record, RecordIn):
+            results.append(_rejected(index, batch.records[index].get("id"), record))
+            continue
+        plan = plans.get(record.plan_id)
+        patient = people.get(plan.patient_id) if plan else None
+        problem = None
+        if plan is None or patient is None:
+            problem = _problem(index, "plan_id", "No such plan for this caller.")
+        elif (record.plan_id, record.plan_version) not in versions:
+            problem = _problem(index, "plan_version", "The plan has no such version.")
+        elif str(record.item_id) not in versions[(record.plan_id, record.plan_version)]:
+            problem = _problem(index, "item_id", "Not an item of that plan version.")
+        elif record.performed_at > now + CLOCK_SKEW:
+            problem = _problem(index, "performed_at", "In the future.")
+        if problem or plan is None or patient is None:
+            results.append(_rejected(index, record.id, problem or []))
+            continue
+        offset = record.performed_at.utcoffset() or timedelta(0)
+        row = {
+            **record.model_dump(exclude={"id"}),
+            "id": record.id,
+            "clinic_id": plan.clinic_id,
+            "patient_id": plan.patient_id,
+            "performed_at": record.performed_at,
+            "utc_offset_minutes": int(offset.total_seconds() // 60),
+            "performed_on": record.performed_at.astimezone(ZoneInfo(patient.time_zone)).date(),
+            "source": SOURCES[principal.kind],
+            "recorded_by": principal.id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        results.append(
+            RecordResult(index=index, id=record.id, result="created", record=None, errors=None)
+        )
+        candidates[index] = row
+
+    # The first of several records with one id is the one inserted; the rest compare to it.
+    rows: dict[uuid.UUID, dict[str, Any]] = {}
+    for row in candidates.values():
+        rows.setdefault(row["id"], row)
+
+    created = _insert_new(session, list(rows.values()))
+    stored = (
+        {
+            r.id: r
+            for r in session.exec(select(AdherenceRecord).where(col(AdherenceRecord.id).in_(rows)))
+        }
+        if rows
+        else {}
+    )
+    touched: set[uuid.UUID] = set()
+    for result in results:
+        if result.result != "created" or result.id is None:
+            continue
+        mine, existing = candidates[result.index], stored[result.id]
+        if existing.clinic_id != principal.clinic_id or existing.patient_id != mine["patient_id"]:
+            # Someone else's record: say nothing about it.
+            result.result = "rejected"
+            result.errors = _problem(result.index, "id", "This id is taken; use a new one.")
+            continue
+        result.record = public(existing)
+        if result.id in created:
+            created.discard(result.id)
+            touched.add(existing.patient_id)
+            record_change(
+                session, existing.clinic_id, "adherence_record", existing.id, "create", version=1
+            )
+        elif _same(existing, mine):
+            result.result = "unchanged"
+        else:
+            result.result = "conflict"
+    for patient_id in touched:
+        audit.record(session, caller, "create", "adherence_record", None, patient_id)
+    return BatchResult(results=results)
+
+
+def _rejected(index: int, record_id: Any, errors: list[FieldError]) -> RecordResult:
+    try:
+        parsed_id = uuid.UUID(str(record_id)) if record_id is not None else None
+    except ValueError:
+        parsed_id = None
+    return RecordResult(index=index, id=parsed_id, result="rejected", record=None, errors=errors)
+
+
+def _same(existing: AdherenceRecord, row: dict[str, Any]) -> bool:
+    return all(getattr(existing, field) == row[field] for field in CONTENT)
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert the rows whose id is not stored yet; the ids actually inserted come back.
+
+    ON CONFLICT DO NOTHING makes two racing uploads of the same batch safe: the second
+    waits for the first, then skips what it stored.
+    """
+    if not rows:
+        return set()
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(AdherenceRecord)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(col(AdherenceRecord.id))
+    )
+    return set(session.execute(statement).scalars())
+
+
+def list_records(
+    session: Session, caller: Caller, patient_id: uuid.UUID, query: RecordQuery
+) -> tuple[list[AdherenceRecord], str | None]:
+    patient = patients.load(session, caller, patient_id)
+    statement = select(AdherenceRecord).where(
+        AdherenceRecord.patient_id == patient.id, col(AdherenceRecord.deleted_at).is_(None)
+    )
+    if query.since is not None:
+        statement = statement.where(col(AdherenceRecord.performed_on) >= query.since)
+    if query.until is not None:
+        statement = statement.where(col(AdherenceRecord.performed_on) <= query.until)
+    if query.item_id is not None:
+        statement = statement.where(AdherenceRecord.item_id == query.item_id)
+    if query.status is not None:
+        statement = statement.where(AdherenceRecord.status == query.status)
+    if query.cursor is not None:
+        position = time_position(query.cursor)
+        statement = statement.where(
+            tuple_(col(AdherenceRecord.performed_at), col(AdherenceRecord.id)) < position
+        )
+    statement = statement.order_by(
+        col(AdherenceRecord.performed_at).desc(), col(AdherenceRecord.id).desc()
+    ).limit(query.limit + 1)
+    rows, cursor = split_page(
+        list(session.exec(statement).all()),
+        query.limit,
+        lambda row: [row.performed_at.isoformat(), str(row.id)],
+    )
+    audit.record(session, caller, "list", "adherence_record", None, patient.id)
+    return rows, cursor
+
+
+def recorded_on(session: Session, patient_id: uuid.UUID, day: date) -> list[AdherenceRecord]:
+    return list(
+        session.exec(
+            select(AdherenceRecord).where(
+                AdherenceRecord.patient_id == patient_id,
+                AdherenceRecord.performed_on == day,
+                col(AdherenceRecord.deleted_at).is_(None),
+            )
+        ).all()
+    )
