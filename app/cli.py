@@ -2,24 +2,15 @@
 document, check health."""
 
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
-import uvicorn
-import yaml
-from sqlmodel import Session
 
-from app.auth import accounts, demo
-from app.auth.models import Clinic, Role
-from app.auth.principal import Scope
-from app.auth.security import Secrets
-from app.core import migrate as migrations
-from app.core.config import PROJECT_ROOT, Environment, get_settings
-from app.core.db import make_engine
-from app.core.errors import DorsiError
+# Commands import what they use when they run: `dorsi healthcheck` runs every 30 seconds
+# in a container and should not load the whole application to send one request.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 cli = typer.Typer(help="Dorsi: home-exercise API for people with foot drop.", no_args_is_help=True)
 
@@ -27,6 +18,10 @@ cli = typer.Typer(help="Dorsi: home-exercise API for people with foot drop.", no
 @cli.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest revision and load the shipped catalog."""
+    from app.core import migrate as migrations
+    from app.core.config import get_settings
+    from app.core.db import make_engine
+
     engine = make_engine(get_settings())
     try:
         migrations.upgrade(engine)
@@ -44,6 +39,15 @@ def serve(
 ) -> None:
     """Migrate, load the catalog, then serve the API. In development mode, also set up a
     demo clinic and print how to sign in as each kind of caller."""
+    from datetime import timedelta
+
+    import uvicorn
+
+    from app.auth import demo
+    from app.auth.security import Secrets
+    from app.core.config import Environment, get_settings
+    from app.core.db import make_engine
+
     migrate()
     settings = get_settings()
     if settings.environment == Environment.development:
@@ -81,6 +85,15 @@ def create_clinic(
     ],
 ) -> None:
     """Create a clinic with its first admin."""
+    from sqlmodel import Session
+
+    from app.auth import accounts
+    from app.auth.models import Role
+    from app.auth.security import Secrets
+    from app.core.config import get_settings
+    from app.core.db import make_engine
+    from app.core.errors import DorsiError
+
     if len(admin_password) < 12:
         raise typer.BadParameter("use at least 12 characters", param_hint="--admin-password")
     settings = get_settings()
@@ -103,9 +116,22 @@ def create_clinic(
 def create_client(
     clinic_id: Annotated[uuid.UUID, typer.Option(help="The clinic the client acts in.")],
     name: Annotated[str, typer.Option(help="What the client is, e.g. the EHR's name.")],
-    scope: Annotated[list[Scope], typer.Option(help="A scope to grant; repeat for more.")],
+    scope: Annotated[list[str], typer.Option(help="A scope to grant; repeat for more.")],
 ) -> None:
     """Create an API client for a clinic system; prints its id and secret (shown once)."""
+    from sqlmodel import Session
+
+    from app.auth import accounts
+    from app.auth.models import Clinic
+    from app.auth.principal import Scope
+    from app.auth.security import Secrets
+    from app.core.config import get_settings
+    from app.core.db import make_engine
+
+    unknown = sorted(set(scope) - {s.value for s in Scope})
+    if unknown:
+        choices = ", ".join(s.value for s in Scope)
+        raise typer.BadParameter(f"unknown {unknown}; choose from {choices}", param_hint="--scope")
     settings = get_settings()
     engine = make_engine(settings)
     try:
@@ -113,7 +139,7 @@ def create_client(
             if session.get(Clinic, clinic_id) is None:
                 raise typer.BadParameter(f"no clinic {clinic_id}", param_hint="--clinic-id")
             client, secret = accounts.create_api_client(
-                session, Secrets(settings), clinic_id, name, scope
+                session, Secrets(settings), clinic_id, name, [Scope(s) for s in scope]
             )
             session.commit()
             typer.echo(f"client_id {client.id}\nclient_secret {secret}")
@@ -132,23 +158,21 @@ def openapi(
     typer.echo(f"wrote {output}")
 
 
-class _Dumper(yaml.SafeDumper):
-    """Writes multi-line strings (descriptions) as readable `|` blocks."""
-
-
-def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _string)
-
-
 def openapi_yaml() -> str:
+    import yaml
+
     from app.main import create_app
 
+    class Dumper(yaml.SafeDumper):
+        """Writes multi-line strings (descriptions) as readable `|` blocks."""
+
+    def string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, string)
     document = create_app().openapi()
-    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return yaml.dump(document, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 @cli.command()

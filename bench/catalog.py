@@ -35,7 +35,11 @@ def main() -> None:
     ensure_wrk()
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"DORSI_DATABASE_URL": f"sqlite:///{tmp}/bench.db", "DORSI_ENVIRONMENT": "test"}
+        env = {
+            "DORSI_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "DORSI_ENVIRONMENT": "test",
+            "DORSI_SECRET_KEY": "bench-secret-" + "x" * 32,
+        }
         subprocess.run(
             [PYTHON, "-m", "app.cli", "migrate"],
             cwd=ROOT,

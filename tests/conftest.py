@@ -35,6 +35,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "DORSI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_POSTGRES = os.environ.get("DORSI_REQUIRE_POSTGRES") == "1"
+TEST_SECRET = "a-secret-only-the-tests-use-" + "x" * 16
 
 DatabaseFactory = Callable[[], str]
 
@@ -90,6 +91,7 @@ def settings_for(url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": url,
         "environment": "test",
+        "secret_key": TEST_SECRET,
         "password_hashing": "fast",
         "sign_in_rate_limit": "1000/minute",
         **overrides,

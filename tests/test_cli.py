@@ -17,6 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
+from app.main import create_app, dispose_engines
+from tests.conftest import make_client, settings_for
 
 DORSI = Path(sys.executable).with_name("dorsi")
 START_TIMEOUT_SECONDS = 30
@@ -125,3 +127,67 @@ def test_healthcheck_exits_1_when_nothing_listens() -> None:
     result = CliRunner().invoke(cli, ["healthcheck", "--url", f"http://127.0.0.1:{free_port()}/"])
     assert result.exit_code == 1
     assert "unhealthy" in result.stderr
+
+
+async def test_a_clinic_and_an_api_client_made_with_the_command_can_sign_in(
+    tmp_path: Path,
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    env = environment(database_url=database_url)
+
+    def dorsi(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(DORSI), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    assert dorsi("migrate").returncode == 0
+    made = dorsi(
+        "create-clinic",
+        "--name",
+        "North Clinic",
+        "--admin-email",
+        "admin@north.test",
+        "--admin-password",
+        "a long enough password",
+    )
+    assert made.returncode == 0, made.stderr
+    clinic_id = made.stdout.split()[1]
+    short = dorsi(
+        "create-clinic", "--name", "X", "--admin-email", "x@x.test", "--admin-password", "short"
+    )
+    assert short.returncode != 0
+    refused = dorsi(
+        "create-client", "--clinic-id", clinic_id, "--name", "EHR", "--scope", "everything"
+    )
+    assert refused.returncode != 0
+    assert "everything" in refused.stderr
+    client = dorsi(
+        "create-client", "--clinic-id", clinic_id, "--name", "EHR", "--scope", "patients:read"
+    )
+    assert client.returncode == 0, client.stderr
+    values = dict(line.split(" ", 1) for line in client.stdout.splitlines())
+
+    app = create_app(settings_for(database_url))
+    try:
+        async with make_client(app) as http:
+            admin = await http.post(
+                "/v1/auth/token",
+                data={
+                    "grant_type": "password",
+                    "username": "admin@north.test",
+                    "password": "a long enough password",
+                },
+            )
+            assert admin.status_code == 200
+            system = await http.post(
+                "/v1/auth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": values["client_id"],
+                    "client_secret": values["client_secret"],
+                },
+            )
+            assert system.status_code == 200
+            assert system.json()["scope"] == "patients:read"
+    finally:
+        dispose_engines(app)

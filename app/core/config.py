@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     response_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
 
-    # Sign-in. Outside development and test, start-up refuses to go on without a secret.
+    # Sign-in. Outside development mode, start-up refuses to go on without a secret.
     secret_key: Annotated[SecretStr | None, Field(min_length=32)] = None
     access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
     refresh_token_days: Annotated[int, Field(ge=1, le=365)] = 30
@@ -60,9 +60,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secret_outside_development(self) -> "Settings":
-        if self.secret_key is None and self.environment == Environment.production:
+        if self.secret_key is None and self.environment != Environment.development:
             raise ValueError(
-                "DORSI_SECRET_KEY must be set (32+ characters) outside development and test"
+                "DORSI_SECRET_KEY must be set (32+ characters) outside development mode"
             )
         return self
 

@@ -303,11 +303,15 @@ async def test_cors_allows_only_configured_origins(settings: Settings) -> None:
         dispose_engines(cors_app)
 
 
-def test_production_refuses_to_start_without_a_secret() -> None:
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_outside_development_start_up_needs_a_secret(environment: str) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DORSI_ENVIRONMENT", "production")
+        patch.setenv("DORSI_ENVIRONMENT", environment)
         patch.delenv("DORSI_SECRET_KEY", raising=False)
         with pytest.raises(SettingsError, match="DORSI_SECRET_KEY"):
             load_settings()
         patch.setenv("DORSI_SECRET_KEY", "s" * 40)
         assert load_settings().secret_key is not None
+        patch.setenv("DORSI_ENVIRONMENT", "development")
+        patch.delenv("DORSI_SECRET_KEY")
+        assert load_settings().secret_key is None
