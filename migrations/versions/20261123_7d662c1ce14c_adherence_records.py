@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 import app.core.columns
 
 revision: str = "7d662c1ce14c"
