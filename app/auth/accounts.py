@@ -77,5 +77,9 @@ def revoke_api_client(session: Session, clinic_id: uuid.UUID, client_id: uuid.UU
     client = load_api_client(session, clinic_id, client_id)
     client.revoked_at = utcnow()
     session.add(client)
-    ids = session.exec(select(AuthSession.id).where(AuthSession.api_client_id == client.id)).all()
+    end_client_sessions(session, client.id)
+
+
+def end_client_sessions(session: Session, client_id: uuid.UUID) -> None:
+    ids = session.exec(select(AuthSession.id).where(AuthSession.api_client_id == client_id)).all()
     end_sessions(session, list(ids))

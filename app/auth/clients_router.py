@@ -92,6 +92,52 @@ def list_api_clients(session: SessionDep, caller: Admin) -> list[ApiClientPublic
     return [ApiClientPublic.model_validate(row) for row in rows]
 
 
+class ApiClientUpdate(BaseModel):
+    """Fields to change. Changing the scopes signs the client's current tokens out."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"scopes": ["adherence:read"]}]}
+    )
+
+    name: Annotated[str | None, Field(min_length=1, max_length=120)] = None
+    scopes: Annotated[list[Scope] | None, Field(min_length=1, max_length=len(Scope))] = None
+
+
+@router.get(
+    "/{client_id}",
+    operation_id="getApiClient",
+    summary="Get an API client",
+    response_model=ApiClientPublic,
+    responses=responses(*ERRORS, NotFound),
+)
+def get_api_client(client_id: uuid.UUID, session: SessionDep, caller: Admin) -> ApiClientPublic:
+    return ApiClientPublic.model_validate(
+        accounts.load_api_client(session, caller.clinic_id, client_id)
+    )
+
+
+@router.patch(
+    "/{client_id}",
+    operation_id="updateApiClient",
+    summary="Update an API client",
+    response_model=ApiClientPublic,
+    responses=responses(*ERRORS, NotFound),
+)
+def update_api_client(
+    client_id: uuid.UUID, body: ApiClientUpdate, session: SessionDep, caller: Admin
+) -> ApiClientPublic:
+    """Renames it or changes its scopes; its secret stays as it is."""
+    client = accounts.load_api_client(session, caller.clinic_id, client_id)
+    if body.name is not None:
+        client.name = body.name
+    if body.scopes is not None and sorted(set(body.scopes)) != client.scopes:
+        client.scopes = sorted(set(body.scopes))
+        accounts.end_client_sessions(session, client.id)
+    session.add(client)
+    session.flush()
+    return ApiClientPublic.model_validate(client)
+
+
 @router.delete(
     "/{client_id}",
     operation_id="deleteApiClient",
