@@ -2,7 +2,7 @@
 
 from sqlmodel import SQLModel
 
-from app.adherence.models import AdherenceRecord
+from app.adherence.models import AdherenceRecord, AdherenceRecordVersion
 from app.audit.models import AuditEvent
 from app.auth.models import AccessCode, ApiClient, AuthSession, Clinic, Clinician, RefreshToken
 from app.exercises.models import Exercise
@@ -15,6 +15,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "AccessCode",
     "AdherenceRecord",
+    "AdherenceRecordVersion",
     "ApiClient",
     "AuditEvent",
     "AuthSession",

@@ -3,11 +3,12 @@
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Index, String
+from sqlalchemy import Column, Index, String
 from sqlmodel import Field, SQLModel
 
-from app.core.columns import UTCDateTime, utcnow
+from app.core.columns import JSONType, UTCDateTime, utcnow
 
 
 class SessionStatus(StrEnum):
@@ -68,3 +69,15 @@ class AdherenceRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AdherenceRecordVersion(SQLModel, table=True):
+    """A record as it was before a correction: corrections never overwrite history."""
+
+    __tablename__ = "adherence_record_version"
+
+    record_id: uuid.UUID = Field(foreign_key="adherence_record.id", primary_key=True)
+    version: int = Field(primary_key=True)
+    content: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    replaced_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    replaced_by: uuid.UUID

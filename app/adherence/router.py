@@ -1,41 +1,69 @@
 """Adherence routes: the app's offline batch upload, and the clinic reading records back."""
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from app.adherence import service
-from app.adherence.schemas import BatchIn, BatchResult, RecordPage, RecordQuery
+from app.adherence.models import AdherenceRecord
+from app.adherence.schemas import (
+    BatchIn,
+    BatchResult,
+    RecordPage,
+    RecordPublic,
+    RecordQuery,
+    RecordUpdate,
+    RecordVersionPublic,
+)
 from app.auth.deps import SecretsDep, oauth2, patient_bearer, resolve, staff
 from app.auth.models import ActorKind
 from app.auth.principal import Caller, Scope
 from app.core.db import SessionDep
-from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, responses
+from app.core.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    Unauthorized,
+    responses,
+)
+from app.core.http import conditional_json
 
 router = APIRouter(tags=["adherence"])
 
 
-def recorder(
-    request: Request,
-    session: SessionDep,
-    secrets: SecretsDep,
-    _staff: Annotated[str | None, Depends(oauth2)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)],
-) -> Caller:
-    """A patient's app (its own records), or staff holding `adherence:write`."""
-    principal = resolve(session, secrets, credentials.credentials if credentials else None)
-    if principal is None:
-        raise Unauthorized()
-    if principal.kind != ActorKind.patient and Scope.adherence_write not in principal.scopes:
-        raise Forbidden(f"This token lacks the `{Scope.adherence_write}` scope.")
-    client = request.client
-    return Caller(
-        principal=principal,
-        ip=client.host if client else None,
-        request_id=request.scope.get("state", {}).get("request_id"),
-    )
+def patient_or_staff(scope: Scope) -> Callable[..., Caller]:
+    """A patient's app (its own records only), or staff holding ``scope``."""
+
+    def dependency(
+        request: Request,
+        session: SessionDep,
+        secrets: SecretsDep,
+        _staff: Annotated[str | None, Depends(oauth2)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)],
+    ) -> Caller:
+        principal = resolve(session, secrets, credentials.credentials if credentials else None)
+        if principal is None:
+            raise Unauthorized()
+        if principal.kind != ActorKind.patient and scope not in principal.scopes:
+            raise Forbidden(f"This token lacks the `{scope}` scope.")
+        client = request.client
+        return Caller(
+            principal=principal,
+            ip=client.host if client else None,
+            request_id=request.scope.get("state", {}).get("request_id"),
+        )
+
+    return dependency
+
+
+Recorder = Annotated[Caller, Depends(patient_or_staff(Scope.adherence_write))]
+Reader = Annotated[Caller, Depends(patient_or_staff(Scope.adherence_read))]
+RECORD_ERRORS = (Unauthorized, Forbidden, InvalidInput, NotFound)
 
 
 @router.post(
@@ -45,9 +73,7 @@ def recorder(
     response_model=BatchResult,
     responses=responses(Unauthorized, Forbidden, InvalidInput),
 )
-def upload_adherence(
-    body: BatchIn, session: SessionDep, caller: Annotated[Caller, Depends(recorder)]
-) -> BatchResult:
+def upload_adherence(body: BatchIn, session: SessionDep, caller: Recorder) -> BatchResult:
     """Up to 500 records, each answered on its own: `created`, `unchanged` (an exact
     replay), `conflict` (the id holds other content, returned), or `rejected` (with a
     pointer per problem). Replaying an upload, even two at once, never duplicates a record.
@@ -72,3 +98,74 @@ def list_adherence(
     """Newest first; `from` and `to` are the patient's local dates, inclusive."""
     rows, cursor = service.list_records(session, caller, patient_id, query)
     return RecordPage(items=[service.public(row) for row in rows], next_cursor=cursor)
+
+
+def _record_response(record: AdherenceRecord) -> Response:
+    body = service.public(record).model_dump_json().encode()
+    return Response(body, media_type="application/json", headers={"ETag": service.etag(record)})
+
+
+@router.get(
+    "/v1/adherence/{record_id}",
+    operation_id="getAdherenceRecord",
+    summary="Get an adherence record",
+    response_model=RecordPublic,
+    responses={304: {"description": "Not Modified"}, **responses(*RECORD_ERRORS)},
+)
+def get_adherence_record(
+    record_id: uuid.UUID,
+    session: SessionDep,
+    caller: Reader,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    record = service.read(session, caller, record_id)
+    body = service.public(record).model_dump_json().encode()
+    return conditional_json(body, service.etag(record), if_none_match, "private, no-cache")
+
+
+@router.patch(
+    "/v1/adherence/{record_id}",
+    operation_id="correctAdherenceRecord",
+    summary="Correct an adherence record",
+    response_model=RecordPublic,
+    responses=responses(*RECORD_ERRORS, PreconditionFailed, PreconditionRequired),
+)
+def correct_adherence_record(
+    record_id: uuid.UUID,
+    body: RecordUpdate,
+    session: SessionDep,
+    caller: Recorder,
+    if_match: Annotated[
+        str | None, Header(description="The record's ETag; 428 without it, 412 when stale.")
+    ] = None,
+) -> Response:
+    """Makes a new version; earlier ones stay readable at `/versions`."""
+    return _record_response(service.correct(session, caller, record_id, body, if_match))
+
+
+@router.delete(
+    "/v1/adherence/{record_id}",
+    operation_id="deleteAdherenceRecord",
+    summary="Delete an adherence record",
+    status_code=204,
+    responses=responses(*RECORD_ERRORS),
+)
+def delete_adherence_record(
+    record_id: uuid.UUID, session: SessionDep, caller: Recorder
+) -> Response:
+    """Soft: gone from lists, kept for the record; the change feed gets a tombstone."""
+    service.delete(session, caller, record_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/v1/adherence/{record_id}/versions",
+    operation_id="listAdherenceRecordVersions",
+    summary="List an adherence record's versions",
+    response_model=list[RecordVersionPublic],
+    responses=responses(*RECORD_ERRORS),
+)
+def list_adherence_record_versions(
+    record_id: uuid.UUID, session: SessionDep, caller: Reader
+) -> list[RecordVersionPublic]:
+    return service.versions(session, caller, record_id)

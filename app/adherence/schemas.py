@@ -153,3 +153,44 @@ class RecordQuery(PageQuery):
     until: Annotated[date | None, Field(alias="to", description="Last local date.")] = None
     item_id: uuid.UUID | None = None
     status: SessionStatus | None = None
+
+
+class RecordUpdate(BaseModel):
+    """A correction; fields left out stay as they are. The same ranges as on upload."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"status": "partial", "reps_done": 6}]}
+    )
+
+    performed_at: AwareDatetime | None = None
+    status: SessionStatus | None = None
+    sets_done: Annotated[int | None, Field(ge=0, le=20)] = None
+    reps_done: Annotated[int | None, Field(ge=0, le=100)] = None
+    hold_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
+    pain: Annotated[int | None, Field(ge=0, le=10)] = None
+    effort: Annotated[int | None, Field(ge=0, le=10)] = None
+    skip_reason: SkipReason | None = None
+    note: Annotated[str | None, Field(max_length=1000)] = None
+    assistive_device: AssistiveDevice | None = None
+
+
+class RecordVersionPublic(BaseModel):
+    """A record as it was, until `replaced_at`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": 1,
+                    "record": RECORD_PUBLIC_EXAMPLE,
+                    "replaced_at": "2026-11-24T08:00:00Z",
+                    "replaced_by": "5a3c1e7b-9d2f-4b6a-8c1e-2f3a4b5c6d7e",
+                }
+            ]
+        }
+    )
+
+    version: int
+    record: RecordPublic
+    replaced_at: datetime | None
+    replaced_by: uuid.UUID | None

@@ -13,9 +13,10 @@ from pydantic import ValidationError
 from sqlalchemy import tuple_
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.adherence.models import AdherenceRecord, Source
+from app.adherence.models import AdherenceRecord, AdherenceRecordVersion, Source
 from app.adherence.schemas import (
     BatchIn,
     BatchResult,
@@ -23,12 +24,21 @@ from app.adherence.schemas import (
     RecordPublic,
     RecordQuery,
     RecordResult,
+    RecordUpdate,
+    RecordVersionPublic,
 )
 from app.audit import service as audit
 from app.auth.models import ActorKind
 from app.auth.principal import Caller
 from app.core.columns import utcnow
-from app.core.errors import FieldError
+from app.core.errors import (
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
+from app.core.http import etag_matches
 from app.core.pagination import split_page, time_position
 from app.patients import service as patients
 from app.patients.models import Patient
@@ -285,3 +295,126 @@ def recorded_on(session: Session, patient_id: uuid.UUID, day: date) -> list[Adhe
             )
         ).all()
     )
+
+
+def etag(record: AdherenceRecord) -> str:
+    return f'"{record.id}-{record.version}"'
+
+
+def load(session: Session, caller: Caller, record_id: uuid.UUID) -> AdherenceRecord:
+    """The record if the caller may see it: the patient's own, or in the staff's clinic."""
+    principal = caller.principal
+    statement = select(AdherenceRecord).where(
+        AdherenceRecord.id == record_id,
+        AdherenceRecord.clinic_id == principal.clinic_id,
+        col(AdherenceRecord.deleted_at).is_(None),
+    )
+    if principal.kind == ActorKind.patient:
+        statement = statement.where(AdherenceRecord.patient_id == principal.patient_id)
+    record = session.exec(statement).first()
+    if record is None:
+        raise NotFound(f"No adherence record {record_id}.")
+    return record
+
+
+def read(session: Session, caller: Caller, record_id: uuid.UUID) -> AdherenceRecord:
+    record = load(session, caller, record_id)
+    audit.record(session, caller, "read", "adherence_record", record.id, record.patient_id)
+    return record
+
+
+def correct(
+    session: Session,
+    caller: Caller,
+    record_id: uuid.UUID,
+    data: RecordUpdate,
+    if_match: str | None,
+) -> AdherenceRecord:
+    """A new version of the record; the one it replaces stays readable."""
+    record = load(session, caller, record_id)
+    if if_match is None:
+        raise PreconditionRequired("Send If-Match with the record's ETag.")
+    if not etag_matches(if_match, etag(record)):
+        raise PreconditionFailed("The record changed since you read it; read it again.")
+    changes = data.model_dump(exclude_unset=True)
+    merged = {**public(record).model_dump(), **changes}
+    try:
+        RecordIn.model_validate(
+            {k: merged[k] for k in RecordIn.model_fields if k in merged} | {"id": record.id}
+        )
+    except ValidationError as error:
+        raise InvalidInput(
+            [FieldError(location="body", pointer="#", detail=e["msg"]) for e in error.errors()]
+        ) from None
+    if "performed_at" in changes:
+        performed = data.performed_at
+        assert performed is not None
+        if performed > utcnow() + CLOCK_SKEW:
+            raise InvalidInput(
+                [FieldError(location="body", pointer="#/performed_at", detail="In the future.")]
+            )
+        patient = session.get(Patient, record.patient_id)
+        assert patient is not None
+        offset = performed.utcoffset() or timedelta(0)
+        changes["utc_offset_minutes"] = int(offset.total_seconds() // 60)
+        changes["performed_on"] = performed.astimezone(ZoneInfo(patient.time_zone)).date()
+    if all(getattr(record, k) == v for k, v in changes.items()):
+        return record
+    session.add(
+        AdherenceRecordVersion(
+            record_id=record.id,
+            version=record.version,
+            content=public(record).model_dump(mode="json"),
+            replaced_by=caller.principal.id,
+        )
+    )
+    for field, value in changes.items():
+        setattr(record, field, value)
+    record.version += 1
+    record.updated_at = utcnow()
+    session.add(record)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # The version row exists: a concurrent correction from the same read won.
+        raise PreconditionFailed("The record changed since you read it; read it again.") from None
+    record_change(
+        session, record.clinic_id, "adherence_record", record.id, "update", version=record.version
+    )
+    audit.record(session, caller, "update", "adherence_record", record.id, record.patient_id)
+    return record
+
+
+def delete(session: Session, caller: Caller, record_id: uuid.UUID) -> None:
+    """Soft: the record leaves every list and summary; sync consumers get a tombstone."""
+    record = load(session, caller, record_id)
+    record.deleted_at = utcnow()
+    session.add(record)
+    record_change(
+        session, record.clinic_id, "adherence_record", record.id, "delete", version=record.version
+    )
+    audit.record(session, caller, "delete", "adherence_record", record.id, record.patient_id)
+
+
+def versions(session: Session, caller: Caller, record_id: uuid.UUID) -> list[RecordVersionPublic]:
+    record = read(session, caller, record_id)
+    earlier = session.exec(
+        select(AdherenceRecordVersion)
+        .where(AdherenceRecordVersion.record_id == record.id)
+        .order_by(col(AdherenceRecordVersion.version))
+    ).all()
+    return [
+        *(
+            RecordVersionPublic(
+                version=row.version,
+                record=RecordPublic.model_validate(row.content),
+                replaced_at=row.replaced_at,
+                replaced_by=row.replaced_by,
+            )
+            for row in earlier
+        ),
+        RecordVersionPublic(
+            version=record.version, record=public(record), replaced_at=None, replaced_by=None
+        ),
+    ]

@@ -1,18 +1,19 @@
-"""adherence records
+"""adherence records and their versions
 
-Revision ID: 7d662c1ce14c
+Revision ID: f5d015b2e59c
 Revises: f4885b3da025
-Create Date: 2026-11-23 20:50:24.663041
+Create Date: 2026-11-23 20:57:59.993869
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import app.core.columns
 
-revision: str = "7d662c1ce14c"
+revision: str = "f5d015b2e59c"
 down_revision: str | None = "f4885b3da025"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -63,8 +64,28 @@ def upgrade() -> None:
             unique=False,
         )
 
+    op.create_table(
+        "adherence_record_version",
+        sa.Column("record_id", sa.Uuid(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column(
+            "content",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("replaced_at", app.core.columns.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("replaced_by", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["record_id"],
+            ["adherence_record.id"],
+            name=op.f("fk_adherence_record_version_record_id_adherence_record"),
+        ),
+        sa.PrimaryKeyConstraint("record_id", "version", name=op.f("pk_adherence_record_version")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("adherence_record_version")
     with op.batch_alter_table("adherence_record", schema=None) as batch_op:
         batch_op.drop_index("ix_adherence_record_patient_day")
 
