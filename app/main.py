@@ -20,6 +20,7 @@ from app.core.cache import PublicResponseCache
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
+from app.core.idempotency import IdempotencyMiddleware
 from app.core.logging import configure_logging, flush_logs
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
@@ -86,7 +87,11 @@ class Dorsi(FastAPI):
         settings: Settings = self.state.settings
         return RequestContextMiddleware(
             PublicResponseCache(
-                super().build_middleware_stack(),
+                IdempotencyMiddleware(
+                    super().build_middleware_stack(),
+                    engine=self.state.engine,
+                    secrets=self.state.secrets,
+                ),
                 ceiling_seconds=settings.response_cache_seconds,
             ),
             max_body_bytes=settings.max_body_bytes,

@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from app.adherence.models import AdherenceRecord, AdherenceRecordVersion
 from app.audit.models import AuditEvent
 from app.auth.models import AccessCode, ApiClient, AuthSession, Clinic, Clinician, RefreshToken
+from app.core.idempotency import IdempotentRequest
 from app.exercises.models import Exercise
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanTemplate, PlanVersion
@@ -23,6 +24,7 @@ __all__ = [
     "Clinic",
     "Clinician",
     "Exercise",
+    "IdempotentRequest",
     "Patient",
     "Plan",
     "PlanTemplate",

@@ -67,8 +67,14 @@ class ApiClientCreated(ApiClientPublic):
     responses=responses(*ERRORS),
 )
 def create_api_client(
-    body: ApiClientCreate, session: SessionDep, secrets: SecretsDep, caller: Admin
+    body: ApiClientCreate,
+    response: Response,
+    session: SessionDep,
+    secrets: SecretsDep,
+    caller: Admin,
 ) -> ApiClientCreated:
+    """The answer holds the secret, shown this once."""
+    response.headers["Cache-Control"] = "no-store"
     client, secret = accounts.create_api_client(
         session, secrets, caller.clinic_id, body.name, body.scopes
     )

@@ -1,0 +1,193 @@
+"""`Idempotency-Key` on POST: a retried request gets the first answer again, not a second write.
+
+The first request with a key runs and its answer is kept for a day, under the caller (the
+token's subject, so a refreshed token still matches), the path and the key. A retry with
+the same body gets that answer back (marked `Idempotent-Replayed: true`); with another
+body, 422; while the first is still running, 409. Keys are 1 to 200 characters.
+"""
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Column, Engine, LargeBinary, String, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, SQLModel
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.auth.security import Secrets
+from app.core.columns import JSONType, UTCDateTime, utcnow
+from app.core.errors import problem_response
+
+
+class IdempotentRequest(SQLModel, table=True):
+    """A POST made with an Idempotency-Key, and (once it finished) its answer."""
+
+    __tablename__ = "idempotent_request"
+
+    key: str = Field(primary_key=True, sa_type=String(64))
+    fingerprint: str = Field(sa_type=String(64))
+    status: int | None = None
+    headers: list[list[str]] | None = Field(default=None, sa_column=Column(JSONType))
+    body: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+KEEP_FOR = timedelta(days=1)
+# A first request that never finished (its process died) stops blocking retries after this.
+STALE_AFTER = timedelta(minutes=2)
+MAX_KEY_LENGTH = 200
+_table = IdempotentRequest.__table__  # type: ignore[attr-defined]
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, *, engine: Engine, secrets: Secrets) -> None:
+        self.app = app
+        self.engine = engine
+        self.secrets = secrets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
+        # Sign-in answers are credentials: never kept, so never replayed.
+        if key is None or scope["method"] != "POST" or scope["path"].startswith("/v1/auth/"):
+            await self.app(scope, receive, send)
+            return
+        if not 1 <= len(key) <= MAX_KEY_LENGTH:
+            await _problem(scope, receive, send, 400, "Idempotency-Key is 1 to 200 characters.")
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        scope_key = self._scope_key(scope, key)
+        fingerprint = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
+        found = await run_in_threadpool(self._claim, scope_key, fingerprint)
+        if found == "mismatch":
+            await _problem(
+                scope, receive, send, 422, "This Idempotency-Key was used with another request."
+            )
+            return
+        if found == "running":
+            await _problem(
+                scope,
+                receive,
+                send,
+                409,
+                "A request with this Idempotency-Key is still being processed.",
+            )
+            return
+        if isinstance(found, dict):
+            await _replay(found, send)
+            return
+        await self._run_and_keep(scope, body, send, scope_key)
+
+    def _scope_key(self, scope: Scope, key: str) -> str:
+        authorization = _header(scope, b"authorization") or ""
+        claims = self.secrets.read_access_token(authorization.partition(" ")[2])
+        caller = claims["sub"] if claims else hashlib.sha256(authorization.encode()).hexdigest()
+        return hashlib.sha256(f"{caller}\0{scope['path']}\0{key}".encode()).hexdigest()
+
+    def _claim(self, scope_key: str, fingerprint: str) -> str | dict[str, Any] | None:
+        """None: this request goes ahead. Else what the earlier one left."""
+        now = utcnow()
+        with self.engine.begin() as connection:
+            connection.execute(delete(_table).where(_table.c.created_at < now - KEEP_FOR))
+            connection.execute(
+                delete(_table).where(
+                    _table.c.key == scope_key,
+                    _table.c.status.is_(None),
+                    _table.c.created_at < now - STALE_AFTER,
+                )
+            )
+            try:
+                with connection.begin_nested():
+                    connection.execute(
+                        insert(_table).values(
+                            key=scope_key, fingerprint=fingerprint, created_at=now
+                        )
+                    )
+                return None
+            except IntegrityError:
+                row = connection.execute(select(_table).where(_table.c.key == scope_key)).one()
+        if row.fingerprint != fingerprint:
+            return "mismatch"
+        if row.status is None:
+            return "running"
+        return {"status": row.status, "headers": row.headers, "body": row.body}
+
+    async def _run_and_keep(self, scope: Scope, body: bytes, send: Send, scope_key: str) -> None:
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+        delivered = False
+
+        async def replay_body() -> Message:
+            nonlocal delivered
+            if delivered:
+                return {"type": "http.disconnect"}
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(status=message["status"], headers=list(message.get("headers", [])))
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay_body, keep)
+        finally:
+            status = start.get("status")
+            # Server errors are not kept, so a retry tries again; nor are answers marked
+            # no-store (a new API client's secret, an access code), which hold secrets.
+            kept = status is not None and status < 500 and not _no_store(start["headers"])
+            await run_in_threadpool(self._finish, scope_key, start, b"".join(chunks), kept)
+
+    def _finish(self, scope_key: str, start: dict[str, Any], body: bytes, kept: bool) -> None:
+        with self.engine.begin() as connection:
+            if not kept:
+                connection.execute(delete(_table).where(_table.c.key == scope_key))
+                return
+            headers = [
+                [name.decode("latin-1"), value.decode("latin-1")]
+                for name, value in start["headers"]
+                if name not in (b"x-request-id", b"content-length")
+            ]
+            connection.execute(
+                update(_table)
+                .where(_table.c.key == scope_key)
+                .values(status=start["status"], headers=headers, body=body)
+            )
+
+
+async def _replay(found: dict[str, Any], send: Send) -> None:
+    headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in found["headers"]]
+    headers.append((b"idempotent-replayed", b"true"))
+    await send({"type": "http.response.start", "status": found["status"], "headers": headers})
+    await send({"type": "http.response.body", "body": found["body"]})
+
+
+async def _problem(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+    slug = {400: "bad-request", 409: "conflict", 422: "validation"}[status]
+    response = problem_response(
+        status,
+        slug=slug,
+        detail=detail,
+        instance=scope["path"],
+        request_id=scope.get("state", {}).get("request_id"),
+    )
+    await response(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            decoded: str = value.decode("latin-1")
+            return decoded
+    return None
+
+
+def _no_store(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"cache-control" and b"no-store" in value for name, value in headers)
