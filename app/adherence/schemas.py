@@ -12,6 +12,13 @@ from app.core.pagination import Page, PageQuery
 
 MAX_BATCH = 500
 
+# The ranges a session's numbers must fall in, on upload and on correction alike.
+SetsDone = Annotated[int | None, Field(ge=0, le=20)]
+RepsDone = Annotated[int | None, Field(ge=0, le=100)]
+HoldSeconds = Annotated[int | None, Field(ge=0, le=600)]
+Rating = Annotated[int | None, Field(ge=0, le=10, description="0 to 10.")]
+Note = Annotated[str | None, Field(max_length=1000)]
+
 RECORD_EXAMPLE: dict[str, Any] = {
     "id": "6c1f0d6e-93b2-4c57-b4c8-2f0b1d7e9a10",
     "plan_id": "5e4d3c2b-1a09-4f8e-8d7c-6b5a4f3e2d1c",
@@ -42,13 +49,13 @@ class RecordIn(BaseModel):
     item_id: uuid.UUID
     performed_at: AwareDatetime = Field(description="When, with the offset where it was.")
     status: SessionStatus
-    sets_done: Annotated[int | None, Field(ge=0, le=20)] = None
-    reps_done: Annotated[int | None, Field(ge=0, le=100)] = None
-    hold_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
-    pain: Annotated[int | None, Field(ge=0, le=10)] = None
-    effort: Annotated[int | None, Field(ge=0, le=10)] = None
+    sets_done: SetsDone = None
+    reps_done: RepsDone = None
+    hold_seconds: HoldSeconds = None
+    pain: Rating = None
+    effort: Rating = None
     skip_reason: SkipReason | None = None
-    note: Annotated[str | None, Field(max_length=1000)] = None
+    note: Note = None
     assistive_device: AssistiveDevice | None = None
 
     @model_validator(mode="after")
@@ -164,13 +171,13 @@ class RecordUpdate(BaseModel):
 
     performed_at: AwareDatetime | None = None
     status: SessionStatus | None = None
-    sets_done: Annotated[int | None, Field(ge=0, le=20)] = None
-    reps_done: Annotated[int | None, Field(ge=0, le=100)] = None
-    hold_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
-    pain: Annotated[int | None, Field(ge=0, le=10)] = None
-    effort: Annotated[int | None, Field(ge=0, le=10)] = None
+    sets_done: SetsDone = None
+    reps_done: RepsDone = None
+    hold_seconds: HoldSeconds = None
+    pain: Rating = None
+    effort: Rating = None
     skip_reason: SkipReason | None = None
-    note: Annotated[str | None, Field(max_length=1000)] = None
+    note: Note = None
     assistive_device: AssistiveDevice | None = None
 
 

@@ -111,8 +111,8 @@ def list_exercises(session: Session, clinic_id: uuid.UUID | None, query: Exercis
 
 
 def find(session: Session, clinic_id: uuid.UUID | None, id_or_slug: str) -> Exercise:
-    """A visible exercise by id or slug; a clinic's own slug wins over nothing else, since
-    clinic slugs may not repeat a global one."""
+    """A visible exercise by id or slug. A slug names one exercise at most: clinic slugs may
+    not repeat a global one."""
     statement = select(Exercise).where(visible_to(clinic_id))
     try:
         statement = statement.where(Exercise.id == uuid.UUID(id_or_slug))
