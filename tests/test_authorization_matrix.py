@@ -41,6 +41,8 @@ from sqlmodel import Session, col, select
 from starlette.routing import Mount
 from starlette.routing import Route as StarletteRoute
 
+from app.adherence import service as adherence
+from app.adherence.schemas import BatchIn
 from app.auth import accounts
 from app.auth import service as auth_service
 from app.auth.models import AccessCode, ActorKind, Clinician, Role
@@ -53,7 +55,7 @@ from app.exercises.models import Exercise
 from app.exercises.schemas import ExerciseCreate
 from app.patients.models import Patient
 from app.plans import service as plans
-from app.plans.models import PlanStatus, PlanTemplate
+from app.plans.models import Plan, PlanStatus, PlanTemplate, PlanVersion
 from app.plans.schemas import PlanCreate, PlanUpdate, TemplateCreate
 from tests.conftest import PASSWORD, World, build_world
 from tests.core.problems import assert_problem
@@ -119,6 +121,12 @@ def clinic_admins(ok: int) -> Expect:
 def read_only_catalog() -> Expect:
     """Changing the global catalog: refused to everyone signed in, write scope or not."""
     return {**everyone(403), "anonymous": 401}
+
+
+def patient_or_staff(ok: int) -> Expect:
+    """Adherence records: the patient's own app, or clinic staff holding the scope. Another
+    patient or clinic gets 404, as for an id that does not exist."""
+    return {**clinic_staff(ok, other_clinic=404), "patient_a": ok, "patient_b": 404}
 
 
 def patient_app(*, patient_a: int, patient_b: int) -> Expect:
@@ -270,6 +278,48 @@ class Targets:
             session.commit()
             return plan.id, plans.plan_etag(plan)
 
+    def adherence_record(self) -> dict[str, Any]:
+        """A new session of patient A under its active plan, as the app uploads it."""
+        with self._session() as session:
+            plan = session.get(Plan, self.plan)
+            assert plan is not None
+            version = session.exec(
+                select(PlanVersion).where(
+                    PlanVersion.plan_id == plan.id, PlanVersion.number == plan.version
+                )
+            ).one()
+        return {
+            "id": str(uuid.uuid4()),
+            "plan_id": str(plan.id),
+            "plan_version": version.number,
+            "item_id": version.items[0]["id"],
+            "performed_at": utcnow().isoformat(),
+            "status": "completed",
+        }
+
+    def new_record(self) -> uuid.UUID:
+        """A stored adherence record of patient A (version 1)."""
+        record = self.adherence_record()
+        patient_a = self.world["patient_a"]
+        assert patient_a.id is not None
+        principal = Principal(
+            kind=ActorKind.patient,
+            id=patient_a.id,
+            clinic_id=self.world.clinic1,
+            session_id=uuid.uuid4(),
+            scopes=frozenset(),
+            patient_id=patient_a.id,
+        )
+        with self._session() as session:
+            answer = adherence.upload(
+                session,
+                Caller(principal=principal, ip=None, request_id=None),
+                BatchIn(records=[record]),
+            )
+            session.commit()
+        assert answer.results[0].result == "created"
+        return uuid.UUID(record["id"])
+
     def new_active_plan(self) -> uuid.UUID:
         """Patient A's active plan, so that patient A's app has a plan to read."""
         plan_id, etag = self.new_plan()
@@ -406,6 +456,71 @@ MATRIX: dict[RouteKey, list[Case]] = {
             target="a fresh clinic-1 client",
             send=lambda t: Call(path={"client_id": t.new_api_client()}),
             expect=clinic_admins(204),
+        )
+    ],
+    ("GET", "/v1/api-clients/{client_id}"): [
+        Case(
+            target="a clinic-1 client",
+            send=lambda t: Call(path={"client_id": t.new_api_client()}),
+            expect=clinic_admins(200),
+        )
+    ],
+    ("PATCH", "/v1/api-clients/{client_id}"): [
+        Case(
+            target="a fresh clinic-1 client",
+            send=lambda t: Call(path={"client_id": t.new_api_client()}, json={"name": "Renamed"}),
+            expect=clinic_admins(200),
+        )
+    ],
+    # --- adherence: the patient's own app, or staff with the scope -----------------
+    ("POST", "/v1/adherence/batch"): [
+        Case(
+            # Each record is answered on its own: another patient's or clinic's upload
+            # succeeds as a request, with that record rejected.
+            target="a session of patient A under its active plan",
+            send=lambda t: Call(json={"records": [t.adherence_record()]}),
+            expect={**clinic_staff(200), "patient_a": 200, "patient_b": 200},
+        )
+    ],
+    ("GET", "/v1/patients/{patient_id}/adherence"): [
+        Case(
+            target="patient A",
+            send=lambda t: Call(path={"patient_id": t.patient_a}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", "/v1/adherence/{record_id}"): [
+        Case(
+            target="a record of patient A",
+            send=lambda t: Call(path={"record_id": t.new_record()}),
+            expect=patient_or_staff(200),
+        )
+    ],
+    ("PATCH", "/v1/adherence/{record_id}"): [
+        Case(
+            target="a fresh record of patient A, with its ETag",
+            send=lambda t: (
+                lambda record_id: Call(
+                    path={"record_id": record_id},
+                    json={"pain": 1},
+                    headers={"If-Match": f'"{record_id}-1"'},
+                )
+            )(t.new_record()),
+            expect=patient_or_staff(200),
+        )
+    ],
+    ("DELETE", "/v1/adherence/{record_id}"): [
+        Case(
+            target="a fresh record of patient A",
+            send=lambda t: Call(path={"record_id": t.new_record()}),
+            expect=patient_or_staff(204),
+        )
+    ],
+    ("GET", "/v1/adherence/{record_id}/versions"): [
+        Case(
+            target="a record of patient A",
+            send=lambda t: Call(path={"record_id": t.new_record()}),
+            expect=patient_or_staff(200),
         )
     ],
     # --- exercises: the catalog is public, a clinic's own are its staff's -----------
