@@ -191,3 +191,38 @@ async def test_a_clinic_and_an_api_client_made_with_the_command_can_sign_in(
             assert system.json()["scope"] == "patients:read"
     finally:
         dispose_engines(app)
+
+
+def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from app.auth import demo
+    from app.auth.security import Secrets
+    from app.core import migrate
+    from app.core.columns import utcnow
+    from app.core.db import make_engine
+    from app.patients.models import Patient
+
+    settings = settings_for(f"sqlite:///{tmp_path / 'demo.db'}")
+    engine = make_engine(settings)
+    try:
+        migrate.upgrade(engine)
+        migrate.seed(engine)
+        first = demo.ensure_demo(engine, Secrets(settings), timedelta(minutes=5))
+        with Session(engine) as session:
+            patient = session.get(Patient, uuid.UUID(first.patient_id))
+            assert patient is not None
+            patient.deleted_at = utcnow()
+            session.add(patient)
+            session.commit()
+        again = demo.ensure_demo(engine, Secrets(settings), timedelta(minutes=5))
+        assert again.patient_id == first.patient_id
+        assert again.access_code != first.access_code
+        with Session(engine) as session:
+            restored = session.get(Patient, uuid.UUID(first.patient_id))
+            assert restored is not None
+            assert restored.deleted_at is None
+    finally:
+        engine.dispose()

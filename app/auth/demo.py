@@ -50,6 +50,10 @@ def ensure_demo(engine: Engine, secrets: Secrets, code_ttl: timedelta) -> Demo:
             )
             session.add(patient)
             session.flush()
+        elif patient.deleted_at is not None:
+            # Someone deleted the demo patient while trying the API: bring it back.
+            patient.deleted_at = None
+            session.add(patient)
         code = new_access_code()
         session.add(
             AccessCode(
