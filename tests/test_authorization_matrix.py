@@ -8,7 +8,8 @@ build it from clinic 1's targets, and the status each caller gets. The rules it 
   documentation, liveness, readiness and metrics, and sign-in (`/v1/auth/*`), whose
   credentials travel in the body, so a bearer token sent along changes nothing there.
 * Patient tokens get 403 on clinic routes; a patient's app reads its own data under
-  `/v1/me` and the catalog (it holds `exercises:read`), nothing else.
+  `/v1/me`, the catalog (it holds `exercises:read`), and uploads, reads and corrects its
+  own adherence records (another patient's record answers 404), nothing else.
 * Clinic staff get 2xx on their clinic's routes: clinicians, admins, and API clients
   holding the route's scope. `client_none` holds only `changes:read`, so it gets 403 on
   every clinic route, and on the catalog too: a token that is presented must carry

@@ -78,7 +78,8 @@ def upload_adherence(body: BatchIn, session: SessionDep, caller: Recorder) -> Ba
     replay), `conflict` (the id holds other content, returned), or `rejected` (with a
     pointer per problem). Replaying an upload, even two at once, never duplicates a record.
     Patient apps record their own sessions; clinicians and clinic systems may record for a
-    patient of their clinic (`source` says who)."""
+    patient of their clinic (`source` says who). The whole body must fit
+    `DORSI_MAX_BODY_BYTES` (1 MiB by default: 500 records with short notes do)."""
     return service.upload(session, caller, body)
 
 

@@ -2,9 +2,9 @@
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.adherence.models import AssistiveDevice, SessionStatus, SkipReason, Source
 from app.core.errors import FieldError
@@ -54,17 +54,21 @@ class RecordIn(BaseModel):
     hold_seconds: HoldSeconds = None
     pain: Rating = None
     effort: Rating = None
-    skip_reason: SkipReason | None = None
+    skip_reason: SkipReason | None = Field(default=None, validate_default=True)
     note: Note = None
     assistive_device: AssistiveDevice | None = None
 
-    @model_validator(mode="after")
-    def _skip_reason_with_skips(self) -> Self:
-        if self.status == SessionStatus.skipped and self.skip_reason is None:
+    @field_validator("skip_reason")
+    @classmethod
+    def _skip_reason_with_skips(
+        cls, value: SkipReason | None, info: ValidationInfo
+    ) -> SkipReason | None:
+        status = info.data.get("status")
+        if status == SessionStatus.skipped and value is None:
             raise ValueError("A skipped session needs a skip_reason.")
-        if self.status != SessionStatus.skipped and self.skip_reason is not None:
+        if status not in (None, SessionStatus.skipped) and value is not None:
             raise ValueError("Only a skipped session has a skip_reason.")
-        return self
+        return value
 
 
 class BatchIn(BaseModel):

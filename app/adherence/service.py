@@ -198,6 +198,7 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
         else {}
     )
     touched: set[uuid.UUID] = set()
+    shown: set[uuid.UUID] = set()  # patients whose stored records a replay answer shows
     for result in results:
         if result.result != "created" or result.id is None:
             continue
@@ -214,12 +215,13 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
             record_change(
                 session, existing.clinic_id, "adherence_record", existing.id, "create", version=1
             )
-        elif _same(existing, mine):
-            result.result = "unchanged"
         else:
-            result.result = "conflict"
+            result.result = "unchanged" if _same(existing, mine) else "conflict"
+            shown.add(existing.patient_id)
     for patient_id in touched:
         audit.record(session, caller, "create", "adherence_record", None, patient_id)
+    for patient_id in shown:
+        audit.record(session, caller, "read", "adherence_record", None, patient_id)
     return BatchResult(results=results)
 
 
@@ -344,7 +346,14 @@ def correct(
         )
     except ValidationError as error:
         raise InvalidInput(
-            [FieldError(location="body", pointer="#", detail=e["msg"]) for e in error.errors()]
+            [
+                FieldError(
+                    location="body",
+                    pointer="#" + "".join(f"/{part}" for part in e["loc"]),
+                    detail=e["msg"],
+                )
+                for e in error.errors()
+            ]
         ) from None
     if "performed_at" in changes:
         performed = data.performed_at

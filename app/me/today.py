@@ -241,7 +241,10 @@ def _render(connection: Connection, row: Any, cache_seconds: float) -> bytes:
             {
                 "id": str(record.id),
                 "status": record.status,
-                "performed_at": record.performed_at.astimezone(offset).isoformat(),
+                # Spelled as the rest of the API spells it: UTC as "Z".
+                "performed_at": record.performed_at.astimezone(offset)
+                .isoformat()
+                .replace("+00:00", "Z"),
                 "sets_done": record.sets_done,
                 "reps_done": record.reps_done,
                 "pain": record.pain,

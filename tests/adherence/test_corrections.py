@@ -89,7 +89,7 @@ async def test_a_correction_makes_a_new_version_and_keeps_the_old(
 @pytest.mark.parametrize(
     ("change", "pointer"),
     [
-        ({"status": "skipped"}, "#"),
+        ({"status": "skipped"}, "#/skip_reason"),
         ({"pain": 11}, "#/pain"),
         ({"plan_id": str(uuid.uuid4())}, "#/plan_id"),
         ({"performed_at": "2999-01-01T00:00:00+00:00"}, "#/performed_at"),
@@ -129,3 +129,32 @@ async def test_only_the_patient_and_their_clinic_reach_a_record(
     assert (await client.get(path, headers=world["client_none"].headers)).status_code == 403
     assert (await client.get(path)).status_code == 401
     assert (await client.get(path, headers=world["client_all"].headers)).status_code == 200
+
+
+async def test_a_replay_shows_the_stored_record_and_the_audit_trail_says_so(
+    world: World, client: AsyncClient, clinician: Actor
+) -> None:
+    patient, app_headers, record = await uploaded(client, clinician)
+    sent = {
+        key: record[key]
+        for key in (
+            "id",
+            "plan_id",
+            "plan_version",
+            "item_id",
+            "performed_at",
+            "status",
+            "sets_done",
+            "reps_done",
+        )
+    }
+    replay = await client.post("/v1/adherence/batch", headers=app_headers, json={"records": [sent]})
+    assert replay.json()["results"][0]["result"] == "unchanged"
+    events = await client.get(
+        "/v1/audit-events",
+        params={"patient_id": patient["id"]},
+        headers=world["admin1"].headers,
+    )
+    actions = [(e["action"], e["resource_type"]) for e in events.json()["items"]]
+    assert actions[0] == ("read", "adherence_record")
+    assert ("create", "adherence_record") in actions
