@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from app.adherence import service
@@ -31,7 +31,7 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import conditional_json
+from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
 
 router = APIRouter(tags=["adherence"])
 
@@ -111,17 +111,17 @@ def _record_response(record: AdherenceRecord) -> Response:
     operation_id="getAdherenceRecord",
     summary="Get an adherence record",
     response_model=RecordPublic,
-    responses={304: {"description": "Not Modified"}, **responses(*RECORD_ERRORS)},
+    responses={**NOT_MODIFIED, **responses(*RECORD_ERRORS)},
 )
 def get_adherence_record(
     record_id: uuid.UUID,
     session: SessionDep,
     caller: Reader,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
     record = service.read(session, caller, record_id)
     body = service.public(record).model_dump_json().encode()
-    return conditional_json(body, service.etag(record), if_none_match, "private, no-cache")
+    return conditional_json(body, service.etag(record), if_none_match, PRIVATE)
 
 
 @router.patch(
@@ -136,9 +136,7 @@ def correct_adherence_record(
     body: RecordUpdate,
     session: SessionDep,
     caller: Recorder,
-    if_match: Annotated[
-        str | None, Header(description="The record's ETag; 428 without it, 412 when stale.")
-    ] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Makes a new version; earlier ones stay readable at `/versions`."""
     return _record_response(service.correct(session, caller, record_id, body, if_match))

@@ -1,8 +1,27 @@
-"""Conditional requests: ETag matching for reads (RFC 9110 section 13)."""
+"""Conditional requests (RFC 9110 section 13): ETag matching, and the headers that carry it."""
 
+from typing import Annotated, Any
+
+from fastapi import Header
 from starlette.responses import Response
 
 JSON_MEDIA_TYPE = "application/json"
+# Signed-in reads: only the caller's own cache may keep them, and must ask again first.
+PRIVATE = "private, no-cache"
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not Modified: the `If-None-Match` ETag is current."}
+}
+IfNoneMatch = Annotated[
+    str | None,
+    Header(description="An ETag from an earlier answer; 304 if it is still current."),
+]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        description="The ETag you read: 412 if it changed since. Plans and adherence records "
+        "require it (428 without it)."
+    ),
+]
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:

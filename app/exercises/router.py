@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
 from app.auth.deps import OptionalCaller, staff
@@ -17,7 +17,7 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import conditional_json
+from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
 from app.exercises import service
 from app.exercises.schemas import (
     ExerciseCreate,
@@ -32,16 +32,8 @@ router = APIRouter(prefix="/v1/exercises", tags=["exercises"])
 # Anonymous reads get only the global catalog, the same for everyone and changed only by a
 # release: shared caches (and Dorsi's own, see app.core.cache) may keep it a minute.
 PUBLIC = "public, max-age=60"
-PRIVATE = "private, no-cache"
-NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {"description": "Not Modified: the `If-None-Match` ETag is current."}
-}
 READ_ERRORS = (Unauthorized, Forbidden, InvalidInput)
 
-IfNoneMatch = Annotated[
-    str | None,
-    Header(description="An ETag from an earlier answer; 304 if it is still current."),
-]
 ExerciseKey = Annotated[str, Path(max_length=80, description="The exercise's id (UUID) or slug.")]
 Writer = Annotated[Caller, Depends(staff(Scope.exercises_write))]
 
@@ -133,9 +125,7 @@ def update_exercise(
     body: ExerciseUpdate,
     session: SessionDep,
     caller: Writer,
-    if_match: Annotated[
-        str | None, Header(description="The ETag you read; 412 if it changed since.")
-    ] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Changes bump `version`. The global catalog answers 403: it is read-only."""
     updated = service.update(session, caller.clinic_id, exercise, body, if_match)

@@ -4,7 +4,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.auth.deps import SecretsDep, staff
 from app.auth.principal import Caller, Scope
@@ -18,7 +18,7 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import conditional_json
+from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
 from app.patients import service
 from app.patients.schemas import (
     AccessCodePublic,
@@ -35,7 +35,6 @@ router = APIRouter(prefix="/v1/patients", tags=["patients"])
 Reader = Annotated[Caller, Depends(staff(Scope.patients_read))]
 Writer = Annotated[Caller, Depends(staff(Scope.patients_write))]
 PatientId = Annotated[uuid.UUID, "the patient's id"]
-PRIVATE = "private, no-cache"
 AUTH_ERRORS = (Unauthorized, Forbidden, InvalidInput)
 
 
@@ -84,13 +83,13 @@ def list_patients(
     operation_id="getPatient",
     summary="Get a patient",
     response_model=PatientPublic,
-    responses={304: {"description": "Not Modified"}, **responses(*AUTH_ERRORS, NotFound)},
+    responses={**NOT_MODIFIED, **responses(*AUTH_ERRORS, NotFound)},
 )
 def get_patient(
     patient_id: uuid.UUID,
     session: SessionDep,
     caller: Reader,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
     patient = service.read(session, caller, patient_id)
     return conditional_json(_public(patient), service.etag(patient), if_none_match, PRIVATE)
@@ -108,9 +107,7 @@ def update_patient(
     body: PatientUpdate,
     session: SessionDep,
     caller: Writer,
-    if_match: Annotated[
-        str | None, Header(description="The ETag you read; 412 if the patient changed since.")
-    ] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     patient = service.update(session, caller, patient_id, body, if_match)
     return Response(

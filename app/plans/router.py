@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from app.auth.deps import staff
 from app.auth.principal import Caller, Scope
@@ -18,7 +18,7 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import conditional_json
+from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
 from app.plans import service
 from app.plans.schemas import (
     PlanCreate,
@@ -39,10 +39,6 @@ router = APIRouter(tags=["plans"])
 Reader = Annotated[Caller, Depends(staff(Scope.plans_read))]
 Writer = Annotated[Caller, Depends(staff(Scope.plans_write))]
 ERRORS = (Unauthorized, Forbidden, InvalidInput)
-PRIVATE = "private, no-cache"
-NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not Modified"}}
-IfNoneMatch = Annotated[str | None, Header(description="An ETag you hold; 304 if current.")]
-IfMatch = Annotated[str | None, Header(description="The ETag you read; 412 if it changed since.")]
 
 
 def _json(model: Any, etag: str, status: int = 200, location: str | None = None) -> Response:
