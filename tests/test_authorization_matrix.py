@@ -473,6 +473,28 @@ MATRIX: dict[RouteKey, list[Case]] = {
             expect=clinic_admins(200),
         )
     ],
+    ("GET", "/v1/clinicians"): [Case(target="clinic 1's clinicians", expect=clinic_admins(200))],
+    ("POST", "/v1/clinicians"): [
+        Case(
+            target="a new clinician of the caller's clinic",
+            send=lambda _t: Call(
+                json={
+                    "email": f"matrix-{uuid.uuid4().hex[:10]}@clinic.example.org",
+                    "password": "a long passphrase",
+                }
+            ),
+            expect=clinic_admins(201),
+        )
+    ],
+    ("PATCH", "/v1/clinicians/{clinician_id}"): [
+        Case(
+            target="clinician 1",
+            send=lambda t: Call(
+                path={"clinician_id": t.world["clinician1"].id}, json={"role": "clinician"}
+            ),
+            expect=clinic_admins(200),
+        )
+    ],
     # --- adherence: the patient's own app, or staff with the scope -----------------
     ("POST", "/v1/adherence/batch"): [
         Case(

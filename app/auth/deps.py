@@ -85,6 +85,7 @@ def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal 
                     AuthSession.expires_at,
                     AuthSession.revoked_at,
                     Clinician.active,
+                    Clinician.role,
                     Patient.deleted_at,
                     ApiClient.revoked_at,
                 )
@@ -107,6 +108,7 @@ def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal 
         expires_at,
         revoked_at,
         clinician_active,
+        clinician_role,
         patient_deleted,
         client_revoked,
     ) = row
@@ -126,7 +128,8 @@ def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal 
         clinic_id=clinic_id,
         session_id=session_id,
         scopes=frozenset(scopes),
-        role=Role(claims["role"]) if claims.get("role") else None,
+        # From the database, not the token: a demoted admin is demoted at once.
+        role=Role(clinician_role) if clinician_role else None,
         patient_id=patient_id,
     )
 
