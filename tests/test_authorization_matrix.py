@@ -512,6 +512,13 @@ MATRIX: dict[RouteKey, list[Case]] = {
             expect=clinic_staff(200, other_clinic=404),
         )
     ],
+    ("GET", "/v1/patients/{patient_id}/adherence/summary"): [
+        Case(
+            target="patient A",
+            send=lambda t: Call(path={"patient_id": t.patient_a}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
     ("GET", "/v1/adherence/{record_id}"): [
         Case(
             target="a record of patient A",

@@ -17,6 +17,8 @@ from app.adherence.schemas import (
     RecordQuery,
     RecordUpdate,
     RecordVersionPublic,
+    Summary,
+    SummaryQuery,
 )
 from app.auth.deps import SecretsDep, oauth2, patient_bearer, resolve, staff
 from app.auth.models import ActorKind
@@ -168,3 +170,30 @@ def list_adherence_record_versions(
     record_id: uuid.UUID, session: SessionDep, caller: Reader
 ) -> list[RecordVersionPublic]:
     return service.versions(session, caller, record_id)
+
+
+@router.get(
+    "/v1/patients/{patient_id}/adherence/summary",
+    operation_id="getAdherenceSummary",
+    summary="Summarise a patient's adherence",
+    response_model=Summary,
+    response_model_by_alias=True,
+    responses=responses(Unauthorized, Forbidden, InvalidInput, NotFound),
+)
+def get_adherence_summary(
+    patient_id: uuid.UUID,
+    session: SessionDep,
+    caller: Annotated[Caller, Depends(staff(Scope.adherence_read))],
+    query: Annotated[SummaryQuery, Query()],
+) -> Summary:
+    """Expected sessions against what was done over a period of the patient's local dates
+    (`from` and `to` inclusive, at most 366 days; by default the 28 days up to today): in
+    total, per ISO week and per item, with streaks, the last activity, pain and its trend,
+    and sessions with pain of 7 or more.
+
+    A day follows the plan version in force at its end; only active versions expect
+    anything, so paused days expect nothing. Weekday items expect `times_per_day` on their
+    days; sessions-per-week items `sessions_per_week * times_per_day` a week, in proportion
+    to the days they were in force. A completed session counts 1, a partial one half, never
+    more than was expected of the day (or week)."""
+    return service.summary(session, caller, patient_id, query)

@@ -205,3 +205,157 @@ class RecordVersionPublic(BaseModel):
     record: RecordPublic
     replaced_at: datetime | None
     replaced_by: uuid.UUID | None
+
+
+MAX_SUMMARY_DAYS = 366
+
+COUNTS_EXAMPLE: dict[str, Any] = {
+    "expected": 12.0,
+    "credited": 9.5,
+    "adherence_percent": 79.2,
+    "completed": 9,
+    "partial": 1,
+    "skipped": 2,
+}
+
+
+class Counts(BaseModel):
+    """Sessions expected and done. `credited` counts a completed session 1 and a partial one
+    ½, never more than was expected; `adherence_percent` is credited / expected."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [COUNTS_EXAMPLE]})
+
+    expected: float
+    credited: float
+    adherence_percent: float | None = Field(description="Null when nothing was expected.")
+    completed: int
+    partial: int
+    skipped: int
+
+
+class WeekSummary(Counts):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"week": "2026-W48", **COUNTS_EXAMPLE}]}
+    )
+
+    week: str = Field(description="ISO week, e.g. 2026-W48.")
+
+
+class ItemSummary(Counts):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "item_id": "8d5c0f7e-1a2b-4c3d-9e8f-7a6b5c4d3e2f",
+                    "exercise_id": "0f64f410-4838-54e7-ba8d-49203dceac9e",
+                    **COUNTS_EXAMPLE,
+                }
+            ]
+        }
+    )
+
+    item_id: uuid.UUID
+    exercise_id: uuid.UUID | None
+
+
+class PainWeek(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"week": "2026-W48", "mean": 3.5}]})
+
+    week: str
+    mean: float
+
+
+class PainSummary(BaseModel):
+    """Pain (0 to 10) reported in the period; the trend is the least-squares slope of the
+    weekly means, `rising` or `falling` from half a point a week."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "mean": 3.2,
+                    "trend": "falling",
+                    "slope_per_week": -0.75,
+                    "weeks": [
+                        {"week": "2026-W47", "mean": 4.0},
+                        {"week": "2026-W48", "mean": 3.25},
+                    ],
+                }
+            ]
+        }
+    )
+
+    mean: float | None
+    trend: Literal["rising", "falling", "stable"] | None
+    slope_per_week: float | None
+    weeks: list[PainWeek]
+
+
+class PainAlert(BaseModel):
+    """A session with pain of 7 or more."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": RECORD_EXAMPLE["id"],
+                    "item_id": RECORD_EXAMPLE["item_id"],
+                    "performed_on": "2026-11-23",
+                    "pain": 8,
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    item_id: uuid.UUID
+    performed_on: date
+    pain: int | None
+
+
+class Summary(BaseModel):
+    """A patient's adherence over a period of local dates (see the route for the rules)."""
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "from": "2026-11-16",
+                    "to": "2026-11-29",
+                    "time_zone": "Europe/Lisbon",
+                    "totals": COUNTS_EXAMPLE,
+                    "weeks": [{"week": "2026-W48", **COUNTS_EXAMPLE}],
+                    "items": [],
+                    "current_streak": 3,
+                    "longest_streak": 5,
+                    "last_activity": "2026-11-28T18:30:00Z",
+                    "pain": {"mean": 3.2, "trend": "stable", "slope_per_week": 0.1, "weeks": []},
+                    "pain_alerts": [],
+                }
+            ]
+        },
+    )
+
+    since: date = Field(alias="from", serialization_alias="from")
+    until: date = Field(alias="to", serialization_alias="to")
+    time_zone: str
+    totals: Counts
+    weeks: list[WeekSummary]
+    items: list[ItemSummary]
+    current_streak: int = Field(
+        description="Days in a row, up to today, with every weekday-scheduled session done."
+    )
+    longest_streak: int
+    last_activity: datetime | None
+    pain: PainSummary
+    pain_alerts: list[PainAlert]
+
+
+class SummaryQuery(BaseModel):
+    """The period, in the patient's local dates; by default the 28 days up to today."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: Annotated[date | None, Field(alias="from")] = None
+    until: Annotated[date | None, Field(alias="to")] = None

@@ -5,7 +5,7 @@ writes its change to the outbox, all in the request's transaction.
 """
 
 import uuid
-from datetime import date, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from app.adherence.models import AdherenceRecord, AdherenceRecordVersion, Source
 from app.adherence.schemas import (
+    MAX_SUMMARY_DAYS,
     BatchIn,
     BatchResult,
     RecordIn,
@@ -26,7 +27,10 @@ from app.adherence.schemas import (
     RecordResult,
     RecordUpdate,
     RecordVersionPublic,
+    Summary,
+    SummaryQuery,
 )
+from app.adherence.summary import summarize
 from app.audit import service as audit
 from app.auth.models import ActorKind
 from app.auth.principal import Caller
@@ -427,3 +431,26 @@ def versions(session: Session, caller: Caller, record_id: uuid.UUID) -> list[Rec
             version=record.version, record=public(record), replaced_at=None, replaced_by=None
         ),
     ]
+
+
+def summary(
+    session: Session, caller: Caller, patient_id: uuid.UUID, query: SummaryQuery
+) -> Summary:
+    patient = patients.load(session, caller, patient_id)
+    today = datetime.now(ZoneInfo(patient.time_zone)).date()
+    until = query.until or today
+    since = query.since or until - timedelta(days=27)
+    if since > until:
+        raise InvalidInput([FieldError(location="query", pointer="#/from", detail="After `to`.")])
+    if (until - since).days >= MAX_SUMMARY_DAYS:
+        raise InvalidInput(
+            [
+                FieldError(
+                    location="query",
+                    pointer="#/from",
+                    detail=f"At most {MAX_SUMMARY_DAYS} days at a time.",
+                )
+            ]
+        )
+    audit.record(session, caller, "read", "adherence_summary", None, patient.id)
+    return summarize(session, patient, since, until, today)

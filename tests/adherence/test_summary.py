@@ -1,0 +1,274 @@
+"""The adherence summary against hand-computed expectations.
+
+Each case builds a plan history with versions made at chosen moments and records on chosen
+local dates, all in the past, then reads the summary as the clinic.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlmodel import Session
+
+from app.adherence.models import AdherenceRecord
+from app.exercises.catalog import catalog_id
+from app.patients.models import Patient
+from app.plans.models import Plan, PlanVersion
+from tests.conftest import World
+
+LISBON = "Europe/Lisbon"
+EXERCISE = str(catalog_id("ankle-dorsiflexion"))
+EVERY_DAY = [1, 2, 3, 4, 5, 6, 7]
+
+
+def item(name: str, **schedule: Any) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_OID, name)),
+        "exercise_id": EXERCISE,
+        "schedule": {"times_per_day": 1, **schedule},
+        "side": "left",
+    }
+
+
+@dataclass
+class History:
+    patient_id: uuid.UUID
+    plan_id: uuid.UUID
+
+
+def history(
+    app: FastAPI,
+    world: World,
+    versions: list[tuple[str, str, list[dict[str, Any]]]],
+    time_zone: str = LISBON,
+) -> History:
+    """A patient whose one plan had these versions: (made at, status, items)."""
+    with Session(app.state.engine) as session:
+        patient = Patient(
+            clinic_id=world.clinic1,
+            reference=f"SUM-{uuid.uuid4().hex[:10]}",
+            affected_side="left",
+            cause="stroke",
+            time_zone=time_zone,
+        )
+        session.add(patient)
+        session.flush()
+        plan = Plan(
+            clinic_id=world.clinic1,
+            patient_id=patient.id,
+            status=versions[-1][1],
+            version=len(versions),
+        )
+        session.add(plan)
+        session.flush()
+        for number, (made, status, items) in enumerate(versions, start=1):
+            session.add(
+                PlanVersion(
+                    plan_id=plan.id,
+                    clinic_id=world.clinic1,
+                    number=number,
+                    status=status,
+                    title="Summary case",
+                    start_date=date(2026, 9, 1),
+                    items=items,
+                    created_at=datetime.fromisoformat(made),
+                )
+            )
+        session.commit()
+        return History(patient.id, plan.id)
+
+
+def recorded(
+    app: FastAPI,
+    world: World,
+    case: History,
+    on: str,
+    the_item: dict[str, Any],
+    status: str = "completed",
+    pain: int | None = None,
+    time_zone: str = LISBON,
+) -> None:
+    day = date.fromisoformat(on)
+    with Session(app.state.engine) as session:
+        session.add(
+            AdherenceRecord(
+                id=uuid.uuid4(),
+                clinic_id=world.clinic1,
+                patient_id=case.patient_id,
+                plan_id=case.plan_id,
+                plan_version=1,
+                item_id=uuid.UUID(the_item["id"]),
+                performed_at=datetime.combine(day, time(12), ZoneInfo(time_zone)),
+                utc_offset_minutes=0,
+                performed_on=day,
+                status=status,
+                pain=pain,
+                skip_reason="other" if status == "skipped" else None,
+                source="patient_app",
+                recorded_by=case.patient_id,
+            )
+        )
+        session.commit()
+
+
+async def summary(
+    client: AsyncClient, world: World, case: History, since: str, until: str
+) -> dict[str, Any]:
+    answer = await client.get(
+        f"/v1/patients/{case.patient_id}/adherence/summary",
+        params={"from": since, "to": until},
+        headers=world["clinician1"].headers,
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def by_item(body: dict[str, Any]) -> dict[str, float]:
+    return {entry["item_id"]: entry["expected"] for entry in body["items"]}
+
+
+async def test_weekday_items_count_each_session_and_half_a_partial(
+    app: FastAPI, world: World, client: AsyncClient
+) -> None:
+    mwf = item("mon-wed-fri", days_of_week=[1, 3, 5])
+    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [mwf])])
+    recorded(app, world, case, "2026-10-05", mwf)  # Monday
+    recorded(app, world, case, "2026-10-07", mwf, "partial")  # Wednesday
+    recorded(app, world, case, "2026-10-09", mwf, "skipped")  # Friday
+    body = await summary(client, world, case, "2026-10-05", "2026-10-11")
+    assert body["totals"] == {
+        "expected": 3.0,
+        "credited": 1.5,
+        "adherence_percent": 50.0,
+        "completed": 1,
+        "partial": 1,
+        "skipped": 1,
+    }
+    assert [w["week"] for w in body["weeks"]] == ["2026-W41"]
+    # Monday done; Wednesday and Friday not: the streak broke.
+    assert (body["longest_streak"], body["current_streak"]) == (1, 0)
+
+
+async def test_sessions_per_week_cap_at_the_target_and_prorate_part_weeks(
+    app: FastAPI, world: World, client: AsyncClient
+) -> None:
+    thrice = item("three-a-week", sessions_per_week=3)
+    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [thrice])])
+    for day, pain in (
+        ("2026-10-05", 2),
+        ("2026-10-06", 4),
+        ("2026-10-07", None),
+        ("2026-10-08", None),
+        ("2026-10-13", 8),
+    ):
+        recorded(app, world, case, day, thrice, pain=pain)
+    week = await summary(client, world, case, "2026-10-05", "2026-10-11")
+    assert (week["totals"]["expected"], week["totals"]["credited"]) == (3.0, 3.0)
+    assert week["totals"]["completed"] == 4
+    # From Wednesday: five days of the week in force, 3 x 5/7 = 2.14, so 2.
+    part = await summary(client, world, case, "2026-10-07", "2026-10-11")
+    assert (part["totals"]["expected"], part["totals"]["credited"]) == (2.0, 2.0)
+    # Pain: week 41 means 3, week 42 means 8: rising, and the 8 is an alert.
+    two = await summary(client, world, case, "2026-10-05", "2026-10-18")
+    assert two["pain"]["weeks"] == [
+        {"week": "2026-W41", "mean": 3.0},
+        {"week": "2026-W42", "mean": 8.0},
+    ]
+    assert (two["pain"]["mean"], two["pain"]["trend"]) == (4.67, "rising")
+    assert [alert["pain"] for alert in two["pain_alerts"]] == [8]
+
+
+async def test_a_plan_edited_mid_week_changes_what_is_expected_from_that_day(
+    app: FastAPI, world: World, client: AsyncClient
+) -> None:
+    old, new = item("old-daily", days_of_week=EVERY_DAY), item("new-daily", days_of_week=EVERY_DAY)
+    case = history(
+        app,
+        world,
+        [
+            ("2026-09-01T08:00:00+01:00", "active", [old]),
+            # Wednesday noon: the whole Wednesday follows the new version.
+            ("2026-10-07T12:00:00+01:00", "active", [new]),
+        ],
+    )
+    body = await summary(client, world, case, "2026-10-05", "2026-10-11")
+    assert by_item(body) == {old["id"]: 2.0, new["id"]: 5.0}
+    assert body["totals"]["expected"] == 7.0
+
+
+async def test_a_paused_week_expects_nothing(
+    app: FastAPI, world: World, client: AsyncClient
+) -> None:
+    daily = item("daily", days_of_week=EVERY_DAY)
+    case = history(
+        app,
+        world,
+        [
+            ("2026-09-01T08:00:00+01:00", "active", [daily]),
+            ("2026-10-12T08:00:00+01:00", "paused", [daily]),  # Monday of week 42
+            ("2026-10-19T08:00:00+01:00", "active", [daily]),  # Monday of week 43
+        ],
+    )
+    body = await summary(client, world, case, "2026-10-05", "2026-10-25")
+    assert {w["week"]: w["expected"] for w in body["weeks"]} == {
+        "2026-W41": 7.0,
+        "2026-W43": 7.0,
+    }
+
+
+async def test_the_end_of_a_day_is_local_midnight_across_a_daylight_saving_change(
+    app: FastAPI, world: World, client: AsyncClient
+) -> None:
+    sundays = item("sundays", days_of_week=[7])
+    case = history(
+        app,
+        world,
+        [
+            ("2026-09-01T08:00:00+01:00", "active", [sundays]),
+            # Sunday 25 October 2026 in Lisbon lasts 25 hours (summer time ends at 02:00).
+            # 23:30 UTC is still that Sunday (23:30 WET), so the Sunday follows this version:
+            # a day measured as 24 hours from its start would have ended at 23:00 UTC.
+            ("2026-10-25T23:30:00+00:00", "paused", [sundays]),
+        ],
+    )
+    body = await summary(client, world, case, "2026-10-18", "2026-10-25")
+    assert body["totals"]["expected"] == 1.0  # 18 October only
+
+
+@pytest.mark.parametrize(
+    ("params", "pointer"),
+    [
+        ({"from": "2026-10-10", "to": "2026-10-01"}, "#/from"),
+        ({"from": "2025-01-01", "to": "2026-10-01"}, "#/from"),
+        ({"from": "yesterday"}, "#/from"),
+        ({"window": "7"}, "#/window"),
+    ],
+)
+async def test_a_bad_period_is_422(
+    app: FastAPI, world: World, client: AsyncClient, params: dict[str, str], pointer: str
+) -> None:
+    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [])])
+    answer = await client.get(
+        f"/v1/patients/{case.patient_id}/adherence/summary",
+        params=params,
+        headers=world["clinician1"].headers,
+    )
+    assert answer.status_code == 422
+    assert pointer in [e["pointer"] for e in answer.json()["errors"]]
+
+
+async def test_days_to_come_expect_nothing_yet(
+    app: FastAPI, world: World, client: AsyncClient
+) -> None:
+    daily = item("daily-future", days_of_week=EVERY_DAY)
+    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily])])
+    today = datetime.now(ZoneInfo(LISBON)).date()
+    later = date.fromordinal(today.toordinal() + 10).isoformat()
+    body = await summary(client, world, case, today.isoformat(), later)
+    assert body["totals"]["expected"] == 1.0
