@@ -142,6 +142,7 @@ async def test_weekday_items_count_each_session_and_half_a_partial(
     recorded(app, world, case, "2026-10-07", mwf, "partial")  # Wednesday
     recorded(app, world, case, "2026-10-09", mwf, "skipped")  # Friday
     body = await summary(client, world, case, "2026-10-05", "2026-10-11")
+    assert (body["from"], body["to"], body["time_zone"]) == ("2026-10-05", "2026-10-11", LISBON)
     assert body["totals"] == {
         "expected": 3.0,
         "credited": 1.5,
