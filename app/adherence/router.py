@@ -20,7 +20,7 @@ from app.adherence.schemas import (
     Summary,
     SummaryQuery,
 )
-from app.auth.deps import SecretsDep, oauth2, patient_bearer, resolve, staff
+from app.auth.deps import SecretsDep, caller_for, oauth2, patient_bearer, resolve, staff
 from app.auth.models import ActorKind
 from app.auth.principal import Caller, Scope
 from app.core.db import SessionDep
@@ -53,12 +53,7 @@ def patient_or_staff(scope: Scope) -> Callable[..., Caller]:
             raise Unauthorized()
         if principal.kind != ActorKind.patient and scope not in principal.scopes:
             raise Forbidden(f"This token lacks the `{scope}` scope.")
-        client = request.client
-        return Caller(
-            principal=principal,
-            ip=client.host if client else None,
-            request_id=request.scope.get("state", {}).get("request_id"),
-        )
+        return caller_for(request, principal)
 
     return dependency
 

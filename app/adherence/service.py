@@ -5,7 +5,7 @@ writes its change to the outbox, all in the request's transaction.
 """
 
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from sqlalchemy import tuple_
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.adherence.models import AdherenceRecord, AdherenceRecordVersion, Source
@@ -35,6 +34,7 @@ from app.audit import service as audit
 from app.auth.models import ActorKind
 from app.auth.principal import Caller
 from app.core.columns import utcnow
+from app.core.db import flush_or
 from app.core.errors import (
     FieldError,
     InvalidInput,
@@ -291,18 +291,6 @@ def list_records(
     return rows, cursor
 
 
-def recorded_on(session: Session, patient_id: uuid.UUID, day: date) -> list[AdherenceRecord]:
-    return list(
-        session.exec(
-            select(AdherenceRecord).where(
-                AdherenceRecord.patient_id == patient_id,
-                AdherenceRecord.performed_on == day,
-                col(AdherenceRecord.deleted_at).is_(None),
-            )
-        ).all()
-    )
-
-
 def etag(record: AdherenceRecord) -> str:
     return f'"{record.id}-{record.version}"'
 
@@ -386,12 +374,8 @@ def correct(
     record.version += 1
     record.updated_at = utcnow()
     session.add(record)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        # The version row exists: a concurrent correction from the same read won.
-        raise PreconditionFailed("The record changed since you read it; read it again.") from None
+    # If the version row exists, a concurrent correction from the same read won.
+    flush_or(session, PreconditionFailed("The record changed since you read it; read it again."))
     record_change(
         session, record.clinic_id, "adherence_record", record.id, "update", version=record.version
     )

@@ -3,7 +3,6 @@
 import secrets as random
 import uuid
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.auth.models import ApiClient, AuthSession, Clinic, Clinician, Role
@@ -11,6 +10,7 @@ from app.auth.principal import Scope
 from app.auth.security import Secrets
 from app.auth.service import end_sessions
 from app.core.columns import utcnow
+from app.core.db import flush_or
 from app.core.errors import Conflict, NotFound
 
 
@@ -36,11 +36,7 @@ def create_clinician(
         role=role,
     )
     session.add(clinician)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"A clinician with email {email!r} exists already.") from None
+    flush_or(session, Conflict(f"A clinician with email {email!r} exists already."))
     return clinician
 
 

@@ -134,7 +134,8 @@ def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal 
     )
 
 
-def _caller(request: Request, principal: Principal) -> Caller:
+def caller_for(request: Request, principal: Principal) -> Caller:
+    """The principal with the address and request id the audit trail records."""
     client = request.client
     return Caller(
         principal=principal,
@@ -151,7 +152,7 @@ def optional_caller(
 ) -> Caller | None:
     """Anyone; a presented token must be valid."""
     principal = resolve(session, secrets, _bearer(token))
-    return None if principal is None else _caller(request, principal)
+    return None if principal is None else caller_for(request, principal)
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -186,7 +187,7 @@ def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., C
             raise Forbidden("Only a clinic admin may do this.")
         if scope is not None and scope not in principal.scopes:
             raise Forbidden(f"This token lacks the `{scope}` scope.")
-        return _caller(request, principal)
+        return caller_for(request, principal)
 
     return dependency
 
@@ -199,20 +200,11 @@ def patient_caller(
 ) -> Caller:
     """A patient's app, with a token from pairing."""
     principal = resolve(session, secrets, credentials.credentials if credentials else None)
-    client = request.client
-    return patient_only(
-        principal,
-        client.host if client else None,
-        request.scope.get("state", {}).get("request_id"),
-    )
-
-
-def patient_only(principal: Principal | None, ip: str | None, request_id: str | None) -> Caller:
     if principal is None:
         raise Unauthorized()
     if principal.kind != ActorKind.patient:
         raise Forbidden("Only a patient's app has a /v1/me.")
-    return Caller(principal=principal, ip=ip, request_id=request_id)
+    return caller_for(request, principal)
 
 
 PatientCaller = Annotated[Caller, Depends(patient_caller)]

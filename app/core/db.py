@@ -7,9 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
 
 from app.core.config import Settings
+from app.core.errors import DorsiError
 
 
 def make_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
@@ -61,6 +63,19 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def flush_or(session: Session, error: DorsiError) -> None:
+    """Write what is pending now; if a constraint refuses it, raise ``error`` instead.
+
+    The savepoint leaves the rest of the transaction usable, so the caller's other work
+    (and the request's answer) is unaffected.
+    """
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise error from None
 
 
 def get_session(request: Request) -> Iterator[Session]:

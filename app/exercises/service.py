@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, or_, tuple_
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
+from app.core.db import flush_or
 from app.core.errors import (
     Conflict,
     FieldError,
@@ -174,11 +174,7 @@ def create(session: Session, clinic_id: uuid.UUID, data: ExerciseCreate) -> Exer
     _check_links(session, clinic_id, values, None)
     exercise = Exercise(clinic_id=clinic_id, **values)
     session.add(exercise)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"The slug {data.slug!r} is taken.") from None
+    flush_or(session, Conflict(f"The slug {data.slug!r} is taken."))
     return exercise
 
 

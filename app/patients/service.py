@@ -8,7 +8,6 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import tuple_
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.audit import service as audit
@@ -17,6 +16,7 @@ from app.auth.principal import Caller
 from app.auth.security import Secrets, new_access_code
 from app.auth.service import end_sessions
 from app.core.columns import utcnow
+from app.core.db import flush_or
 from app.core.errors import Conflict, NotFound, PreconditionFailed
 from app.core.http import etag_matches
 from app.core.pagination import split_page, time_key, time_position
@@ -56,11 +56,7 @@ def create(session: Session, caller: Caller, data: PatientCreate) -> Patient:
 
 
 def _flush_unique(session: Session, reference: str) -> None:
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"The clinic already has a patient with reference {reference!r}.") from None
+    flush_or(session, Conflict(f"The clinic already has a patient with reference {reference!r}."))
 
 
 def list_page(
