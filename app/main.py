@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 from app.adherence.router import router as adherence_router
 from app.audit.router import router as audit_router
 from app.auth.clients_router import router as api_clients_router
+from app.auth.clinic_router import router as clinic_router
 from app.auth.clinicians_router import router as clinicians_router
 from app.auth.ratelimit import SignInLimiter
 from app.auth.router import router as auth_router
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth_router,
         api_clients_router,
         clinicians_router,
+        clinic_router,
         patients_router,
         plans_router,
         adherence_router,

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import make_url
 from sqlmodel import Session
 
+from app.adherence import overview
 from app.auth import accounts
 from app.auth import service as auth_service
 from app.auth.models import AccessCode, Role
@@ -199,6 +200,7 @@ def build_world(app: FastAPI) -> World:
             )
             session.add(patient)
             session.flush()
+            overview.create(session, patient)
             patients[name] = patient.id
             code = new_access_code()
             session.add(

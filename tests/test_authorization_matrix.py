@@ -42,6 +42,7 @@ from sqlmodel import Session, col, select
 from starlette.routing import Mount
 from starlette.routing import Route as StarletteRoute
 
+from app.adherence import overview
 from app.adherence import service as adherence
 from app.adherence.schemas import BatchIn
 from app.auth import accounts
@@ -212,6 +213,8 @@ class Targets:
         with self._session() as session:
             patient = Patient(clinic_id=self.world.clinic1, **patient_body())
             session.add(patient)
+            session.flush()
+            overview.create(session, patient)
             session.commit()
             return patient.id
 
@@ -495,7 +498,21 @@ MATRIX: dict[RouteKey, list[Case]] = {
             expect=clinic_admins(200),
         )
     ],
+    ("GET", "/v1/clinic"): [
+        # Any staff token names its clinic; no scope is needed to read its settings.
+        Case(target="the caller's clinic", expect={**clinic_staff(200), "client_none": 200})
+    ],
+    ("PATCH", "/v1/clinic"): [
+        Case(
+            target="the caller's clinic's thresholds",
+            send=lambda _t: Call(json={"adherence_threshold_percent": 70}),
+            expect=clinic_admins(200),
+        )
+    ],
     # --- adherence: the patient's own app, or staff with the scope -----------------
+    ("GET", "/v1/adherence/overview"): [
+        Case(target="the caller's clinic's patients", expect=clinic_staff(200))
+    ],
     ("POST", "/v1/adherence/batch"): [
         Case(
             # Each record is answered on its own: another patient's or clinic's upload

@@ -1,7 +1,7 @@
 """The adherence record table: one exercise session, identified by the client's own UUID."""
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -81,3 +81,36 @@ class AdherenceRecordVersion(SQLModel, table=True):
     content: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
     replaced_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     replaced_by: uuid.UUID
+
+
+# A rollup whose valid_until has passed is recomputed before it is read.
+STALE = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class AdherenceRollup(SQLModel, table=True):
+    """The clinic overview's figures for one patient, as of a local date.
+
+    Every patient has one row, made with the patient. The windows are complete local days,
+    so the figures hold until the patient's next midnight (``valid_until``) unless a record
+    changes: every write to a patient's records, and a change of the patient's time zone or
+    of the clinic's pain threshold, marks the row stale (``STALE``) and bumps ``generation``,
+    so a recomputation that read older records cannot overwrite the mark.
+    """
+
+    __tablename__ = "adherence_rollup"
+    __table_args__ = (Index("ix_adherence_rollup_clinic_valid", "clinic_id", "valid_until"),)
+
+    patient_id: uuid.UUID = Field(foreign_key="patient.id", primary_key=True)
+    clinic_id: uuid.UUID = Field(foreign_key="clinic.id")
+    generation: int = 0
+    valid_until: datetime = Field(default=STALE, sa_type=UTCDateTime)
+    as_of: date | None = None
+    expected_7d: float = 0.0
+    credited_7d: float = 0.0
+    percent_7d: float | None = None
+    expected_30d: float = 0.0
+    credited_30d: float = 0.0
+    percent_30d: float | None = None
+    pain_alerts_7d: int = 0
+    max_pain_7d: int | None = None
+    last_upload_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

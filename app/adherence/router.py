@@ -12,6 +12,8 @@ from app.adherence.models import AdherenceRecord
 from app.adherence.schemas import (
     BatchIn,
     BatchResult,
+    Overview,
+    OverviewQuery,
     RecordPage,
     RecordPublic,
     RecordQuery,
@@ -96,6 +98,27 @@ def list_adherence(
     """Newest first; `from` and `to` are the patient's local dates, inclusive."""
     rows, cursor = service.list_records(session, caller, patient_id, query)
     return RecordPage(items=[service.public(row) for row in rows], next_cursor=cursor)
+
+
+@router.get(
+    "/v1/adherence/overview",
+    operation_id="getAdherenceOverview",
+    summary="Overview of the clinic's patients' adherence",
+    response_model=Overview,
+    responses=responses(Unauthorized, Forbidden, InvalidInput),
+)
+def get_adherence_overview(
+    session: SessionDep,
+    caller: Annotated[Caller, Depends(staff(Scope.adherence_read))],
+    query: Annotated[OverviewQuery, Query()],
+) -> Overview:
+    """Every patient of the clinic with adherence over the 7 and 30 complete days before
+    their local today (the summary's rules, so a patient's figure equals their summary over
+    that window), a `below_threshold` flag for the 7-day figure (the clinic's
+    `adherence_threshold_percent`, 70 by default), sessions in the last 7 days with pain at
+    or above the clinic's `pain_alert_at` (7 by default), and when their last new record
+    arrived. Sorted by the database and paged with a cursor; `limit` 1 to 100."""
+    return service.overview(session, caller, query)
 
 
 def _record_response(record: AdherenceRecord) -> Response:

@@ -359,3 +359,111 @@ class SummaryQuery(BaseModel):
 
     since: Annotated[date | None, Field(alias="from")] = None
     until: Annotated[date | None, Field(alias="to")] = None
+
+
+OverviewSort = Literal[
+    "adherence_7d",
+    "-adherence_7d",
+    "adherence_30d",
+    "-adherence_30d",
+    "-pain_alerts_7d",
+    "last_upload_at",
+    "-last_upload_at",
+    "reference",
+]
+
+
+class OverviewQuery(PageQuery):
+    """Sort by a field (`-` for descending; patients with nothing expected come last), and
+    optionally keep only those below the clinic's threshold or with pain alerts."""
+
+    sort: OverviewSort = Field(
+        default="adherence_7d", description="By default the lowest 7-day adherence first."
+    )
+    below_threshold: bool | None = Field(
+        default=None, description="Only patients below (true) or not below (false) it."
+    )
+    pain_alert: bool | None = Field(
+        default=None, description="Only patients with (true) or without (false) pain alerts."
+    )
+
+
+OVERVIEW_ROW_EXAMPLE: dict[str, Any] = {
+    "patient_id": "3f2b8c1e-6d4a-4e9b-a1c7-5d8e2f0b9a64",
+    "reference": "MRN-004211",
+    "time_zone": "Europe/Lisbon",
+    "as_of": "2026-11-24",
+    "last_7_days": {
+        "from": "2026-11-17",
+        "to": "2026-11-23",
+        "expected": 21.0,
+        "credited": 12.5,
+        "adherence_percent": 59.5,
+    },
+    "last_30_days": {
+        "from": "2026-10-25",
+        "to": "2026-11-23",
+        "expected": 90.0,
+        "credited": 71.0,
+        "adherence_percent": 78.9,
+    },
+    "below_threshold": True,
+    "pain_alerts_7d": 2,
+    "max_pain_7d": 8,
+    "last_upload_at": "2026-11-24T07:12:40Z",
+}
+
+
+class Window(BaseModel):
+    """Adherence over complete local days, `from` and `to` inclusive."""
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+        json_schema_extra={"examples": [OVERVIEW_ROW_EXAMPLE["last_7_days"]]},
+    )
+
+    since: date = Field(alias="from", serialization_alias="from")
+    until: date = Field(alias="to", serialization_alias="to")
+    expected: float
+    credited: float
+    adherence_percent: float | None = Field(description="Null when nothing was expected.")
+
+
+class OverviewRow(BaseModel):
+    """One patient's figures as of their local date `as_of`: adherence over the 7 and 30
+    complete days before it (the summary's rules), whether the 7-day figure is below the
+    clinic's threshold, sessions in the last 7 days (today included) with pain at or above
+    the clinic's `pain_alert_at`, and when the patient's last new record arrived."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [OVERVIEW_ROW_EXAMPLE]})
+
+    patient_id: uuid.UUID
+    reference: str
+    time_zone: str
+    as_of: date
+    last_7_days: Window
+    last_30_days: Window
+    below_threshold: bool
+    pain_alerts_7d: int
+    max_pain_7d: int | None
+    last_upload_at: datetime | None
+
+
+class Overview(Page[OverviewRow]):
+    """A page of the clinic's patients, with the clinic's thresholds that flagged them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "threshold_percent": 70,
+                    "pain_alert_at": 7,
+                    "items": [OVERVIEW_ROW_EXAMPLE],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
+
+    threshold_percent: int
+    pain_alert_at: int

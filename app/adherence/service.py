@@ -15,11 +15,14 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
+from app.adherence import overview as rollups
 from app.adherence.models import AdherenceRecord, AdherenceRecordVersion, Source
 from app.adherence.schemas import (
     MAX_SUMMARY_DAYS,
     BatchIn,
     BatchResult,
+    Overview,
+    OverviewQuery,
     RecordIn,
     RecordPublic,
     RecordQuery,
@@ -31,7 +34,7 @@ from app.adherence.schemas import (
 )
 from app.adherence.summary import summarize
 from app.audit import service as audit
-from app.auth.models import ActorKind
+from app.auth.models import ActorKind, Clinic
 from app.auth.principal import Caller
 from app.core.columns import utcnow
 from app.core.db import flush_or
@@ -222,6 +225,7 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
         else:
             result.result = "unchanged" if _same(existing, mine) else "conflict"
             shown.add(existing.patient_id)
+    rollups.mark_stale(session, patient_ids=touched, uploaded_at=now)
     for patient_id in touched:
         audit.record(session, caller, "create", "adherence_record", None, patient_id)
     for patient_id in shown:
@@ -379,6 +383,7 @@ def correct(
     record_change(
         session, record.clinic_id, "adherence_record", record.id, "update", version=record.version
     )
+    rollups.mark_stale(session, patient_ids=[record.patient_id])
     audit.record(session, caller, "update", "adherence_record", record.id, record.patient_id)
     return record
 
@@ -391,6 +396,7 @@ def delete(session: Session, caller: Caller, record_id: uuid.UUID) -> None:
     record_change(
         session, record.clinic_id, "adherence_record", record.id, "delete", version=record.version
     )
+    rollups.mark_stale(session, patient_ids=[record.patient_id])
     audit.record(session, caller, "delete", "adherence_record", record.id, record.patient_id)
 
 
@@ -437,4 +443,21 @@ def summary(
             ]
         )
     audit.record(session, caller, "read", "adherence_summary", None, patient.id)
-    return summarize(session, patient, since, until, today)
+    clinic = session.get_one(Clinic, patient.clinic_id)
+    return summarize(session, patient, since, until, today, clinic.pain_alert_at)
+
+
+def overview(session: Session, caller: Caller, query: OverviewQuery) -> Overview:
+    clinic = session.get_one(Clinic, caller.clinic_id)
+    rollups.refresh(session, clinic, utcnow())
+    rows, cursor = rollups.page(session, clinic, query)
+    # One event per patient shown, as for the patient list.
+    audit.record_many(
+        session, caller, "list", "adherence_overview", [(r.patient_id, r.patient_id) for r in rows]
+    )
+    return Overview(
+        threshold_percent=clinic.adherence_threshold_percent,
+        pain_alert_at=clinic.pain_alert_at,
+        items=rows,
+        next_cursor=cursor,
+    )

@@ -34,7 +34,6 @@ from app.patients.models import Patient
 from app.plans.models import Plan, PlanStatus, PlanVersion
 
 EARNED = {SessionStatus.completed: 1.0, SessionStatus.partial: 0.5, SessionStatus.skipped: 0.0}
-PAIN_ALERT_AT = 7
 # A weekly mean moving this much a week or more is a trend.
 PAIN_TREND_PER_WEEK = 0.5
 MAX_ALERTS = 50
@@ -126,16 +125,72 @@ def due(versions: list[PlanVersion], start: date, end: date, zone: ZoneInfo) -> 
     return result
 
 
-def summarize(session: Session, patient: Patient, start: date, end: date, today: date) -> Summary:
+def plan_versions(
+    session: Session, patient_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[PlanVersion]]:
+    """Every plan version of these patients, in the order they were made."""
+    found: dict[uuid.UUID, list[PlanVersion]] = defaultdict(list)
+    for version, patient_id in session.exec(
+        select(PlanVersion, Plan.patient_id)
+        .join(Plan, col(Plan.id) == PlanVersion.plan_id)
+        .where(col(Plan.patient_id).in_(patient_ids))
+        .order_by(col(PlanVersion.created_at), col(PlanVersion.number))
+    ).all():
+        found[patient_id].append(version)
+    return found
+
+
+Done = dict[tuple[date, str], dict[str, int]]
+
+
+def earned(by_status: dict[str, int]) -> float:
+    return sum(EARNED[SessionStatus(s)] * n for s, n in by_status.items())
+
+
+@dataclass
+class Credit:
+    """What was expected and credited: in total, per ISO week and per item; and, for
+    streaks, whether each day with weekday-scheduled sessions had them all done."""
+
+    total: Tally = field(default_factory=Tally)
+    weeks: defaultdict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    items: defaultdict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    day_state: dict[date, bool] = field(default_factory=dict)
+
+
+def credit(expected: Due, done: Done) -> Credit:
+    """Weigh what was done (by local date, item and status) against what was due."""
+    result = Credit()
+    buckets = (result.total, result.weeks, result.items)
+
+    def add(week: str, item_id: str, wanted: float, got: float, by_status: dict[str, int]) -> None:
+        total, weeks, items = buckets
+        for bucket in (total, weeks[week], items[item_id]):
+            bucket.add(wanted, got, by_status)
+
+    weekly_done: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for (day, item_id), by_status in done.items():
+        if (iso_week(day), item_id) in expected.by_week:
+            for status, n in by_status.items():
+                weekly_done[(iso_week(day), item_id)][status] += n
+        elif (day, item_id) not in expected.by_day:
+            add(iso_week(day), item_id, 0.0, 0.0, by_status)
+    for (day, item_id), wanted in expected.by_day.items():
+        by_status = done.get((day, item_id), {})
+        got = min(earned(by_status), wanted)
+        add(iso_week(day), item_id, wanted, got, by_status)
+        result.day_state[day] = result.day_state.get(day, True) and got >= wanted
+    for (week, item_id), wanted in expected.by_week.items():
+        by_status = weekly_done.get((week, item_id), {})
+        add(week, item_id, wanted, min(earned(by_status), wanted), by_status)
+    return result
+
+
+def summarize(
+    session: Session, patient: Patient, start: date, end: date, today: date, pain_alert_at: int
+) -> Summary:
     zone = ZoneInfo(patient.time_zone)
-    versions = list(
-        session.exec(
-            select(PlanVersion)
-            .join(Plan, col(Plan.id) == PlanVersion.plan_id)
-            .where(Plan.patient_id == patient.id)
-            .order_by(col(PlanVersion.created_at), col(PlanVersion.number))
-        ).all()
-    )
+    versions = plan_versions(session, [patient.id])[patient.id]
     # Days still to come expect nothing yet.
     expected = due(versions, start, min(end, today), zone)
     records = (
@@ -144,7 +199,7 @@ def summarize(session: Session, patient: Patient, start: date, end: date, today:
         col(AdherenceRecord.performed_on) >= start,
         col(AdherenceRecord.performed_on) <= end,
     )
-    done: dict[tuple[date, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    done: Done = defaultdict(lambda: defaultdict(int))
     for day, record_item, status, n in session.exec(
         select(
             col(AdherenceRecord.performed_on),
@@ -160,34 +215,9 @@ def summarize(session: Session, patient: Patient, start: date, end: date, today:
         )
     ).all():
         done[(day, str(record_item))][status] += n
+    tally = credit(expected, done)
 
-    def earned(by_status: dict[str, int]) -> float:
-        return sum(EARNED[SessionStatus(s)] * n for s, n in by_status.items())
-
-    total = Tally()
-    weeks: defaultdict[str, Tally] = defaultdict(Tally)
-    items: defaultdict[str, Tally] = defaultdict(Tally)
-    day_state: dict[date, bool] = {}  # weekday-scheduled days: all done?
-    weekly_done: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for (day, item_id), by_status in done.items():
-        if (iso_week(day), item_id) in expected.by_week:
-            for status, n in by_status.items():
-                weekly_done[(iso_week(day), item_id)][status] += n
-        elif (day, item_id) not in expected.by_day:
-            for bucket in (total, weeks[iso_week(day)], items[item_id]):
-                bucket.add(0.0, 0.0, by_status)
-    for (day, item_id), wanted in expected.by_day.items():
-        by_status = done.get((day, item_id), {})
-        got = min(earned(by_status), wanted)
-        for bucket in (total, weeks[iso_week(day)], items[item_id]):
-            bucket.add(wanted, got, by_status)
-        day_state[day] = day_state.get(day, True) and got >= wanted
-    for (week, item_id), wanted in expected.by_week.items():
-        by_status = weekly_done.get((week, item_id), {})
-        for bucket in (total, weeks[week], items[item_id]):
-            bucket.add(wanted, min(earned(by_status), wanted), by_status)
-
-    current, longest = _streaks(day_state, today)
+    current, longest = _streaks(tally.day_state, today)
     last = session.exec(
         select(func.max(AdherenceRecord.performed_at)).where(
             AdherenceRecord.patient_id == patient.id, col(AdherenceRecord.deleted_at).is_(None)
@@ -196,15 +226,17 @@ def summarize(session: Session, patient: Patient, start: date, end: date, today:
     return Summary(
         **{"from": start, "to": end},
         time_zone=patient.time_zone,
-        totals=total.counts(),
-        weeks=[WeekSummary(week=w, **weeks[w].counts().model_dump()) for w in sorted(weeks)],
+        totals=tally.total.counts(),
+        weeks=[
+            WeekSummary(week=w, **tally.weeks[w].counts().model_dump()) for w in sorted(tally.weeks)
+        ],
         items=[
             ItemSummary(
                 item_id=uuid.UUID(item_id),
                 exercise_id=expected.exercise_of.get(item_id),
-                **tally.counts().model_dump(),
+                **item.counts().model_dump(),
             )
-            for item_id, tally in sorted(items.items())
+            for item_id, item in sorted(tally.items.items())
         ],
         current_streak=current,
         longest_streak=longest,
@@ -214,7 +246,7 @@ def summarize(session: Session, patient: Patient, start: date, end: date, today:
             PainAlert(id=r.id, item_id=r.item_id, performed_on=r.performed_on, pain=r.pain)
             for r in session.exec(
                 select(AdherenceRecord)
-                .where(*records, col(AdherenceRecord.pain) >= PAIN_ALERT_AT)
+                .where(*records, col(AdherenceRecord.pain) >= pain_alert_at)
                 .order_by(col(AdherenceRecord.performed_at).desc())
                 .limit(MAX_ALERTS)
             )

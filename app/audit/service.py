@@ -38,6 +38,37 @@ def record(
     )
 
 
+def record_many(
+    session: Session,
+    caller: Caller,
+    action: str,
+    resource_type: str,
+    resources: list[tuple[uuid.UUID | str | None, uuid.UUID | None]],
+) -> None:
+    """One event per (resource id, patient id), in one statement: a list shows many."""
+    if not resources:
+        return
+    principal, now = caller.principal, utcnow()
+    session.execute(
+        insert(AuditEvent),
+        [
+            {
+                "clinic_id": principal.clinic_id,
+                "occurred_at": now,
+                "actor_kind": principal.kind,
+                "actor_id": principal.id,
+                "action": action,
+                "resource_type": resource_type,
+                "resource_id": str(resource_id) if resource_id is not None else None,
+                "patient_id": patient_id,
+                "ip": caller.ip,
+                "request_id": caller.request_id,
+            }
+            for resource_id, patient_id in resources
+        ],
+    )
+
+
 def list_events(
     session: Session,
     clinic_id: uuid.UUID,

@@ -6,6 +6,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from app.adherence import overview
 from app.auth import accounts
 from app.auth.models import AccessCode, Clinic, Clinician, Role
 from app.auth.security import Secrets, new_access_code
@@ -50,6 +51,7 @@ def ensure_demo(engine: Engine, secrets: Secrets, code_ttl: timedelta) -> Demo:
             )
             session.add(patient)
             session.flush()
+            overview.create(session, patient)
         elif patient.deleted_at is not None:
             # Someone deleted the demo patient while trying the API: bring it back.
             patient.deleted_at = None

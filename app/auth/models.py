@@ -25,6 +25,10 @@ class ActorKind(StrEnum):
 class Clinic(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(sa_type=String(200))
+    # The clinic overview flags patients below this adherence over the last 7 days, and
+    # reports sessions with pain at or above pain_alert_at (the summary too).
+    adherence_threshold_percent: int = Field(default=70, sa_column_kwargs={"server_default": "70"})
+    pain_alert_at: int = Field(default=7, sa_column_kwargs={"server_default": "7"})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

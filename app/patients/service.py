@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import tuple_
 from sqlmodel import Session, col, select
 
+from app.adherence import overview as rollups
 from app.audit import service as audit
 from app.auth.models import AccessCode, AuthSession
 from app.auth.principal import Caller
@@ -51,6 +52,7 @@ def create(session: Session, caller: Caller, data: PatientCreate) -> Patient:
     patient = Patient(clinic_id=caller.clinic_id, **data.model_dump())
     session.add(patient)
     _flush_unique(session, data.reference)
+    rollups.create(session, patient)
     audit.record(session, caller, "create", "patient", patient.id, patient.id)
     return patient
 
@@ -75,8 +77,7 @@ def list_page(
         list(session.exec(statement.limit(query.limit + 1)).all()), query.limit, time_key
     )
     # One event per patient shown, so "who saw patient X" finds lists too.
-    for row in rows:
-        audit.record(session, caller, "list", "patient", row.id, row.id)
+    audit.record_many(session, caller, "list", "patient", [(row.id, row.id) for row in rows])
     return rows, cursor
 
 
@@ -104,6 +105,8 @@ def update(
         patient.updated_at = utcnow()
         session.add(patient)
         _flush_unique(session, patient.reference)
+        if "time_zone" in changes:  # local dates move: the overview's windows too
+            rollups.mark_stale(session, patient_ids=[patient.id])
     audit.record(session, caller, "update", "patient", patient.id, patient.id)
     return patient
 

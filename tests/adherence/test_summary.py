@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlmodel import Session
 
+from app.adherence import overview
 from app.adherence.models import AdherenceRecord
 from app.exercises.catalog import catalog_id
 from app.patients.models import Patient
@@ -58,6 +59,7 @@ def history(
         )
         session.add(patient)
         session.flush()
+        overview.create(session, patient)
         plan = Plan(
             clinic_id=world.clinic1,
             patient_id=patient.id,

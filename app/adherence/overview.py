@@ -1,0 +1,275 @@
+"""The clinic overview: every patient's adherence over the last 7 and 30 days, pain alerts
+and last upload, sorted and paged by the database.
+
+Adherence windows are complete local days (the 7 or 30 days before the patient's today),
+computed by the same rules as the summary, so a patient's overview figure equals their
+summary over that window. The figures are kept per patient in ``adherence_rollup``: a
+window of past days only changes when a record does, so a row holds until the patient's
+next midnight or until a write marks it stale. A request first recomputes the clinic's
+stale rows (in chunks, a few queries each), then reads one page with one indexed query.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    tuple_,
+    update,
+)
+from sqlalchemy import (
+    select as sa_select,
+)
+from sqlmodel import Session, col, select
+
+from app.adherence.models import STALE, AdherenceRecord, AdherenceRollup
+from app.adherence.schemas import OverviewQuery, OverviewRow, Window
+from app.adherence.summary import Done, credit, due, plan_versions
+from app.auth.models import Clinic
+from app.core.columns import UTCDateTime
+from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.patients.models import Patient
+
+CHUNK = 1000
+WEEK, MONTH = 7, 30
+
+Rollup = AdherenceRollup.__table__  # type: ignore[attr-defined]
+
+
+def create(session: Session, patient: Patient) -> None:
+    """Every patient has a rollup row from the start, stale until first read."""
+    session.execute(
+        insert(AdherenceRollup).values(patient_id=patient.id, clinic_id=patient.clinic_id)
+    )
+
+
+def mark_stale(
+    session: Session,
+    *,
+    patient_ids: Iterable[uuid.UUID] | None = None,
+    clinic_id: uuid.UUID | None = None,
+    uploaded_at: datetime | None = None,
+) -> None:
+    """Recompute these patients' (or the whole clinic's) figures on the next read; an
+    upload also moves the last-upload time."""
+    values: dict[str, Any] = {
+        "valid_until": STALE,
+        "generation": col(AdherenceRollup.generation) + 1,
+    }
+    if uploaded_at is not None:
+        values["last_upload_at"] = uploaded_at
+    statement = update(AdherenceRollup).values(**values)
+    if patient_ids is not None:
+        ids = list(patient_ids)
+        if not ids:
+            return
+        statement = statement.where(col(AdherenceRollup.patient_id).in_(ids))
+    if clinic_id is not None:
+        statement = statement.where(col(AdherenceRollup.clinic_id) == clinic_id)
+    session.execute(statement)
+
+
+def refresh(session: Session, clinic: Clinic, now: datetime) -> int:
+    """Recompute the clinic's stale rows; returns how many there were."""
+    stale = session.exec(
+        select(AdherenceRollup.patient_id, AdherenceRollup.generation, Patient.time_zone)
+        .join(Patient, col(Patient.id) == AdherenceRollup.patient_id)
+        .where(
+            AdherenceRollup.clinic_id == clinic.id,
+            col(AdherenceRollup.valid_until) <= now,
+            col(Patient.deleted_at).is_(None),
+        )
+    ).all()
+    for start in range(0, len(stale), CHUNK):
+        _recompute(session, clinic, list(stale[start : start + CHUNK]), now)
+    return len(stale)
+
+
+def _recompute(
+    session: Session, clinic: Clinic, stale: list[tuple[uuid.UUID, int, str]], now: datetime
+) -> None:
+    zones = {patient_id: ZoneInfo(zone) for patient_id, _, zone in stale}
+    todays = {patient_id: now.astimezone(zone).date() for patient_id, zone in zones.items()}
+    versions = plan_versions(session, list(zones))
+    done: dict[uuid.UUID, Done] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    pain: dict[uuid.UUID, list[tuple[date, int | None, int]]] = defaultdict(list)
+    record = AdherenceRecord
+    for patient_id, day, item_id, status, n, worst, alerts in session.execute(
+        sa_select(
+            col(record.patient_id),
+            col(record.performed_on),
+            col(record.item_id),
+            col(record.status),
+            func.count(),
+            func.max(record.pain),
+            func.sum(case((col(record.pain) >= clinic.pain_alert_at, 1), else_=0)),
+        )
+        .where(
+            col(record.clinic_id) == clinic.id,
+            col(record.patient_id).in_(list(zones)),
+            col(record.performed_on) >= min(todays.values()) - timedelta(days=MONTH),
+            col(record.deleted_at).is_(None),
+        )
+        .group_by(
+            col(record.patient_id),
+            col(record.performed_on),
+            col(record.item_id),
+            col(record.status),
+        )
+    ).all():
+        done[patient_id][(day, str(item_id))][status] += n
+        pain[patient_id].append((day, worst, int(alerts or 0)))
+
+    rows = []
+    for patient_id, generation, _ in stale:
+        today, zone = todays[patient_id], zones[patient_id]
+        figures: dict[str, Any] = {}
+        for days, suffix in ((WEEK, "7d"), (MONTH, "30d")):
+            start, end = today - timedelta(days=days), today - timedelta(days=1)
+            window = {k: v for k, v in done[patient_id].items() if start <= k[0] <= end}
+            tally = credit(due(versions[patient_id], start, end, zone), window).total
+            figures[f"b_expected_{suffix}"] = tally.expected
+            figures[f"b_credited_{suffix}"] = tally.earned
+            figures[f"b_percent_{suffix}"] = tally.counts().adherence_percent
+        recent = [
+            (worst, alerts)
+            for day, worst, alerts in pain[patient_id]
+            if day > today - timedelta(days=WEEK)
+        ]
+        worst_pains = [worst for worst, _ in recent if worst is not None]
+        rows.append(
+            {
+                **figures,
+                "b_patient_id": patient_id,
+                "b_seen": generation,
+                "b_as_of": today,
+                "b_valid_until": datetime.combine(
+                    today + timedelta(days=1), time(0), zone
+                ).astimezone(UTC),
+                "b_pain_alerts_7d": sum(alerts for _, alerts in recent),
+                "b_max_pain_7d": max(worst_pains) if worst_pains else None,
+            }
+        )
+    columns = [
+        name.removeprefix("b_") for name in rows[0] if name not in ("b_patient_id", "b_seen")
+    ]
+    # Only where no write marked the row stale again since it was read.
+    session.connection().execute(
+        update(Rollup)
+        .where(
+            Rollup.c.patient_id == bindparam("b_patient_id"),
+            Rollup.c.generation == bindparam("b_seen"),
+        )
+        .values({name: bindparam(f"b_{name}") for name in columns}),
+        rows,
+    )
+
+
+SORTS: dict[str, tuple[Any, bool]] = {
+    # Column, descending. Patients with nothing expected (null percent) come last either way.
+    "adherence_7d": (func.coalesce(col(AdherenceRollup.percent_7d), 1e9), False),
+    "-adherence_7d": (func.coalesce(col(AdherenceRollup.percent_7d), -1.0), True),
+    "adherence_30d": (func.coalesce(col(AdherenceRollup.percent_30d), 1e9), False),
+    "-adherence_30d": (func.coalesce(col(AdherenceRollup.percent_30d), -1.0), True),
+    "-pain_alerts_7d": (col(AdherenceRollup.pain_alerts_7d), True),
+    # Never uploaded counts as longest ago.
+    "last_upload_at": (
+        func.coalesce(col(AdherenceRollup.last_upload_at), literal(STALE, UTCDateTime())),
+        False,
+    ),
+    "-last_upload_at": (
+        func.coalesce(col(AdherenceRollup.last_upload_at), literal(STALE, UTCDateTime())),
+        True,
+    ),
+    "reference": (col(Patient.reference), False),
+}
+
+
+def _position(query: OverviewQuery) -> tuple[Any, uuid.UUID]:
+    assert query.cursor is not None
+    sort, value, last = decode_cursor(query.cursor, 3)
+    if sort != query.sort:
+        raise invalid_cursor()
+    try:
+        patient_id = uuid.UUID(str(last))
+        if query.sort.endswith("last_upload_at"):
+            value = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        raise invalid_cursor() from None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, datetime)):
+        raise invalid_cursor()
+    return value, patient_id
+
+
+def page(
+    session: Session, clinic: Clinic, query: OverviewQuery
+) -> tuple[list[OverviewRow], str | None]:
+    key, descending = SORTS[query.sort]
+    statement = (
+        select(AdherenceRollup, Patient.reference, Patient.time_zone, key)
+        .join(Patient, col(Patient.id) == AdherenceRollup.patient_id)
+        .where(AdherenceRollup.clinic_id == clinic.id, col(Patient.deleted_at).is_(None))
+    )
+    below = col(AdherenceRollup.percent_7d) < clinic.adherence_threshold_percent
+    if query.below_threshold is not None:
+        statement = statement.where(
+            below if query.below_threshold else ~below | col(AdherenceRollup.percent_7d).is_(None)
+        )
+    if query.pain_alert is not None:
+        alerting = col(AdherenceRollup.pain_alerts_7d) > 0
+        statement = statement.where(alerting if query.pain_alert else ~alerting)
+    position = tuple_(key, col(AdherenceRollup.patient_id))
+    if query.cursor is not None:
+        after = _position(query)
+        statement = statement.where(position < after if descending else position > after)
+    order = (
+        (key.desc(), col(AdherenceRollup.patient_id).desc())
+        if descending
+        else (key, col(AdherenceRollup.patient_id))
+    )
+    found = session.exec(statement.order_by(*order).limit(query.limit + 1)).all()
+    rows = [_row(clinic, *row[:3]) for row in found[: query.limit]]
+    cursor = None
+    if len(found) > query.limit:
+        last, value = found[query.limit - 1][0], found[query.limit - 1][3]
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        cursor = encode_cursor([query.sort, value, str(last.patient_id)])
+    return rows, cursor
+
+
+def _row(clinic: Clinic, rollup: AdherenceRollup, reference: str, zone: str) -> OverviewRow:
+    today = rollup.as_of or date.min
+
+    def window(days: int, expected: float, credited: float, percent: float | None) -> Window:
+        return Window.model_validate(
+            {
+                "from": today - timedelta(days=days),
+                "to": today - timedelta(days=1),
+                "expected": expected,
+                "credited": credited,
+                "adherence_percent": percent,
+            }
+        )
+
+    return OverviewRow(
+        patient_id=rollup.patient_id,
+        reference=reference,
+        time_zone=zone,
+        as_of=today,
+        last_7_days=window(WEEK, rollup.expected_7d, rollup.credited_7d, rollup.percent_7d),
+        last_30_days=window(MONTH, rollup.expected_30d, rollup.credited_30d, rollup.percent_30d),
+        below_threshold=rollup.percent_7d is not None
+        and rollup.percent_7d < clinic.adherence_threshold_percent,
+        pain_alerts_7d=rollup.pain_alerts_7d,
+        max_pain_7d=rollup.max_pain_7d,
+        last_upload_at=rollup.last_upload_at,
+    )

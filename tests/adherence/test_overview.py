@@ -1,0 +1,388 @@
+"""The clinic overview: each patient's 7- and 30-day adherence (equal to their summary over
+the same days), the clinic's thresholds, pain alerts, last upload, sorting and paging, and
+figures that follow every write.
+
+Each test has a clinic of its own, so the overview shows only the patients it made.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlmodel import Session
+
+from app.adherence import overview
+from app.adherence.models import AdherenceRecord
+from app.auth import accounts
+from app.auth import service as auth_service
+from app.auth.models import Role
+from app.patients.models import Patient
+from app.plans.models import Plan, PlanVersion
+from tests.adherence.test_summary import EVERY_DAY, item
+from tests.conftest import PASSWORD, World
+from tests.core.problems import assert_problem
+
+LISBON, AUCKLAND, HONOLULU = "Europe/Lisbon", "Pacific/Auckland", "Pacific/Honolulu"
+
+
+@dataclass
+class Clinic:
+    id: uuid.UUID
+    headers: dict[str, str]
+
+
+@dataclass
+class Case:
+    patient_id: uuid.UUID
+    plan_id: uuid.UUID
+    zone: str
+
+    @property
+    def today(self) -> date:
+        return datetime.now(ZoneInfo(self.zone)).date()
+
+
+@pytest.fixture
+def clinic(app: FastAPI) -> Clinic:
+    with Session(app.state.engine) as session:
+        made = accounts.create_clinic(session, "Overview Clinic")
+        email = f"overview-{uuid.uuid4().hex[:8]}@clinic.test"
+        accounts.create_clinician(session, app.state.secrets, made.id, email, PASSWORD, Role.admin)
+        token = auth_service.password_grant(session, app.state.secrets, email, PASSWORD, None)
+        session.commit()
+        return Clinic(made.id, {"Authorization": f"Bearer {token.access_token}"})
+
+
+def patient(
+    app: FastAPI,
+    clinic: Clinic,
+    zone: str,
+    versions: list[tuple[int, list[dict[str, Any]]]] | None = None,
+) -> Case:
+    """A patient whose one plan had these active versions: (made this many days ago, items);
+    with none, a patient without a plan."""
+    with Session(app.state.engine) as session:
+        person = Patient(
+            clinic_id=clinic.id,
+            reference=f"OV-{uuid.uuid4().hex[:10]}",
+            affected_side="left",
+            cause="stroke",
+            time_zone=zone,
+        )
+        session.add(person)
+        session.flush()
+        overview.create(session, person)
+        if not versions:
+            session.commit()
+            return Case(person.id, uuid.uuid4(), zone)
+        plan = Plan(clinic_id=clinic.id, patient_id=person.id, status="active", version=1)
+        session.add(plan)
+        session.flush()
+        for number, (days_ago, items) in enumerate(versions, start=1):
+            made = datetime.now(ZoneInfo(zone)) - timedelta(days=days_ago)
+            session.add(
+                PlanVersion(
+                    plan_id=plan.id,
+                    clinic_id=clinic.id,
+                    number=number,
+                    status="active",
+                    title="Overview case",
+                    start_date=date(2025, 1, 1),
+                    items=items,
+                    created_at=made,
+                )
+            )
+            plan.version = number
+        session.add(plan)
+        session.commit()
+        return Case(person.id, plan.id, zone)
+
+
+def stored(
+    app: FastAPI, case: Case, days_ago: int, the_item: dict[str, Any], status: str = "completed"
+) -> None:
+    """A record written straight to the table (so before any overview read)."""
+    day = case.today - timedelta(days=days_ago)
+    with Session(app.state.engine) as session:
+        session.add(
+            AdherenceRecord(
+                id=uuid.uuid4(),
+                clinic_id=session.get_one(Patient, case.patient_id).clinic_id,
+                patient_id=case.patient_id,
+                plan_id=case.plan_id,
+                plan_version=1,
+                item_id=uuid.UUID(the_item["id"]),
+                performed_at=datetime.combine(day, time(12), ZoneInfo(case.zone)),
+                utc_offset_minutes=0,
+                performed_on=day,
+                status=status,
+                skip_reason="other" if status == "skipped" else None,
+                source="patient_app",
+                recorded_by=case.patient_id,
+            )
+        )
+        session.commit()
+
+
+async def read(
+    client: AsyncClient, clinic: Clinic, **params: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    answer = await client.get("/v1/adherence/overview", params=params, headers=clinic.headers)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body, body["items"]
+
+
+def row_of(rows: list[dict[str, Any]], case: Case) -> dict[str, Any]:
+    return next(r for r in rows if r["patient_id"] == str(case.patient_id))
+
+
+async def upload(
+    client: AsyncClient, clinic: Clinic, case: Case, the_item: dict[str, Any], **fields: Any
+) -> dict[str, Any]:
+    day = case.today - timedelta(days=fields.pop("days_ago", 1))
+    performed = datetime.combine(day, time(12), ZoneInfo(case.zone))
+    record = {
+        "id": str(uuid.uuid4()),
+        "plan_id": str(case.plan_id),
+        "plan_version": 1,
+        "item_id": the_item["id"],
+        "performed_at": min(performed, datetime.now(UTC)).isoformat(),
+        "status": "completed",
+        **fields,
+    }
+    answer = await client.post(
+        "/v1/adherence/batch", json={"records": [record]}, headers=clinic.headers
+    )
+    assert answer.json()["results"][0]["result"] == "created", answer.text
+    return record
+
+
+DAILY = item("overview-daily", days_of_week=EVERY_DAY)
+THRICE = item("overview-thrice", sessions_per_week=3)
+MWF = item("overview-mwf", days_of_week=[1, 3, 5])
+
+
+async def test_each_patients_figures_equal_their_summary_over_the_same_days(
+    app: FastAPI, client: AsyncClient, clinic: Clinic
+) -> None:
+    daily = patient(app, clinic, LISBON, [(60, [DAILY])])
+    # Done on 5 of the last 7 days, one of them partial: 4.5 of 7.
+    for days_ago, status in ((1, "completed"), (2, "completed"), (3, "partial"), (5, "completed")):
+        stored(app, daily, days_ago, DAILY, status)
+    stored(app, daily, 6, DAILY, "skipped")
+    stored(app, daily, 7, DAILY)
+    stored(app, daily, 0, DAILY)  # today: outside both windows, which end yesterday
+    weekly = patient(app, clinic, AUCKLAND, [(90, [THRICE])])
+    for days_ago in (1, 2, 3, 4, 9, 10, 20):
+        stored(app, weekly, days_ago, THRICE)
+    edited = patient(app, clinic, HONOLULU, [(90, [DAILY]), (10, [MWF])])
+    for days_ago in range(1, 30, 2):
+        stored(app, edited, days_ago, MWF if days_ago < 10 else DAILY)
+    no_plan = patient(app, clinic, LISBON)
+
+    body, rows = await read(client, clinic)
+    assert (body["threshold_percent"], body["pain_alert_at"]) == (70, 7)
+    assert {r["patient_id"] for r in rows} == {
+        str(c.patient_id) for c in (daily, weekly, edited, no_plan)
+    }
+    first = row_of(rows, daily)
+    assert first["last_7_days"] == {
+        "from": str(daily.today - timedelta(days=7)),
+        "to": str(daily.today - timedelta(days=1)),
+        "expected": 7.0,
+        "credited": 4.5,
+        "adherence_percent": 64.3,
+    }
+    assert first["below_threshold"] is True
+    assert first["as_of"] == str(daily.today)
+    for case in (daily, weekly, edited):
+        row = row_of(rows, case)
+        assert row["time_zone"] == case.zone
+        for window in ("last_7_days", "last_30_days"):
+            figures = row[window]
+            answer = await client.get(
+                f"/v1/patients/{case.patient_id}/adherence/summary",
+                params={"from": figures["from"], "to": figures["to"]},
+                headers=clinic.headers,
+            )
+            totals = answer.json()["totals"]
+            assert (figures["expected"], figures["credited"], figures["adherence_percent"]) == (
+                totals["expected"],
+                totals["credited"],
+                totals["adherence_percent"],
+            ), (case.zone, window)
+    nothing = row_of(rows, no_plan)
+    assert nothing["last_30_days"]["adherence_percent"] is None
+    assert (nothing["below_threshold"], nothing["last_upload_at"]) == (False, None)
+
+
+async def test_sorted_by_the_database_and_paged_with_a_cursor(
+    app: FastAPI, client: AsyncClient, clinic: Clinic
+) -> None:
+    cases = []
+    for done in (0, 2, 4, 6, 7):  # of the last 7 days
+        case = patient(app, clinic, LISBON, [(60, [DAILY])])
+        for days_ago in range(1, done + 1):
+            stored(app, case, days_ago, DAILY)
+        cases.append(case)
+    cases.append(patient(app, clinic, LISBON))  # nothing expected: last either way
+    ids = [str(c.patient_id) for c in cases]
+
+    _, rows = await read(client, clinic)
+    assert [r["patient_id"] for r in rows] == ids
+    assert [r["last_7_days"]["adherence_percent"] for r in rows] == [
+        0.0,
+        28.6,
+        57.1,
+        85.7,
+        100.0,
+        None,
+    ]
+    _, rows = await read(client, clinic, sort="-adherence_7d")
+    assert [r["patient_id"] for r in rows] == [*reversed(ids[:5]), ids[5]]
+
+    for sort in ("adherence_7d", "-adherence_30d", "reference", "last_upload_at"):
+        walked: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"sort": sort, "limit": 2}
+            if cursor:
+                params["cursor"] = cursor
+            body, rows = await read(client, clinic, **params)
+            walked += [r["patient_id"] for r in rows]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        _, whole = await read(client, clinic, sort=sort)
+        assert walked == [r["patient_id"] for r in whole], sort
+        assert sorted(walked) == sorted(ids)
+
+    body, _ = await read(client, clinic, limit=2)
+    other_sort = await client.get(
+        "/v1/adherence/overview",
+        params={"cursor": body["next_cursor"], "sort": "reference"},
+        headers=clinic.headers,
+    )
+    problem = assert_problem(other_sort, 422, "validation")
+    assert [e["pointer"] for e in problem["errors"]] == ["#/cursor"]
+    for bad in ({"sort": "name"}, {"limit": 0}, {"cursor": "nonsense"}, {"flagged": "yes"}):
+        answer = await client.get("/v1/adherence/overview", params=bad, headers=clinic.headers)
+        assert answer.status_code == 422, bad
+
+
+async def test_the_clinic_sets_its_thresholds_and_filters_by_them(
+    app: FastAPI, client: AsyncClient, clinic: Clinic, world: World
+) -> None:
+    struggling = patient(app, clinic, LISBON, [(60, [DAILY])])
+    for days_ago in (1, 2, 3, 4):  # 4 of 7: 57.1 %
+        stored(app, struggling, days_ago, DAILY)
+    steady = patient(app, clinic, LISBON, [(60, [DAILY])])
+    for days_ago in range(1, 8):
+        stored(app, steady, days_ago, DAILY)
+    await upload(client, clinic, steady, DAILY, days_ago=0, pain=8)
+
+    _, rows = await read(client, clinic, below_threshold="true")
+    assert [r["patient_id"] for r in rows] == [str(struggling.patient_id)]
+    _, rows = await read(client, clinic, pain_alert="true")
+    assert [r["patient_id"] for r in rows] == [str(steady.patient_id)]
+    assert (rows[0]["pain_alerts_7d"], rows[0]["max_pain_7d"]) == (1, 8)
+
+    changed = await client.patch(
+        "/v1/clinic",
+        json={"adherence_threshold_percent": 50, "pain_alert_at": 9},
+        headers=clinic.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["adherence_threshold_percent"], changed.json()["pain_alert_at"]) == (
+        50,
+        9,
+    )
+    assert (await client.get("/v1/clinic", headers=clinic.headers)).json() == changed.json()
+    body, rows = await read(client, clinic)
+    assert (body["threshold_percent"], body["pain_alert_at"]) == (50, 9)
+    assert not any(r["below_threshold"] for r in rows)
+    assert row_of(rows, steady)["pain_alerts_7d"] == 0
+    summary = await client.get(
+        f"/v1/patients/{steady.patient_id}/adherence/summary", headers=clinic.headers
+    )
+    assert summary.json()["pain_alerts"] == []
+
+    for bad in (
+        {"adherence_threshold_percent": 0},
+        {"adherence_threshold_percent": 101},
+        {"pain_alert_at": 11},
+        {"name": "Renamed"},
+    ):
+        answer = await client.patch("/v1/clinic", json=bad, headers=clinic.headers)
+        assert answer.status_code == 422, bad
+    # Another clinic's settings are its own.
+    other = await client.get("/v1/clinic", headers=world["clinician2"].headers)
+    assert other.json()["id"] == str(world.clinic2)
+    assert other.json()["adherence_threshold_percent"] == 70
+
+
+async def test_figures_follow_uploads_corrections_and_deletes(
+    app: FastAPI, client: AsyncClient, clinic: Clinic
+) -> None:
+    case = patient(app, clinic, AUCKLAND, [(60, [DAILY])])
+    _, rows = await read(client, clinic)
+    assert row_of(rows, case)["last_7_days"]["credited"] == 0.0
+
+    record = await upload(client, clinic, case, DAILY, days_ago=2)
+    _, rows = await read(client, clinic)
+    row = row_of(rows, case)
+    assert row["last_7_days"]["credited"] == 1.0
+    assert row["last_upload_at"] is not None
+
+    current = await client.get(f"/v1/adherence/{record['id']}", headers=clinic.headers)
+    corrected = await client.patch(
+        f"/v1/adherence/{record['id']}",
+        json={"status": "partial"},
+        headers={**clinic.headers, "If-Match": current.headers["etag"]},
+    )
+    assert corrected.status_code == 200, corrected.text
+    _, rows = await read(client, clinic)
+    assert row_of(rows, case)["last_7_days"]["credited"] == 0.5
+
+    deleted = await client.delete(f"/v1/adherence/{record['id']}", headers=clinic.headers)
+    assert deleted.status_code == 204
+    _, rows = await read(client, clinic)
+    assert row_of(rows, case)["last_7_days"]["credited"] == 0.0
+
+
+async def test_only_the_clinics_living_patients_and_their_own_time_zone(
+    app: FastAPI, client: AsyncClient, clinic: Clinic, world: World
+) -> None:
+    kept = patient(app, clinic, LISBON, [(60, [DAILY])])
+    gone = patient(app, clinic, LISBON, [(60, [DAILY])])
+    _, rows = await read(client, clinic)
+    assert len(rows) == 2
+
+    deleted = await client.delete(f"/v1/patients/{gone.patient_id}", headers=clinic.headers)
+    assert deleted.status_code == 204
+    _, rows = await read(client, clinic)
+    assert [r["patient_id"] for r in rows] == [str(kept.patient_id)]
+
+    moved = await client.patch(
+        f"/v1/patients/{kept.patient_id}", json={"time_zone": HONOLULU}, headers=clinic.headers
+    )
+    assert moved.status_code == 200, moved.text
+    _, rows = await read(client, clinic)
+    assert (rows[0]["time_zone"], rows[0]["as_of"]) == (
+        HONOLULU,
+        str(datetime.now(ZoneInfo(HONOLULU)).date()),
+    )
+
+    # Clinic 2 sees its own patients only.
+    theirs = await client.get(
+        "/v1/adherence/overview", params={"limit": 100}, headers=world["clinician2"].headers
+    )
+    assert theirs.status_code == 200
+    assert str(kept.patient_id) not in {r["patient_id"] for r in theirs.json()["items"]}
+    assert str(world.patient_c) in {r["patient_id"] for r in theirs.json()["items"]}
