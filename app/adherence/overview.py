@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    ColumnElement,
     bindparam,
     case,
     func,
@@ -66,15 +67,23 @@ def mark_stale(
     }
     if uploaded_at is not None:
         values["last_upload_at"] = uploaded_at
-    statement = update(AdherenceRollup).values(**values)
+    where: list[ColumnElement[bool]] = []
     if patient_ids is not None:
-        ids = list(patient_ids)
+        ids = sorted(patient_ids)
         if not ids:
             return
-        statement = statement.where(col(AdherenceRollup.patient_id).in_(ids))
+        where.append(col(AdherenceRollup.patient_id).in_(ids))
     if clinic_id is not None:
-        statement = statement.where(col(AdherenceRollup.clinic_id) == clinic_id)
-    session.execute(statement)
+        where.append(col(AdherenceRollup.clinic_id) == clinic_id)
+    # Rows are locked in patient order, as a recomputation locks them: two writers of the
+    # same rows queue rather than deadlock.
+    session.execute(
+        select(AdherenceRollup.patient_id)
+        .where(*where)
+        .order_by(col(AdherenceRollup.patient_id))
+        .with_for_update()
+    ).all()
+    session.execute(update(AdherenceRollup).where(*where).values(**values))
 
 
 def refresh(session: Session, clinic: Clinic, now: datetime) -> int:
@@ -87,6 +96,7 @@ def refresh(session: Session, clinic: Clinic, now: datetime) -> int:
             col(AdherenceRollup.valid_until) <= now,
             col(Patient.deleted_at).is_(None),
         )
+        .order_by(col(AdherenceRollup.patient_id))
     ).all()
     for start in range(0, len(stale), CHUNK):
         _recompute(session, clinic, list(stale[start : start + CHUNK]), now)
