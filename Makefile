@@ -32,6 +32,7 @@ bench: $(VENV)/.dev
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.catalog
 	$(BIN)/python -m bench.today
+	$(BIN)/python -m bench.adherence
 
 lock: $(UV)
 	$(UV) pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock

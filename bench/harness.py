@@ -1,4 +1,5 @@
-"""Shared pieces of the load benchmarks: servers on free ports, and wrk."""
+"""Shared pieces of the load benchmarks: servers on free ports, wrk, and scratch
+PostgreSQL databases."""
 
 import os
 import re
@@ -7,14 +8,21 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psycopg
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+# An admin connection that may create and drop databases.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "DORSI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def free_port() -> int:
@@ -81,3 +89,35 @@ def wrk(
 def ensure_wrk() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk (or `make bench`, which does).")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty database ``dorsi_bench_<hex>`` for one run, dropped afterwards even
+    if connections are left open. Yields its URL for DORSI_DATABASE_URL."""
+    name = f"dorsi_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def libpq_url(database_url: str) -> str:
+    """A Dorsi (SQLAlchemy) database URL as psycopg.connect takes it."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def migrate(database_url: str, secret: str) -> None:
+    """Upgrade the schema and load the shipped catalog, as ``dorsi migrate`` does."""
+    subprocess.run(
+        [PYTHON, "-m", "app.cli", "migrate"],
+        cwd=ROOT,
+        env={**os.environ, "DORSI_DATABASE_URL": database_url, "DORSI_SECRET_KEY": secret},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )

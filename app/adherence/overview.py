@@ -63,7 +63,7 @@ def mark_stale(
     upload also moves the last-upload time."""
     values: dict[str, Any] = {
         "valid_until": STALE,
-        "generation": col(AdherenceRollup.generation) + 1,
+        "generation": Rollup.c.generation + 1,
     }
     if uploaded_at is not None:
         values["last_upload_at"] = uploaded_at
@@ -72,18 +72,21 @@ def mark_stale(
         ids = sorted(patient_ids)
         if not ids:
             return
-        where.append(col(AdherenceRollup.patient_id).in_(ids))
+        where.append(Rollup.c.patient_id.in_(ids))
     if clinic_id is not None:
-        where.append(col(AdherenceRollup.clinic_id) == clinic_id)
+        where.append(Rollup.c.clinic_id == clinic_id)
     # Rows are locked in patient order, as a recomputation locks them: two writers of the
     # same rows queue rather than deadlock.
-    session.execute(
-        select(AdherenceRollup.patient_id)
+    locked = (
+        select(Rollup.c.patient_id)
         .where(*where)
-        .order_by(col(AdherenceRollup.patient_id))
+        .order_by(Rollup.c.patient_id)
         .with_for_update()
-    ).all()
-    session.execute(update(AdherenceRollup).where(*where).values(**values))
+        .scalar_subquery()
+    )
+    session.connection().execute(
+        update(Rollup).where(Rollup.c.patient_id.in_(locked)).values(**values)
+    )
 
 
 def refresh(session: Session, clinic: Clinic, now: datetime) -> int:

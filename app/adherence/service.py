@@ -11,8 +11,6 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import tuple_
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from app.adherence import overview as rollups
@@ -37,7 +35,7 @@ from app.audit import service as audit
 from app.auth.models import ActorKind, Clinic
 from app.auth.principal import Caller
 from app.core.columns import utcnow
-from app.core.db import flush_or
+from app.core.db import flush_or, insert_many
 from app.core.errors import (
     FieldError,
     InvalidInput,
@@ -50,8 +48,10 @@ from app.core.pagination import split_page, time_position
 from app.patients import service as patients
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanVersion
-from app.sync.outbox import record_change
+from app.sync.outbox import record_change, record_changes
 
+RECORDS = AdherenceRecord.__table__  # type: ignore[attr-defined]
+PUBLIC_FIELDS = [field for field in RecordPublic.model_fields if field in RECORDS.c]
 # A phone's clock may run a little ahead of ours.
 CLOCK_SKEW = timedelta(minutes=5)
 CONTENT = (
@@ -95,17 +95,14 @@ def _parse(index: int, raw: dict[str, Any]) -> RecordIn | list[FieldError]:
         ]
 
 
-def public(record: AdherenceRecord) -> RecordPublic:
+def public(record: AdherenceRecord | dict[str, Any]) -> RecordPublic:
     """The record as stored, with performed_at back in the offset it was given in."""
-    offset = timezone(timedelta(minutes=record.utc_offset_minutes))
+    values = record if isinstance(record, dict) else record.model_dump()
+    offset = timezone(timedelta(minutes=values["utc_offset_minutes"]))
     return RecordPublic.model_validate(
         {
-            **{
-                field: getattr(record, field)
-                for field in RecordPublic.model_fields
-                if hasattr(record, field)
-            },
-            "performed_at": record.performed_at.astimezone(offset),
+            **{field: values[field] for field in PUBLIC_FIELDS},
+            "performed_at": values["performed_at"].astimezone(offset),
         }
     )
 
@@ -182,8 +179,10 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
             "performed_on": record.performed_at.astimezone(ZoneInfo(patient.time_zone)).date(),
             "source": SOURCES[principal.kind],
             "recorded_by": principal.id,
+            "version": 1,
             "created_at": now,
             "updated_at": now,
+            "deleted_at": None,
         }
         results.append(
             RecordResult(index=index, id=record.id, result="created", record=None, errors=None)
@@ -196,21 +195,28 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
         rows.setdefault(row["id"], row)
 
     created = _insert_new(session, list(rows.values()))
-    stored = (
+    # Only ids stored before this upload need reading back; new rows are as we wrote them.
+    earlier = set(rows) - created
+    stored: dict[uuid.UUID, Any] = dict(rows) | (
         {
             r.id: r
-            for r in session.exec(select(AdherenceRecord).where(col(AdherenceRecord.id).in_(rows)))
+            for r in session.exec(
+                select(AdherenceRecord).where(col(AdherenceRecord.id).in_(earlier))
+            )
         }
-        if rows
+        if earlier
         else {}
     )
     touched: set[uuid.UUID] = set()
     shown: set[uuid.UUID] = set()  # patients whose stored records a replay answer shows
+    new_rows: list[tuple[uuid.UUID | str, str, int | None]] = []
     for result in results:
         if result.result != "created" or result.id is None:
             continue
-        mine, existing = candidates[result.index], stored[result.id]
-        if existing.clinic_id != principal.clinic_id or existing.patient_id != mine["patient_id"]:
+        mine, existing = candidates[result.index], _content(stored[result.id])
+        if existing["clinic_id"] != principal.clinic_id or (
+            existing["patient_id"] != mine["patient_id"]
+        ):
             # Someone else's record: say nothing about it.
             result.result = "rejected"
             result.errors = _problem(result.index, "id", "This id is taken; use a new one.")
@@ -218,18 +224,19 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
         result.record = public(existing)
         if result.id in created:
             created.discard(result.id)
-            touched.add(existing.patient_id)
-            record_change(
-                session, existing.clinic_id, "adherence_record", existing.id, "create", version=1
-            )
+            touched.add(existing["patient_id"])
+            new_rows.append((result.id, "create", 1))
         else:
             result.result = "unchanged" if _same(existing, mine) else "conflict"
-            shown.add(existing.patient_id)
+            shown.add(existing["patient_id"])
+    record_changes(session, principal.clinic_id, "adherence_record", new_rows)
     rollups.mark_stale(session, patient_ids=touched, uploaded_at=now)
-    for patient_id in touched:
-        audit.record(session, caller, "create", "adherence_record", None, patient_id)
-    for patient_id in shown:
-        audit.record(session, caller, "read", "adherence_record", None, patient_id)
+    audit.record_many(
+        session, caller, "create", "adherence_record", [(None, p) for p in sorted(touched)]
+    )
+    audit.record_many(
+        session, caller, "read", "adherence_record", [(None, p) for p in sorted(shown)]
+    )
     return BatchResult(results=results)
 
 
@@ -241,8 +248,13 @@ def _rejected(index: int, record_id: Any, errors: list[FieldError]) -> RecordRes
     return RecordResult(index=index, id=parsed_id, result="rejected", record=None, errors=errors)
 
 
-def _same(existing: AdherenceRecord, row: dict[str, Any]) -> bool:
-    return all(getattr(existing, field) == row[field] for field in CONTENT)
+def _content(record: AdherenceRecord | dict[str, Any]) -> dict[str, Any]:
+    """A stored record's columns, from the row as read or as this upload inserted it."""
+    return record if isinstance(record, dict) else record.model_dump()
+
+
+def _same(existing: dict[str, Any], row: dict[str, Any]) -> bool:
+    return all(existing[field] == row[field] for field in CONTENT)
 
 
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
@@ -251,24 +263,18 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     ON CONFLICT DO NOTHING makes two racing uploads of the same batch safe: the second
     waits for the first, then skips what it stored.
     """
-    if not rows:
-        return set()
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert(AdherenceRecord)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(col(AdherenceRecord.id))
-    )
-    return set(session.execute(statement).scalars())
+    return insert_many(session, RECORDS, rows, skip_conflicts=True)
 
 
 def list_records(
     session: Session, caller: Caller, patient_id: uuid.UUID, query: RecordQuery
 ) -> tuple[list[AdherenceRecord], str | None]:
     patient = patients.load(session, caller, patient_id)
+    # clinic_id leads the index on (clinic, patient, local date).
     statement = select(AdherenceRecord).where(
-        AdherenceRecord.patient_id == patient.id, col(AdherenceRecord.deleted_at).is_(None)
+        AdherenceRecord.clinic_id == patient.clinic_id,
+        AdherenceRecord.patient_id == patient.id,
+        col(AdherenceRecord.deleted_at).is_(None),
     )
     if query.since is not None:
         statement = statement.where(col(AdherenceRecord.performed_on) >= query.since)

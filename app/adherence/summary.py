@@ -14,7 +14,7 @@ import math
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,24 +73,26 @@ def _calendar(start: date, end: date) -> list[date]:
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
-def in_force(versions: list[PlanVersion], day: date, zone: ZoneInfo) -> list[PlanVersion]:
-    """Per plan, the version in force at the end of ``day`` if it asks for that day.
+def governing(
+    versions: list[PlanVersion], zone: ZoneInfo
+) -> list[tuple[date, date | None, PlanVersion]]:
+    """Each version with the local days it governs, ``[first, until)``.
 
-    The end of a day is the next local midnight, whatever the day's length (23 or 25
-    hours across a daylight-saving change).
+    A day follows the version in force at its end, the next local midnight (whatever the
+    day's length, 23 or 25 hours across a daylight-saving change): a version governs from
+    the local day it was made until the day its plan's next version was made. Of versions
+    made on one day, the last governs it.
     """
-    end = datetime.combine(day + timedelta(days=1), time(0), zone)
-    latest: dict[uuid.UUID, PlanVersion] = {}
+    made: dict[uuid.UUID, list[tuple[date, PlanVersion]]] = defaultdict(list)
     for version in versions:  # in the order they were made
-        if version.created_at < end:
-            latest[version.plan_id] = version
-    return [
-        v
-        for v in latest.values()
-        if v.status == PlanStatus.active
-        and v.start_date <= day
-        and (v.end_date is None or day <= v.end_date)
-    ]
+        made[version.plan_id].append((version.created_at.astimezone(zone).date(), version))
+    spans = []
+    for history in made.values():
+        for n, (first, version) in enumerate(history):
+            until = history[n + 1][0] if n + 1 < len(history) else None
+            if until is None or first < until:
+                spans.append((first, until, version))
+    return spans
 
 
 @dataclass
@@ -102,26 +104,41 @@ class Due:
     exercise_of: dict[str, uuid.UUID] = field(default_factory=dict)
 
 
+ONE_DAY = timedelta(days=1)
+
+
 def due(versions: list[PlanVersion], start: date, end: date, zone: ZoneInfo) -> Due:
+    """Only active versions expect anything, within their own start and end dates."""
     result = Due()
     days_in_force: dict[tuple[str, str], int] = defaultdict(int)
     weekly: dict[tuple[str, str], int] = {}
-    for day in _calendar(start, end):
-        for version in in_force(versions, day, zone):
-            for item in version.items:
-                item_id = item["id"]
-                result.exercise_of[item_id] = uuid.UUID(item["exercise_id"])
-                schedule = item["schedule"]
-                times = schedule.get("times_per_day", 1)
-                weekdays = schedule.get("days_of_week")
+    for first, until, version in governing(versions, zone):
+        if version.status != PlanStatus.active:
+            continue
+        low = max(start, first, version.start_date)
+        high = min(end, until - ONE_DAY if until else end, version.end_date or end)
+        if low > high:
+            continue
+        items = []
+        for item in version.items:
+            result.exercise_of[item["id"]] = uuid.UUID(item["exercise_id"])
+            schedule = item["schedule"]
+            times = schedule.get("times_per_day", 1)
+            weekdays = schedule.get("days_of_week")
+            items.append((item["id"], times, weekdays, schedule.get("sessions_per_week")))
+        day = low
+        while day <= high:
+            week, weekday = iso_week(day), day.isoweekday()
+            for item_id, times, weekdays, per_week in items:
                 if weekdays is None:
-                    key = (iso_week(day), item_id)
-                    days_in_force[key] += 1
-                    weekly[key] = schedule["sessions_per_week"] * times
-                elif day.isoweekday() in weekdays:
-                    result.by_day[(day, item_id)] = result.by_day.get((day, item_id), 0) + times
-    for key, days in days_in_force.items():
-        result.by_week[key] = float(math.floor(weekly[key] * days / 7 + 0.5))
+                    days_in_force[(week, item_id)] += 1
+                    weekly[(week, item_id)] = per_week * times
+                elif weekday in weekdays:
+                    key = (day, item_id)
+                    result.by_day[key] = result.by_day.get(key, 0) + times
+            day += ONE_DAY
+    for week_item, days in days_in_force.items():
+        result.by_week[week_item] = float(math.floor(weekly[week_item] * days / 7 + 0.5))
     return result
 
 
@@ -194,6 +211,7 @@ def summarize(
     # Days still to come expect nothing yet.
     expected = due(versions, start, min(end, today), zone)
     records = (
+        AdherenceRecord.clinic_id == patient.clinic_id,  # leads the index
         AdherenceRecord.patient_id == patient.id,
         col(AdherenceRecord.deleted_at).is_(None),
         col(AdherenceRecord.performed_on) >= start,
@@ -220,7 +238,9 @@ def summarize(
     current, longest = _streaks(tally.day_state, today)
     last = session.exec(
         select(func.max(AdherenceRecord.performed_at)).where(
-            AdherenceRecord.patient_id == patient.id, col(AdherenceRecord.deleted_at).is_(None)
+            AdherenceRecord.clinic_id == patient.clinic_id,
+            AdherenceRecord.patient_id == patient.id,
+            col(AdherenceRecord.deleted_at).is_(None),
         )
     ).one()
     return Summary(

@@ -2,11 +2,15 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Table, bindparam, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
 
@@ -88,3 +92,45 @@ def get_session(request: Request) -> Iterator[Session]:
 # scope="function" commits before the response is sent, so a client never sees success
 # for a write that then failed to commit.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+@cache
+def _postgresql_insert(table: Table, columns: tuple[str, ...], skip_conflicts: bool) -> str:
+    statement = postgresql_insert(table).values({name: bindparam(name) for name in columns})
+    dialect = psycopg.dialect()  # type: ignore[no-untyped-call]
+    if skip_conflicts:
+        keys = table.primary_key.columns
+        return str(statement.on_conflict_do_nothing().returning(*keys).compile(dialect=dialect))
+    return str(statement.compile(dialect=dialect))
+
+
+def insert_many(
+    session: Session, table: Table, rows: list[dict[str, Any]], *, skip_conflicts: bool = False
+) -> set[Any]:
+    """Insert rows (all with the same keys, values psycopg adapts as they are: no JSON) in
+    the session's transaction. With ``skip_conflicts``, rows whose key is taken are left
+    out (ON CONFLICT DO NOTHING), and the keys actually inserted come back.
+
+    On PostgreSQL this is psycopg's own executemany: one short statement, prepared once per
+    connection and pipelined, rather than a long multi-row statement to parse each time.
+    """
+    if not rows:
+        return set()
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        sql = _postgresql_insert(table, tuple(rows[0]), skip_conflicts)
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.executemany(sql, rows, returning=skip_conflicts)
+            inserted: set[Any] = set()
+            while skip_conflicts:
+                inserted.update(row[0] for row in cursor.fetchall())
+                if not cursor.nextset():
+                    break
+            return inserted
+    if not skip_conflicts:
+        connection.execute(sqlite_insert(table), rows)
+        return set()
+    keys = table.primary_key.columns
+    skipping = sqlite_insert(table).on_conflict_do_nothing().returning(*keys)
+    return set(connection.execute(skipping, rows).scalars())

@@ -11,11 +11,19 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from app.core.columns import utcnow
+from app.core.db import insert_many
 from app.sync.models import Change
 
 
 def _lock_key(clinic_id: uuid.UUID) -> int:
     return int.from_bytes(clinic_id.bytes[:8], "big", signed=True)
+
+
+def _lock(session: Session, clinic_id: uuid.UUID) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        # Re-entrant within a transaction, and released by its commit or rollback.
+        session.execute(select(func.pg_advisory_xact_lock(_lock_key(clinic_id))))
 
 
 def record_change(
@@ -29,9 +37,7 @@ def record_change(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Add a change row to the caller's transaction (create, update or delete)."""
-    if session.get_bind().dialect.name == "postgresql":
-        # Re-entrant within a transaction, and released by its commit or rollback.
-        session.execute(select(func.pg_advisory_xact_lock(_lock_key(clinic_id))))
+    _lock(session, clinic_id)
     session.add(
         Change(
             clinic_id=clinic_id,
@@ -41,4 +47,32 @@ def record_change(
             version=version,
             data=data,
         )
+    )
+
+
+def record_changes(
+    session: Session,
+    clinic_id: uuid.UUID,
+    resource_type: str,
+    changes: list[tuple[uuid.UUID | str, str, int | None]],
+) -> None:
+    """Many (resource id, operation, version) changes of one clinic, in one INSERT."""
+    if not changes:
+        return
+    _lock(session, clinic_id)
+    now = utcnow()
+    insert_many(
+        session,
+        Change.__table__,  # type: ignore[attr-defined]
+        [
+            {
+                "clinic_id": clinic_id,
+                "resource_type": resource_type,
+                "resource_id": str(resource_id),
+                "operation": operation,
+                "version": version,
+                "occurred_at": now,
+            }
+            for resource_id, operation, version in changes
+        ],
     )
