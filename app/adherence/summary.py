@@ -15,10 +15,11 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app.adherence.models import AdherenceRecord, SessionStatus
@@ -33,7 +34,12 @@ from app.adherence.schemas import (
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanStatus, PlanVersion
 
-EARNED = {SessionStatus.completed: 1.0, SessionStatus.partial: 0.5, SessionStatus.skipped: 0.0}
+# Keyed by the status as stored (a str; SessionStatus members hash alike).
+EARNED: dict[str, float] = {
+    SessionStatus.completed: 1.0,
+    SessionStatus.partial: 0.5,
+    SessionStatus.skipped: 0.0,
+}
 # A weekly mean moving this much a week or more is a trend.
 PAIN_TREND_PER_WEEK = 0.5
 MAX_ALERTS = 50
@@ -64,6 +70,7 @@ class Tally:
         )
 
 
+@lru_cache(maxsize=4096)
 def iso_week(day: date) -> str:
     year, week, _ = day.isocalendar()
     return f"{year}-W{week:02d}"
@@ -96,12 +103,29 @@ def governing(
 
 
 @dataclass
-class Due:
-    """What the plans expected: weekday items by (day, item), the rest by (week, item)."""
+class Span:
+    """Local days ``low`` to ``high`` under one active version: its weekday items by ISO
+    weekday (1 to 7) with their times per day, and each weekday's total."""
 
-    by_day: dict[tuple[date, str], float] = field(default_factory=dict)
+    low: date
+    high: date
+    on: list[dict[str, int]]
+    per_day: list[int]
+
+
+@dataclass
+class Due:
+    """What the plans expected: weekday items as spans of days, sessions-per-week items by
+    (ISO week, item), already prorated."""
+
+    spans: list[Span] = field(default_factory=list)
     by_week: dict[tuple[str, str], float] = field(default_factory=dict)
     exercise_of: dict[str, uuid.UUID] = field(default_factory=dict)
+
+    def wanted(self, day: date, item_id: str) -> int:
+        """Sessions of a weekday item due on a day."""
+        weekday = day.isoweekday()
+        return sum(s.on[weekday].get(item_id, 0) for s in self.spans if s.low <= day <= s.high)
 
 
 ONE_DAY = timedelta(days=1)
@@ -119,24 +143,27 @@ def due(versions: list[PlanVersion], start: date, end: date, zone: ZoneInfo) -> 
         high = min(end, until - ONE_DAY if until else end, version.end_date or end)
         if low > high:
             continue
-        items = []
+        on: list[dict[str, int]] = [{} for _ in range(8)]
+        per_week: list[tuple[str, int]] = []
         for item in version.items:
             result.exercise_of[item["id"]] = uuid.UUID(item["exercise_id"])
             schedule = item["schedule"]
             times = schedule.get("times_per_day", 1)
             weekdays = schedule.get("days_of_week")
-            items.append((item["id"], times, weekdays, schedule.get("sessions_per_week")))
+            if weekdays is None:
+                per_week.append((item["id"], schedule["sessions_per_week"] * times))
+            else:
+                for weekday in weekdays:
+                    on[weekday][item["id"]] = on[weekday].get(item["id"], 0) + times
+        result.spans.append(Span(low, high, on, [sum(d.values()) for d in on]))
         day = low
-        while day <= high:
-            week, weekday = iso_week(day), day.isoweekday()
-            for item_id, times, weekdays, per_week in items:
-                if weekdays is None:
-                    days_in_force[(week, item_id)] += 1
-                    weekly[(week, item_id)] = per_week * times
-                elif weekday in weekdays:
-                    key = (day, item_id)
-                    result.by_day[key] = result.by_day.get(key, 0) + times
-            day += ONE_DAY
+        while per_week and day <= high:  # a week (or the part of it in the span) at a time
+            last = min(day + timedelta(days=7 - day.isoweekday()), high)
+            week = iso_week(day)
+            for item_id, sessions in per_week:
+                days_in_force[(week, item_id)] += (last - day).days + 1
+                weekly[(week, item_id)] = sessions
+            day = last + ONE_DAY
     for week_item, days in days_in_force.items():
         result.by_week[week_item] = float(math.floor(weekly[week_item] * days / 7 + 0.5))
     return result
@@ -161,7 +188,7 @@ Done = dict[tuple[date, str], dict[str, int]]
 
 
 def earned(by_status: dict[str, int]) -> float:
-    return sum(EARNED[SessionStatus(s)] * n for s, n in by_status.items())
+    return sum(EARNED[status] * n for status, n in by_status.items())
 
 
 @dataclass
@@ -176,30 +203,58 @@ class Credit:
 
 
 def credit(expected: Due, done: Done) -> Credit:
-    """Weigh what was done (by local date, item and status) against what was due."""
+    """Weigh what was done (by local date, item and status) against what was due.
+
+    Every session counts by its status, due or not. A completed session earns 1 and a
+    partial one ½: for weekday items, up to what the day expected of the item; for
+    sessions-per-week items, up to what the week expected of it.
+    """
     result = Credit()
-    buckets = (result.total, result.weeks, result.items)
-
-    def add(week: str, item_id: str, wanted: float, got: float, by_status: dict[str, int]) -> None:
-        total, weeks, items = buckets
-        for bucket in (total, weeks[week], items[item_id]):
-            bucket.add(wanted, got, by_status)
-
-    weekly_done: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    total, weeks, items, day_state = result.total, result.weeks, result.items, result.day_state
+    weekly_earned: dict[tuple[str, str], float] = defaultdict(float)
+    daily_earned: dict[tuple[date, str], float] = {}
     for (day, item_id), by_status in done.items():
-        if (iso_week(day), item_id) in expected.by_week:
+        week = iso_week(day)
+        for bucket in (total, weeks[week], items[item_id]):
             for status, n in by_status.items():
-                weekly_done[(iso_week(day), item_id)][status] += n
-        elif (day, item_id) not in expected.by_day:
-            add(iso_week(day), item_id, 0.0, 0.0, by_status)
-    for (day, item_id), wanted in expected.by_day.items():
-        by_status = done.get((day, item_id), {})
-        got = min(earned(by_status), wanted)
-        add(iso_week(day), item_id, wanted, got, by_status)
-        result.day_state[day] = result.day_state.get(day, True) and got >= wanted
+                bucket.by_status[status] += n
+        if (week, item_id) in expected.by_week:
+            weekly_earned[(week, item_id)] += earned(by_status)
+        else:
+            daily_earned[(day, item_id)] = earned(by_status)
+    done_days = {day for day, _ in daily_earned}
+
+    # Weekday items: what each day expected, and whether it was all done.
+    for span in expected.spans:
+        seen = [0] * 8
+        day = span.low
+        while day <= span.high:
+            weekday = day.isoweekday()
+            sessions = span.per_day[weekday]
+            if sessions:
+                seen[weekday] += 1
+                total.expected += sessions
+                weeks[iso_week(day)].expected += sessions
+                all_done = day in done_days and all(
+                    daily_earned.get((day, item_id), 0.0) >= times
+                    for item_id, times in span.on[weekday].items()
+                )
+                day_state[day] = day_state.get(day, True) and all_done
+            day += ONE_DAY
+        for weekday, count in enumerate(seen):
+            for item_id, times in span.on[weekday].items() if count else ():
+                items[item_id].expected += count * times
+    for (day, item_id), got in daily_earned.items():
+        credited = min(got, float(expected.wanted(day, item_id)))
+        if credited:
+            for bucket in (total, weeks[iso_week(day)], items[item_id]):
+                bucket.earned += credited
+
     for (week, item_id), wanted in expected.by_week.items():
-        by_status = weekly_done.get((week, item_id), {})
-        add(week, item_id, wanted, min(earned(by_status), wanted), by_status)
+        week_credit = min(weekly_earned.get((week, item_id), 0.0), wanted)
+        for bucket in (total, weeks[week], items[item_id]):
+            bucket.expected += wanted
+            bucket.earned += week_credit
     return result
 
 
@@ -210,39 +265,47 @@ def summarize(
     versions = plan_versions(session, [patient.id])[patient.id]
     # Days still to come expect nothing yet.
     expected = due(versions, start, min(end, today), zone)
+    record = AdherenceRecord.__table__.c  # type: ignore[attr-defined]
     records = (
-        AdherenceRecord.clinic_id == patient.clinic_id,  # leads the index
-        AdherenceRecord.patient_id == patient.id,
-        col(AdherenceRecord.deleted_at).is_(None),
-        col(AdherenceRecord.performed_on) >= start,
-        col(AdherenceRecord.performed_on) <= end,
+        record.clinic_id == patient.clinic_id,  # leads the index
+        record.patient_id == patient.id,
+        record.deleted_at.is_(None),
+        record.performed_on >= start,
+        record.performed_on <= end,
     )
+    # One pass over the period's records: sessions by local date, item and status, with
+    # their pain figures and the latest time.
     done: Done = defaultdict(lambda: defaultdict(int))
-    for day, record_item, status, n in session.exec(
-        select(
-            col(AdherenceRecord.performed_on),
-            col(AdherenceRecord.item_id),
-            col(AdherenceRecord.status),
+    pain_by_week: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    last = None
+    names: dict[uuid.UUID, str] = {}
+    for day, record_item, status, n, pain_sum, pain_count, latest in session.execute(
+        sa_select(
+            record.performed_on,
+            record.item_id,
+            record.status,
             func.count(),
+            func.sum(record.pain),
+            func.count(record.pain),
+            func.max(record.performed_at),
         )
         .where(*records)
-        .group_by(
-            col(AdherenceRecord.performed_on),
-            col(AdherenceRecord.item_id),
-            col(AdherenceRecord.status),
-        )
+        .group_by(record.performed_on, record.item_id, record.status)
     ).all():
-        done[(day, str(record_item))][status] += n
+        name = names.get(record_item) or names.setdefault(record_item, str(record_item))
+        done[(day, name)][status] += n
+        if pain_count:
+            pain_by_week[iso_week(day)][0] += float(pain_sum)
+            pain_by_week[iso_week(day)][1] += pain_count
+        last = latest if last is None or latest > last else last
     tally = credit(expected, done)
-
     current, longest = _streaks(tally.day_state, today)
-    last = session.exec(
-        select(func.max(AdherenceRecord.performed_at)).where(
-            AdherenceRecord.clinic_id == patient.clinic_id,
-            AdherenceRecord.patient_id == patient.id,
-            col(AdherenceRecord.deleted_at).is_(None),
-        )
-    ).one()
+    alerts = session.execute(
+        sa_select(record.id, record.item_id, record.performed_on, record.pain)
+        .where(*records, record.pain >= pain_alert_at)
+        .order_by(record.performed_at.desc())
+        .limit(MAX_ALERTS)
+    ).all()
     return Summary(
         **{"from": start, "to": end},
         time_zone=patient.time_zone,
@@ -261,15 +324,10 @@ def summarize(
         current_streak=current,
         longest_streak=longest,
         last_activity=last,
-        pain=_pain(session, records),
+        pain=_pain(pain_by_week),
         pain_alerts=[
             PainAlert(id=r.id, item_id=r.item_id, performed_on=r.performed_on, pain=r.pain)
-            for r in session.exec(
-                select(AdherenceRecord)
-                .where(*records, col(AdherenceRecord.pain) >= pain_alert_at)
-                .order_by(col(AdherenceRecord.performed_at).desc())
-                .limit(MAX_ALERTS)
-            )
+            for r in alerts
         ],
     )
 
@@ -286,20 +344,8 @@ def _streaks(day_state: dict[date, bool], today: date) -> tuple[int, int]:
     return run, longest
 
 
-def _pain(session: Session, records: tuple[Any, ...]) -> PainSummary:
-    rows = session.exec(
-        select(
-            col(AdherenceRecord.performed_on),
-            func.sum(col(AdherenceRecord.pain)),
-            func.count(col(AdherenceRecord.pain)),
-        )
-        .where(*records, col(AdherenceRecord.pain).is_not(None))
-        .group_by(col(AdherenceRecord.performed_on))
-    ).all()
-    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for day, total, n in rows:
-        sums[iso_week(day)][0] += float(total or 0)
-        sums[iso_week(day)][1] += n
+def _pain(sums: dict[str, list[float]]) -> PainSummary:
+    """Mean pain overall and per ISO week, from each week's (sum, count)."""
     weekly = {w: s / n for w, (s, n) in sorted(sums.items())}
     count = sum(n for _, n in sums.values())
     mean = round(sum(s for s, _ in sums.values()) / count, 2) if count else None
