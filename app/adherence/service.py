@@ -10,7 +10,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import tuple_
+from sqlalchemy import and_, tuple_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app.adherence import overview as rollups
@@ -51,6 +52,9 @@ from app.plans.models import Plan, PlanVersion
 from app.sync.outbox import record_change, record_changes
 
 RECORDS = AdherenceRecord.__table__  # type: ignore[attr-defined]
+PLANS = Plan.__table__  # type: ignore[attr-defined]
+PATIENTS = Patient.__table__  # type: ignore[attr-defined]
+PLAN_VERSIONS = PlanVersion.__table__  # type: ignore[attr-defined]
 PUBLIC_FIELDS = [field for field in RecordPublic.model_fields if field in RECORDS.c]
 # A phone's clock may run a little ahead of ours.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -113,40 +117,41 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
     now = utcnow()
     parsed = [_parse(index, raw) for index, raw in enumerate(batch.records)]
     good = [r for r in parsed if isinstance(r, RecordIn)]
-    plans = {
-        plan.id: plan
-        for plan in session.exec(
-            select(Plan).where(
-                col(Plan.id).in_({r.plan_id for r in good}),
-                Plan.clinic_id == principal.clinic_id,
+    # Each named plan of the caller's clinic (the patient's own, for a patient's app) whose
+    # patient is not deleted, with the item ids of each named version: one query.
+    plans: dict[uuid.UUID, tuple[uuid.UUID, str]] = {}  # plan -> (patient, time zone)
+    versions: dict[tuple[uuid.UUID, int], set[str]] = {}
+    if good:
+        named = {(r.plan_id, r.plan_version) for r in good}
+        plan, patient, version = PLANS, PATIENTS, PLAN_VERSIONS
+        statement = (
+            sa_select(
+                plan.c.id,
+                plan.c.patient_id,
+                patient.c.time_zone,
+                version.c.number,
+                version.c["items"],
+            )
+            .join(patient, patient.c.id == plan.c.patient_id)
+            .outerjoin(
+                version,
+                and_(
+                    version.c.plan_id == plan.c.id,
+                    tuple_(version.c.plan_id, version.c.number).in_(named),
+                ),
+            )
+            .where(
+                plan.c.id.in_({plan_id for plan_id, _ in named}),
+                plan.c.clinic_id == principal.clinic_id,
+                patient.c.deleted_at.is_(None),
             )
         )
-    }
-    if principal.kind == ActorKind.patient:
-        plans = {k: p for k, p in plans.items() if p.patient_id == principal.patient_id}
-    people = {
-        p.id: p
-        for p in session.exec(
-            select(Patient).where(
-                col(Patient.id).in_({p.patient_id for p in plans.values()}),
-                col(Patient.deleted_at).is_(None),
-            )
-        )
-    }
-    versions = (
-        {
-            (v.plan_id, v.number): {item["id"] for item in v.items}
-            for v in session.exec(
-                select(PlanVersion).where(
-                    tuple_(col(PlanVersion.plan_id), col(PlanVersion.number)).in_(
-                        {(r.plan_id, r.plan_version) for r in good if r.plan_id in plans}
-                    )
-                )
-            )
-        }
-        if good
-        else {}
-    )
+        if principal.kind == ActorKind.patient:
+            statement = statement.where(plan.c.patient_id == principal.patient_id)
+        for plan_id, patient_id, zone, number, items in session.execute(statement):
+            plans[plan_id] = (patient_id, zone)
+            if number is not None:
+                versions[(plan_id, number)] = {item["id"] for item in items}
 
     results: list[RecordResult] = []
     candidates: dict[int, dict[str, Any]] = {}  # by index: the row each accepted record makes
@@ -154,10 +159,9 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
         if not isinstance(record, RecordIn):
             results.append(_rejected(index, batch.records[index].get("id"), record))
             continue
-        plan = plans.get(record.plan_id)
-        patient = people.get(plan.patient_id) if plan else None
+        found = plans.get(record.plan_id)
         problem = None
-        if plan is None or patient is None:
+        if found is None:
             problem = _problem(index, "plan_id", "No such plan for this caller.")
         elif (record.plan_id, record.plan_version) not in versions:
             problem = _problem(index, "plan_version", "The plan has no such version.")
@@ -165,18 +169,19 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
             problem = _problem(index, "item_id", "Not an item of that plan version.")
         elif record.performed_at > now + CLOCK_SKEW:
             problem = _problem(index, "performed_at", "In the future.")
-        if problem or plan is None or patient is None:
+        if problem or found is None:
             results.append(_rejected(index, record.id, problem or []))
             continue
+        patient_id, zone = found
         offset = record.performed_at.utcoffset() or timedelta(0)
         row = {
             **record.model_dump(exclude={"id"}),
             "id": record.id,
-            "clinic_id": plan.clinic_id,
-            "patient_id": plan.patient_id,
+            "clinic_id": principal.clinic_id,
+            "patient_id": patient_id,
             "performed_at": record.performed_at,
             "utc_offset_minutes": int(offset.total_seconds() // 60),
-            "performed_on": record.performed_at.astimezone(ZoneInfo(patient.time_zone)).date(),
+            "performed_on": record.performed_at.astimezone(ZoneInfo(zone)).date(),
             "source": SOURCES[principal.kind],
             "recorded_by": principal.id,
             "version": 1,

@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 from app.audit.models import AuditEvent
 from app.auth.principal import Caller
 from app.core.columns import utcnow
+from app.core.db import insert_many
 
 
 def record(
@@ -49,8 +50,9 @@ def record_many(
     if not resources:
         return
     principal, now = caller.principal, utcnow()
-    session.execute(
-        insert(AuditEvent),
+    insert_many(
+        session,
+        AuditEvent.__table__,  # type: ignore[attr-defined]
         [
             {
                 "clinic_id": principal.clinic_id,

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -119,9 +120,11 @@ def insert_many(
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         sql = _postgresql_insert(table, tuple(rows[0]), skip_conflicts)
+        # Enums go in as their values (psycopg would send an Enum's name).
+        plain = [{k: v.value if isinstance(v, Enum) else v for k, v in r.items()} for r in rows]
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor:  # type: ignore[union-attr]
-            cursor.executemany(sql, rows, returning=skip_conflicts)
+            cursor.executemany(sql, plain, returning=skip_conflicts)
             inserted: set[Any] = set()
             while skip_conflicts:
                 inserted.update(row[0] for row in cursor.fetchall())
