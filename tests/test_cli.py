@@ -189,8 +189,28 @@ async def test_a_clinic_and_an_api_client_made_with_the_command_can_sign_in(
             )
             assert system.status_code == 200
             assert system.json()["scope"] == "patients:read"
+            staff = {"Authorization": f"Bearer {admin.json()['access_token']}"}
+            for reference in ("N-1", "N-2"):
+                made_patient = await http.post(
+                    "/v1/patients",
+                    json={
+                        "reference": reference,
+                        "affected_side": "left",
+                        "cause": "stroke",
+                        "time_zone": "Pacific/Auckland",
+                    },
+                    headers=staff,
+                )
+                assert made_patient.status_code == 201, made_patient.text
     finally:
         dispose_engines(app)
+
+    # New patients' overview figures are stale until recomputed; the command does it.
+    refreshed = dorsi("refresh-adherence")
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert refreshed.stdout.startswith("recomputed 2 patients' figures"), refreshed.stdout
+    again = dorsi("refresh-adherence")
+    assert again.stdout.startswith("recomputed 0 patients' figures"), again.stdout
 
 
 def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path) -> None:

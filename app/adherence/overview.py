@@ -115,6 +115,7 @@ def _recompute(
     done: dict[uuid.UUID, Done] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
     pain: dict[uuid.UUID, list[tuple[date, int | None, int]]] = defaultdict(list)
     record = AdherenceRecord
+    names: dict[uuid.UUID, str] = {}
     for patient_id, day, item_id, status, n, worst, alerts in session.execute(
         sa_select(
             col(record.patient_id),
@@ -138,7 +139,8 @@ def _recompute(
             col(record.status),
         )
     ).all():
-        done[patient_id][(day, str(item_id))][status] += n
+        name = names.get(item_id) or names.setdefault(item_id, str(item_id))
+        done[patient_id][(day, name)][status] += n
         pain[patient_id].append((day, worst, int(alerts or 0)))
 
     rows = []

@@ -14,13 +14,14 @@ import math
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from app.adherence.models import AdherenceRecord, SessionStatus
 from app.adherence.schemas import (
@@ -80,9 +81,18 @@ def _calendar(start: date, end: date) -> list[date]:
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
-def governing(
-    versions: list[PlanVersion], zone: ZoneInfo
-) -> list[tuple[date, date | None, PlanVersion]]:
+class Version(Protocol):
+    """What the expectations read of a plan version."""
+
+    plan_id: uuid.UUID
+    created_at: datetime
+    status: str
+    start_date: date
+    end_date: date | None
+    items: list[dict[str, Any]]
+
+
+def governing(versions: list[Version], zone: ZoneInfo) -> list[tuple[date, date | None, Version]]:
     """Each version with the local days it governs, ``[first, until)``.
 
     A day follows the version in force at its end, the next local midnight (whatever the
@@ -90,7 +100,7 @@ def governing(
     the local day it was made until the day its plan's next version was made. Of versions
     made on one day, the last governs it.
     """
-    made: dict[uuid.UUID, list[tuple[date, PlanVersion]]] = defaultdict(list)
+    made: dict[uuid.UUID, list[tuple[date, Version]]] = defaultdict(list)
     for version in versions:  # in the order they were made
         made[version.plan_id].append((version.created_at.astimezone(zone).date(), version))
     spans = []
@@ -131,7 +141,7 @@ class Due:
 ONE_DAY = timedelta(days=1)
 
 
-def due(versions: list[PlanVersion], start: date, end: date, zone: ZoneInfo) -> Due:
+def due(versions: list[Version], start: date, end: date, zone: ZoneInfo) -> Due:
     """Only active versions expect anything, within their own start and end dates."""
     result = Due()
     days_in_force: dict[tuple[str, str], int] = defaultdict(int)
@@ -169,18 +179,25 @@ def due(versions: list[PlanVersion], start: date, end: date, zone: ZoneInfo) -> 
     return result
 
 
-def plan_versions(
-    session: Session, patient_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[PlanVersion]]:
+def plan_versions(session: Session, patient_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Version]]:
     """Every plan version of these patients, in the order they were made."""
-    found: dict[uuid.UUID, list[PlanVersion]] = defaultdict(list)
-    for version, patient_id in session.exec(
-        select(PlanVersion, Plan.patient_id)
-        .join(Plan, col(Plan.id) == PlanVersion.plan_id)
-        .where(col(Plan.patient_id).in_(patient_ids))
-        .order_by(col(PlanVersion.created_at), col(PlanVersion.number))
-    ).all():
-        found[patient_id].append(version)
+    version, plan = PlanVersion.__table__.c, Plan.__table__.c  # type: ignore[attr-defined]
+    found: dict[uuid.UUID, list[Version]] = defaultdict(list)
+    for row in session.execute(
+        sa_select(
+            plan.patient_id,
+            version.plan_id,
+            version.created_at,
+            version.status,
+            version.start_date,
+            version.end_date,
+            version["items"],
+        )
+        .join_from(PlanVersion.__table__, Plan.__table__, plan.id == version.plan_id)  # type: ignore[attr-defined]
+        .where(plan.patient_id.in_(patient_ids))
+        .order_by(version.created_at, version.number)
+    ):
+        found[row.patient_id].append(cast(Version, row))
     return found
 
 
