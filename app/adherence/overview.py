@@ -228,10 +228,11 @@ def page(
     session: Session, clinic: Clinic, query: OverviewQuery
 ) -> tuple[list[OverviewRow], str | None]:
     key, descending = SORTS[query.sort]
+    patient = Patient.__table__.c  # type: ignore[attr-defined]
     statement = (
-        select(AdherenceRollup, Patient.reference, Patient.time_zone, key)
-        .join(Patient, col(Patient.id) == AdherenceRollup.patient_id)
-        .where(AdherenceRollup.clinic_id == clinic.id, col(Patient.deleted_at).is_(None))
+        sa_select(Rollup, patient.reference, patient.time_zone, key.label("sort_key"))
+        .join_from(Rollup, Patient.__table__, patient.id == Rollup.c.patient_id)  # type: ignore[attr-defined]
+        .where(Rollup.c.clinic_id == clinic.id, patient.deleted_at.is_(None))
     )
     below = col(AdherenceRollup.percent_7d) < clinic.adherence_threshold_percent
     if query.below_threshold is not None:
@@ -250,18 +251,20 @@ def page(
         if descending
         else (key, col(AdherenceRollup.patient_id))
     )
-    found = session.exec(statement.order_by(*order).limit(query.limit + 1)).all()
-    rows = [_row(clinic, *row[:3]) for row in found[: query.limit]]
+    found = session.execute(statement.order_by(*order).limit(query.limit + 1)).all()
+    rows = [_row(clinic, row) for row in found[: query.limit]]
     cursor = None
     if len(found) > query.limit:
-        last, value = found[query.limit - 1][0], found[query.limit - 1][3]
+        last = found[query.limit - 1]
+        value = last.sort_key
         if isinstance(value, datetime):
             value = value.isoformat()
         cursor = encode_cursor([query.sort, value, str(last.patient_id)])
     return rows, cursor
 
 
-def _row(clinic: Clinic, rollup: AdherenceRollup, reference: str, zone: str) -> OverviewRow:
+def _row(clinic: Clinic, rollup: Any) -> OverviewRow:
+    """A page row: the rollup's columns with the patient's reference and time zone."""
     today = rollup.as_of or date.min
 
     def window(days: int, expected: float, credited: float, percent: float | None) -> Window:
@@ -277,8 +280,8 @@ def _row(clinic: Clinic, rollup: AdherenceRollup, reference: str, zone: str) -> 
 
     return OverviewRow(
         patient_id=rollup.patient_id,
-        reference=reference,
-        time_zone=zone,
+        reference=rollup.reference,
+        time_zone=rollup.time_zone,
         as_of=today,
         last_7_days=window(WEEK, rollup.expected_7d, rollup.credited_7d, rollup.percent_7d),
         last_30_days=window(MONTH, rollup.expected_30d, rollup.credited_30d, rollup.percent_30d),

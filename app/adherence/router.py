@@ -111,14 +111,15 @@ def get_adherence_overview(
     session: SessionDep,
     caller: Annotated[Caller, Depends(staff(Scope.adherence_read))],
     query: Annotated[OverviewQuery, Query()],
-) -> Overview:
+) -> Response:
     """Every patient of the clinic with adherence over the 7 and 30 complete days before
     their local today (the summary's rules, so a patient's figure equals their summary over
     that window), a `below_threshold` flag for the 7-day figure (the clinic's
     `adherence_threshold_percent`, 70 by default), sessions in the last 7 days with pain at
     or above the clinic's `pain_alert_at` (7 by default), and when their last new record
     arrived. Sorted by the database and paged with a cursor; `limit` 1 to 100."""
-    return service.overview(session, caller, query)
+    body = service.overview(session, caller, query).model_dump_json(by_alias=True)
+    return Response(body, media_type="application/json")
 
 
 def _record_response(record: AdherenceRecord) -> Response:
