@@ -264,7 +264,8 @@ def overview(ctx: Context) -> list[Result]:
     shown = [row["patient_id"] for row in dorsi()["items"]]
     if shown != [str(row[0]) for row in reference()[:OVERVIEW_PAGE]]:
         raise SystemExit("The overview and the SQL query show different patients.")
-    plan = ctx.sql.execute("EXPLAIN (COSTS OFF) " + OVERVIEW_SQL, (ctx.data.clinic_id, OVERVIEW_PAGE + 1))
+    page = (ctx.data.clinic_id, OVERVIEW_PAGE + 1)
+    plan = ctx.sql.execute("EXPLAIN (COSTS OFF) " + OVERVIEW_SQL, page)
     print("Plan of the hand-written overview query:")
     print("\n".join(f"  {line}" for (line,) in plan.fetchall()))
     since = datetime.now(UTC).date() - timedelta(days=31)
