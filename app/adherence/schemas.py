@@ -39,7 +39,8 @@ RECORD_EXAMPLE: dict[str, Any] = {
 
 class RecordIn(BaseModel):
     """One exercise session. Ranges: sets 0 to 20, reps 0 to 100, hold 0 to 600 s, pain and
-    effort 0 to 10 (numeric rating, Borg CR-10). A skipped session needs a skip_reason."""
+    effort 0 to 10 (numeric rating, Borg CR-10). A skipped session needs a skip_reason, and
+    has no sets, reps, hold or effort (pain it may have: pain is a reason to skip)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [RECORD_EXAMPLE]})
 
@@ -57,6 +58,13 @@ class RecordIn(BaseModel):
     skip_reason: SkipReason | None = Field(default=None, validate_default=True)
     note: Note = None
     assistive_device: AssistiveDevice | None = None
+
+    @field_validator("sets_done", "reps_done", "hold_seconds", "effort")
+    @classmethod
+    def _nothing_done_when_skipped(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and info.data.get("status") == SessionStatus.skipped:
+            raise ValueError(f"A skipped session has no {info.field_name}.")
+        return value
 
     @field_validator("skip_reason")
     @classmethod

@@ -70,6 +70,10 @@ async def patient_with_plan(client: AsyncClient, clinician: Actor, **fields: Any
     return Patient(patient["id"], patient["time_zone"], plan, app)
 
 
+# What a skipped session leaves out: it has no sets, reps, hold or effort.
+NOTHING_DONE = dict.fromkeys(("sets_done", "reps_done", "hold_seconds", "effort"))
+
+
 def record(plan: dict[str, Any], index: int = 0, **fields: Any) -> dict[str, Any]:
     """A completed session of the plan's item at ``index``, with a new id."""
     return {
@@ -161,7 +165,14 @@ def pointers(result: dict[str, Any]) -> list[str]:
     "change",
     [
         pytest.param({"reps_done": 6}, id="reps"),
-        pytest.param({"status": "skipped", "skip_reason": "no_time"}, id="status"),
+        pytest.param(
+            {
+                "status": "skipped",
+                "skip_reason": "no_time",
+                **NOTHING_DONE,
+            },
+            id="status",
+        ),
         pytest.param({"note": "Felt easy."}, id="note added"),
         pytest.param(
             {"performed_at": "2026-11-20T08:15:00+00:00"}, id="same instant, other offset"
@@ -346,9 +357,16 @@ async def test_each_rule_rejects_with_its_pointer_and_the_limits_are_accepted(
         "performed_at not a time": ({"performed_at": "yesterday"}, ["performed_at"]),
         "more than 5 minutes ahead": ({"performed_at": in_minutes(10)}, ["performed_at"]),
         "unknown status": ({"status": "done"}, ["status"]),
-        "skipped without a reason": ({"status": "skipped"}, ["skip_reason"]),
+        "skipped without a reason": ({"status": "skipped", **NOTHING_DONE}, ["skip_reason"]),
         "a reason without a skip": ({"skip_reason": "pain"}, ["skip_reason"]),
-        "unknown skip reason": ({"status": "skipped", "skip_reason": "bored"}, ["skip_reason"]),
+        "unknown skip reason": (
+            {"status": "skipped", "skip_reason": "bored", **NOTHING_DONE},
+            ["skip_reason"],
+        ),
+        "sets and effort of a skip": (
+            {"status": "skipped", "skip_reason": "no_time", "sets_done": 3, "reps_done": None},
+            ["sets_done"],
+        ),
         "21 sets": ({"sets_done": 21}, ["sets_done"]),
         "-1 sets": ({"sets_done": -1}, ["sets_done"]),
         "101 reps": ({"reps_done": 101}, ["reps_done"]),
@@ -401,7 +419,7 @@ async def test_each_rule_rejects_with_its_pointer_and_the_limits_are_accepted(
             None,
         ),
         "skipped with a reason": (
-            {"status": "skipped", "skip_reason": "no_equipment", "sets_done": None},
+            {"status": "skipped", "skip_reason": "no_equipment", "pain": 3, **NOTHING_DONE},
             None,
         ),
         "with an AFO": ({"assistive_device": "afo", "pain": 7}, None),

@@ -90,6 +90,8 @@ async def test_a_correction_makes_a_new_version_and_keeps_the_old(
     ("change", "pointer"),
     [
         ({"status": "skipped"}, "#/skip_reason"),
+        # The session's sets and reps stay: a skip cannot have them.
+        ({"status": "skipped", "skip_reason": "pain"}, "#/reps_done"),
         ({"pain": 11}, "#/pain"),
         ({"plan_id": str(uuid.uuid4())}, "#/plan_id"),
         ({"performed_at": "2999-01-01T00:00:00+00:00"}, "#/performed_at"),
