@@ -72,14 +72,16 @@ RECORD_ERRORS = (Unauthorized, Forbidden, InvalidInput, NotFound)
     response_model=BatchResult,
     responses=responses(Unauthorized, Forbidden, InvalidInput),
 )
-def upload_adherence(body: BatchIn, session: SessionDep, caller: Recorder) -> BatchResult:
+def upload_adherence(body: BatchIn, session: SessionDep, caller: Recorder) -> Response:
     """Up to 500 records, each answered on its own: `created`, `unchanged` (an exact
     replay), `conflict` (the id holds other content, returned), or `rejected` (with a
     pointer per problem). Replaying an upload, even two at once, never duplicates a record.
     Patient apps record their own sessions; clinicians and clinic systems may record for a
     patient of their clinic (`source` says who). The whole body must fit
     `DORSI_MAX_BODY_BYTES` (1 MiB by default: 500 records with short notes do)."""
-    return service.upload(session, caller, body)
+    # Built and checked by the service already: sent as it is, not validated again.
+    body_out = service.upload(session, caller, body).model_dump_json()
+    return Response(body_out, media_type="application/json")
 
 
 @router.get(
