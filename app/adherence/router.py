@@ -206,7 +206,7 @@ def get_adherence_summary(
     session: SessionDep,
     caller: Annotated[Caller, Depends(staff(Scope.adherence_read))],
     query: Annotated[SummaryQuery, Query()],
-) -> Summary:
+) -> Response:
     """Expected sessions against what was done over a period of the patient's local dates
     (`from` and `to` inclusive, at most 366 days; by default the 28 days up to today): in
     total, per ISO week and per item, with streaks, the last activity, pain and its trend,
@@ -217,4 +217,5 @@ def get_adherence_summary(
     days; sessions-per-week items `sessions_per_week * times_per_day` a week, in proportion
     to the days they were in force. A completed session counts 1, a partial one half, never
     more than was expected of the day (or week)."""
-    return service.summary(session, caller, patient_id, query)
+    body = service.summary(session, caller, patient_id, query).model_dump_json(by_alias=True)
+    return Response(body, media_type="application/json")
