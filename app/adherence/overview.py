@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -34,12 +34,21 @@ from sqlmodel import Session, col, select
 from app.adherence.models import STALE, AdherenceRecord, AdherenceRollup
 from app.adherence.schemas import OverviewQuery, OverviewRow, Window
 from app.adherence.summary import Done, credit, due, plan_versions
-from app.auth.models import Clinic
 from app.core.columns import UTCDateTime
 from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.patients.models import Patient
 
 CHUNK = 1000
+
+
+class ClinicSettings(Protocol):
+    """What the overview reads of a clinic."""
+
+    id: uuid.UUID
+    adherence_threshold_percent: int
+    pain_alert_at: int
+
+
 WEEK, MONTH = 7, 30
 
 Rollup = AdherenceRollup.__table__  # type: ignore[attr-defined]
@@ -89,7 +98,7 @@ def mark_stale(
     )
 
 
-def refresh(session: Session, clinic: Clinic, now: datetime) -> int:
+def refresh(session: Session, clinic: ClinicSettings, now: datetime) -> int:
     """Recompute the clinic's stale rows; returns how many there were."""
     stale = session.exec(
         select(AdherenceRollup.patient_id, AdherenceRollup.generation, Patient.time_zone)
@@ -107,7 +116,7 @@ def refresh(session: Session, clinic: Clinic, now: datetime) -> int:
 
 
 def _recompute(
-    session: Session, clinic: Clinic, stale: list[tuple[uuid.UUID, int, str]], now: datetime
+    session: Session, clinic: ClinicSettings, stale: list[tuple[uuid.UUID, int, str]], now: datetime
 ) -> None:
     zones = {patient_id: ZoneInfo(zone) for patient_id, _, zone in stale}
     todays = {patient_id: now.astimezone(zone).date() for patient_id, zone in zones.items()}
@@ -225,7 +234,7 @@ def _position(query: OverviewQuery) -> tuple[Any, uuid.UUID]:
 
 
 def page(
-    session: Session, clinic: Clinic, query: OverviewQuery
+    session: Session, clinic: ClinicSettings, query: OverviewQuery
 ) -> tuple[list[OverviewRow], str | None]:
     key, descending = SORTS[query.sort]
     patient = Patient.__table__.c  # type: ignore[attr-defined]
@@ -263,22 +272,21 @@ def page(
     return rows, cursor
 
 
-def _row(clinic: Clinic, rollup: Any) -> OverviewRow:
+def _row(clinic: ClinicSettings, rollup: Any) -> OverviewRow:
     """A page row: the rollup's columns with the patient's reference and time zone."""
     today = rollup.as_of or date.min
 
     def window(days: int, expected: float, credited: float, percent: float | None) -> Window:
-        return Window.model_validate(
-            {
-                "from": today - timedelta(days=days),
-                "to": today - timedelta(days=1),
-                "expected": expected,
-                "credited": credited,
-                "adherence_percent": percent,
-            }
+        return Window.model_construct(
+            since=today - timedelta(days=days),
+            until=today - timedelta(days=1),
+            expected=expected,
+            credited=credited,
+            adherence_percent=percent,
         )
 
-    return OverviewRow(
+    # Built from columns the database already constrains: no validation to repeat.
+    return OverviewRow.model_construct(
         patient_id=rollup.patient_id,
         reference=rollup.reference,
         time_zone=rollup.time_zone,

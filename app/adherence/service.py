@@ -459,7 +459,11 @@ def summary(
 
 
 def overview(session: Session, caller: Caller, query: OverviewQuery) -> Overview:
-    clinic = session.get_one(Clinic, caller.clinic_id)
+    clinic = session.execute(
+        sa_select(
+            col(Clinic.id), col(Clinic.adherence_threshold_percent), col(Clinic.pain_alert_at)
+        ).where(col(Clinic.id) == caller.clinic_id)
+    ).one()
     rollups.refresh(session, clinic, utcnow())
     rows, cursor = rollups.page(session, clinic, query)
     # One event per patient shown, as for the patient list.
