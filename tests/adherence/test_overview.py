@@ -386,3 +386,23 @@ async def test_only_the_clinics_living_patients_and_their_own_time_zone(
     assert theirs.status_code == 200
     assert str(kept.patient_id) not in {r["patient_id"] for r in theirs.json()["items"]}
     assert str(world.patient_c) in {r["patient_id"] for r in theirs.json()["items"]}
+
+
+async def test_every_patient_shown_is_in_the_audit_trail(
+    app: FastAPI, client: AsyncClient, clinic: Clinic
+) -> None:
+    shown = patient(app, clinic, LISBON, [(60, [DAILY])])
+    unseen = patient(app, clinic, LISBON, [(60, [DAILY])])
+    stored(app, unseen, 1, DAILY)  # 100 %: after the other on the default order
+    _, rows = await read(client, clinic, limit=1)
+    assert [r["patient_id"] for r in rows] == [str(shown.patient_id)]
+
+    async def events(case: Case) -> list[tuple[str, str, str | None]]:
+        answer = await client.get(
+            "/v1/audit-events", params={"patient_id": str(case.patient_id)}, headers=clinic.headers
+        )
+        assert answer.status_code == 200, answer.text
+        return [(e["action"], e["resource_type"], e["resource_id"]) for e in answer.json()["items"]]
+
+    assert ("list", "adherence_overview", str(shown.patient_id)) in await events(shown)
+    assert not [e for e in await events(unseen) if e[1] == "adherence_overview"]
