@@ -207,6 +207,17 @@ async def test_a_replay_is_unchanged_and_an_altered_one_conflicts(
     assert outbox(app, [sent["id"]]) == [(sent["id"], "create", 1)]
 
 
+async def test_the_change_feed_lists_a_batch_in_the_order_it_was_sent(
+    app: FastAPI, client: AsyncClient, clinician: Actor
+) -> None:
+    patient = await patient_with_plan(client, clinician)
+    sent = [record(patient.plan, i % 2, reps_done=i) for i in range(25)]
+    results = await upload(client, patient.app, *sent)
+    assert {r["result"] for r in results} == {"created"}
+    ids = [r["id"] for r in sent]
+    assert outbox(app, ids) == [(i, "create", 1) for i in ids]
+
+
 async def test_a_partly_replayed_batch_stores_only_what_is_new(
     app: FastAPI, client: AsyncClient, clinician: Actor
 ) -> None:
@@ -221,7 +232,8 @@ async def test_a_partly_replayed_batch_stores_only_what_is_new(
         assert content(result["record"]) == as_stored(sent, patient)
     ids = [first["id"], second["id"], third["id"]]
     assert rows(app, ids) == 3
-    assert sorted(outbox(app, ids)) == sorted((i, "create", 1) for i in ids)
+    # The change feed follows the uploads, and within one the order records were sent in.
+    assert outbox(app, ids) == [(i, "create", 1) for i in (first["id"], second["id"], third["id"])]
 
 
 async def test_a_bad_record_is_rejected_and_the_rest_are_stored(
