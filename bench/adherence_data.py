@@ -37,7 +37,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from sqlmodel import Session
 
-from app.adherence.models import SessionStatus, SkipReason, Source
+from app.adherence.models import AdherenceRecord, SessionStatus, SkipReason, Source
 from app.auth import accounts
 from app.auth.models import Role
 from app.auth.security import Secrets
@@ -72,30 +72,11 @@ SKIP_REASONS = {
     SkipReason.other: 8,
 }
 NOTES = ("Felt easier today.", "Band slipped, used a towel.", "Tired after a long walk.")
-RECORD_COLUMNS = (
-    "id",
-    "clinic_id",
-    "patient_id",
-    "plan_id",
-    "plan_version",
-    "item_id",
-    "performed_at",
-    "utc_offset_minutes",
-    "performed_on",
-    "status",
-    "sets_done",
-    "reps_done",
-    "hold_seconds",
-    "pain",
-    "effort",
-    "skip_reason",
-    "note",
-    "assistive_device",
-    "source",
-    "recorded_by",
-    "version",
-    "created_at",
-    "updated_at",
+# Every column of a stored record but the tombstone's, in the table's order.
+RECORD_COLUMNS = tuple(
+    name
+    for name in AdherenceRecord.__table__.c.keys()  # type: ignore[attr-defined]  # noqa: SIM118
+    if name != "deleted_at"
 )
 
 

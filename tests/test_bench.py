@@ -1,0 +1,86 @@
+"""The adherence benchmark's data: what its generator copies in reads back through the API
+exactly like what the API wrote, so the benchmark measures the real thing."""
+
+import random
+import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from app.adherence.models import AdherenceRecord
+from app.main import create_app, dispose_engines
+from bench.adherence_data import load, session_fields
+from tests.conftest import DatabaseFactory, make_client, migrated, settings_for
+
+
+async def test_generated_data_reads_back_through_the_api(
+    backend: str, new_database: DatabaseFactory
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("The generator copies into PostgreSQL.")
+    url = migrated(new_database())
+    data = load(url, patients=12, records=2_000, seed=3)
+    assert len(data.patients) == 12
+    app = create_app(settings_for(url))
+    try:
+        async with make_client(app) as http:
+            token = await http.post(
+                "/v1/auth/token",
+                data={"grant_type": "password", "username": data.email, "password": data.password},
+            )
+            assert token.status_code == 200, token.text
+            staff = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+            # The year's summary counts every session the table holds for those days.
+            heavy = data.patient
+            until = datetime.now(ZoneInfo(heavy.time_zone)).date()
+            since = until - timedelta(days=364)
+            summary = await http.get(
+                f"/v1/patients/{heavy.id}/adherence/summary",
+                params={"from": str(since), "to": str(until)},
+                headers=staff,
+            )
+            assert summary.status_code == 200, summary.text
+            totals = summary.json()["totals"]
+            with Session(app.state.engine) as session:
+                stored = session.exec(
+                    select(func.count()).where(
+                        AdherenceRecord.patient_id == heavy.id,
+                        col(AdherenceRecord.performed_on) >= since,
+                    )
+                ).one()
+            assert stored > 0
+            assert totals["completed"] + totals["partial"] + totals["skipped"] == stored
+            assert totals["expected"] > 0
+
+            # Every patient is in the overview, with the time of their last upload.
+            overview = await http.get(
+                "/v1/adherence/overview", params={"limit": 100}, headers=staff
+            )
+            assert overview.status_code == 200, overview.text
+            rows = {row["patient_id"]: row for row in overview.json()["items"]}
+            assert set(rows) == {str(p.id) for p in data.patients}
+            assert all(
+                rows[str(p.id)]["last_upload_at"] is not None for p in data.patients if p.records
+            )
+
+            # A session made the way the benchmark makes them is accepted as new.
+            person = data.patients[1]
+            performed = datetime.now(ZoneInfo(person.time_zone)) - timedelta(hours=1)
+            record = {
+                "id": str(uuid.uuid4()),
+                "plan_id": str(person.plan_id),
+                "plan_version": person.plan_version,
+                "item_id": str(person.item_ids[0]),
+                "performed_at": performed.isoformat(),
+                **session_fields(random.Random(1), data.items[0]),
+            }
+            upload = await http.post(
+                "/v1/adherence/batch", json={"records": [record]}, headers=staff
+            )
+            assert upload.json()["results"][0]["result"] == "created", upload.text
+    finally:
+        dispose_engines(app)
