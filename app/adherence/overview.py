@@ -6,7 +6,8 @@ computed by the same rules as the summary, so a patient's overview figure equals
 summary over that window. The figures are kept per patient in ``adherence_rollup``: a
 window of past days only changes when a record does, so a row holds until the patient's
 next midnight or until a write marks it stale. A request first recomputes the clinic's
-stale rows (in chunks, a few queries each), then reads one page with one indexed query.
+stale rows (in chunks of patients, three queries each, the records one by index), then
+reads one page with one query over the clinic's rollup rows, never over its records.
 """
 
 import uuid
