@@ -226,12 +226,14 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> BatchResult:
             result.result = "rejected"
             result.errors = _problem(result.index, "id", "This id is taken; use a new one.")
             continue
-        result.record = public(existing)
         if result.id in created:
+            # Just made from validated input: every value already has its field's type.
+            result.record = RecordPublic.model_construct(**{f: mine[f] for f in PUBLIC_FIELDS})
             created.discard(result.id)
             touched.add(existing["patient_id"])
             new_rows.append((result.id, "create", 1))
         else:
+            result.record = public(existing)
             result.result = "unchanged" if _same(existing, mine) else "conflict"
             shown.add(existing["patient_id"])
     record_changes(session, principal.clinic_id, "adherence_record", new_rows)
