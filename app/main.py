@@ -21,12 +21,14 @@ from app.auth.router import router as auth_router
 from app.auth.security import Secrets
 from app.core.cache import PublicResponseCache
 from app.core.config import Settings, get_settings
-from app.core.db import make_engine
+from app.core.db import libpq_url, make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.logging import configure_logging, flush_logs
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
+from app.me.endpoint import PATH as TODAY_PATH
+from app.me.endpoint import TodayEndpoint, TodayQueue
 from app.me.router import router as me_router
 from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
@@ -88,17 +90,20 @@ class Dorsi(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
-        return RequestContextMiddleware(
-            PublicResponseCache(
-                IdempotencyMiddleware(
-                    super().build_middleware_stack(),
-                    engine=self.state.engine,
-                    secrets=self.state.secrets,
-                ),
-                ceiling_seconds=settings.response_cache_seconds,
+        app: ASGIApp = PublicResponseCache(
+            IdempotencyMiddleware(
+                super().build_middleware_stack(),
+                engine=self.state.engine,
+                secrets=self.state.secrets,
             ),
-            max_body_bytes=settings.max_body_bytes,
+            ceiling_seconds=settings.response_cache_seconds,
         )
+        if self.state.today_queue is not None:
+            route = next(r for r in self.routes if getattr(r, "path", None) == TODAY_PATH)
+            app = TodayEndpoint(
+                app, queue=self.state.today_queue, secrets=self.state.secrets, route=route
+            )
+        return RequestContextMiddleware(app, max_body_bytes=settings.max_body_bytes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -114,6 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         yield
         flusher.cancel()
+        if _app.state.today_queue is not None:
+            await _app.state.today_queue.aclose()
         dispose_engines(_app)
 
     app = Dorsi(
@@ -131,9 +138,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    # PostgreSQL only: SQLite's hot paths keep their transaction (see app.me.today).
-    app.state.autocommit_engine = (
-        make_engine(settings, autocommit=True) if engine.dialect.name == "postgresql" else None
+    # PostgreSQL only: requests for today that arrive together share a statement.
+    app.state.today_queue = (
+        TodayQueue(libpq_url(settings.database_url), settings.response_cache_seconds)
+        if engine.dialect.name == "postgresql"
+        else None
     )
     app.state.secrets = Secrets(settings)
     app.state.sign_in_limiter = SignInLimiter(
@@ -181,8 +190,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def dispose_engines(app: FastAPI) -> None:
     """Close every database connection the app holds."""
     app.state.engine.dispose()
-    if app.state.autocommit_engine is not None:
-        app.state.autocommit_engine.dispose()
+    if app.state.today_queue is not None:
+        app.state.today_queue.close()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

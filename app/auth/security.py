@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,9 @@ ALGORITHM = "HS256"
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 8
 
+# Verified tokens kept per process, so a token presented again is not checked again.
+MAX_VERIFIED_TOKENS = 4096
+
 # Development and test without DORSI_SECRET_KEY sign with a key that lives as long as the
 # process; production refuses to start without one (see Settings).
 _EPHEMERAL_KEY = secrets.token_urlsafe(48)
@@ -38,6 +42,7 @@ class Secrets:
         self.access_ttl = timedelta(minutes=settings.access_token_minutes)
         # Verifying against this keeps an unknown account as slow as a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self._verified: dict[str, dict[str, Any]] = {}
 
     def hash_password(self, password: str) -> str:
         return self._hasher.hash(password)
@@ -66,7 +71,17 @@ class Secrets:
         return jwt.encode(payload, self._key, algorithm=ALGORITHM)
 
     def read_access_token(self, token: str) -> dict[str, Any] | None:
-        """The token's claims if we signed it and it has not expired, else None."""
+        """The token's claims if we signed it and it has not expired, else None.
+
+        A token verified before is only checked for expiry: its signature, issuer and
+        claims cannot have changed. The claims are shared; callers must not change them.
+        """
+        known = self._verified.get(token)
+        if known is not None:
+            if known["exp"] > time.time():
+                return known
+            self._verified.pop(token, None)
+            return None
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -77,6 +92,9 @@ class Secrets:
             )
         except jwt.PyJWTError:
             return None
+        if len(self._verified) >= MAX_VERIFIED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = claims
         return claims
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, Table, bindparam, event
+from sqlalchemy import Engine, Table, bindparam, event, make_url
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -19,9 +19,8 @@ from app.core.config import Settings
 from app.core.errors import DorsiError
 
 
-def make_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
-    """The engine for ``settings``; ``autocommit`` ones serve single-statement hot paths,
-    where BEGIN and COMMIT would double the round trips."""
+def make_engine(settings: Settings) -> Engine:
+    """The engine for ``settings``."""
     url = settings.database_url
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
@@ -34,11 +33,14 @@ def make_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(
-        url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
-        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
+        url, pool_size=settings.database_pool_size, max_overflow=settings.database_pool_size
     )
+
+
+def libpq_url(database_url: str) -> str:
+    """A PostgreSQL database URL as psycopg (libpq) itself takes it."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

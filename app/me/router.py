@@ -61,13 +61,13 @@ async def get_my_today(
 ) -> Response:
     """Today's items in the patient's own time zone, each with its dose, the exercise's
     steps and what is already recorded today."""
+    # On PostgreSQL, app.me.endpoint answers first; this answers what it passes on.
     token = credentials.credentials if credentials else None
     client = request.client
     state = request.app.state
     body = await run_in_threadpool(
         today.today,
         state.engine,
-        state.autocommit_engine,
         state.secrets,
         token,
         client.host if client else None,

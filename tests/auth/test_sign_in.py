@@ -1,6 +1,8 @@
 """Sign-in for each kind of caller, token rotation, revocation and brute-force limits."""
 
+import asyncio
 import base64
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -237,6 +239,26 @@ async def test_an_expired_token_is_401(app: FastAPI, client: httpx.AsyncClient) 
     )
     response = await client.get("/v1/patients", headers={"Authorization": f"Bearer {old}"})
     assert response.status_code == 401
+
+
+async def test_a_token_accepted_before_is_refused_once_it_expires(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Tokens verified once are remembered; expiry still applies to them."""
+    token = (await password_grant(client, clinician(app), PASSWORD)).json()["access_token"]
+    secrets: Secrets = app.state.secrets
+    claims = secrets.read_access_token(token)
+    assert claims is not None
+    # Expires in one to two seconds (JWT times are whole seconds).
+    soon = secrets.access_token(
+        {k: claims[k] for k in ("sub", "sid", "cid", "kind", "scope")},
+        now=utcnow() - secrets.access_ttl + timedelta(seconds=2),
+    )
+    expires = jwt.decode(soon, options={"verify_signature": False})["exp"]
+    headers = {"Authorization": f"Bearer {soon}"}
+    assert (await client.get("/v1/patients", headers=headers)).status_code == 200
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)
+    assert (await client.get("/v1/patients", headers=headers)).status_code == 401
 
 
 @pytest.fixture

@@ -1,0 +1,179 @@
+"""`GET /v1/me/today` on PostgreSQL: requests that arrive together share one statement.
+
+Every patient app asks for today when it opens, so this is the busiest read there is, and
+each answer writes an audit event. Asking the database once per request would cost each a
+round trip and a commit of its own; here the requests waiting at a moment go as one
+statement (`app.me.today.BATCH_SQL`) over a connection of this path's own, its audit
+events committed together before any of them is answered.
+
+The route in `app.me.router` stays the one documented and answers everything this path
+passes on: SQLite, a missing, invalid or revoked token, a browser's cross-origin request
+(CORS lives in the app), and any failure here. A failure after the statement committed
+means that request's audit event may be written twice; it is never missing.
+"""
+
+import asyncio
+import uuid
+from typing import Any
+
+import orjson
+import psycopg
+import structlog
+from psycopg.types.json import set_json_loads
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.auth.models import ActorKind
+from app.auth.security import Secrets
+from app.me import today
+
+PATH = "/v1/me/today"
+# Connections this path keeps, on top of the app's pool; one statement runs on each.
+CONNECTIONS = 2
+MAX_BATCH = 100
+CONNECT_TIMEOUT_SECONDS = 5
+
+log = structlog.get_logger(__name__)
+
+Request = tuple[uuid.UUID, str | None, str | None]
+
+
+class TodayQueue:
+    """Answers requests for today in batches, one statement per batch and connection."""
+
+    def __init__(self, conninfo: str, cache_seconds: float) -> None:
+        self.conninfo = conninfo
+        self.cache_seconds = cache_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[Request, asyncio.Future[bytes | None]]] = []
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._workers: set[asyncio.Task[None]] = set()
+
+    async def answer(
+        self, session_id: uuid.UUID, ip: str | None, request_id: str | None
+    ) -> bytes | None:
+        """Today's JSON for the patient of a valid session, its audit event written; None
+        if the session is unknown, revoked or expired. Raises if the database fails."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # connections wait on the loop that made them
+            self.close()
+            self._loop = loop
+        future: asyncio.Future[bytes | None] = loop.create_future()
+        self._pending.append(((session_id, ip, request_id), future))
+        if len(self._workers) < CONNECTIONS:
+            worker = loop.create_task(self._work())
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+        return await future
+
+    async def _work(self) -> None:
+        batch: list[tuple[Request, asyncio.Future[bytes | None]]] = []
+        connection = None
+        try:
+            connection = self._idle.pop() if self._idle else await self._connect()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                answers = await self._answer(connection, [request for request, _ in batch])
+                for (_, future), answer in zip(batch, answers, strict=True):
+                    if not future.done():
+                        future.set_result(answer)
+                batch = []
+            self._idle.append(connection)
+        except Exception as error:
+            # Everyone waiting goes to the route, which has connections of its own.
+            log.warning("today_batch_failed", error=repr(error))
+            failed, self._pending = batch + self._pending, []
+            for _, future in failed:
+                if not future.done():
+                    future.set_exception(error)
+            if connection is not None:
+                await connection.close()
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        connection = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+        )
+        set_json_loads(orjson.loads, connection)
+        return connection
+
+    async def _answer(
+        self, connection: psycopg.AsyncConnection[Any], requests: list[Request]
+    ) -> list[bytes | None]:
+        session_ids, ips, request_ids = (list(column) for column in zip(*requests, strict=True))
+        parameters = {
+            "session_ids": session_ids,
+            "ips": ips,
+            "request_ids": request_ids,
+            **today.BATCH_PARAMETERS,
+        }
+        cursor = await connection.execute(today.BATCH_SQL, parameters)
+        states = {row[0]: today.batch_state(row) for row in await cursor.fetchall() if row[1]}
+        wanted: set[str] = set()
+        for state in states.values():
+            wanted |= state.exercise_ids()
+        exercises, missing = today.cached_exercises(wanted)
+        if missing:
+            cursor = await connection.execute(today.EXERCISE_SQL, [list(missing)])
+            today.keep_exercises(await cursor.fetchall(), self.cache_seconds, exercises)
+        return [
+            today.render(states[n], exercises) if n in states else None
+            for n in range(1, len(requests) + 1)
+        ]
+
+    def close(self) -> None:
+        """Drops the connections and forgets the requests of a loop that is gone."""
+        for connection in self._idle:
+            connection.pgconn.finish()
+        self._idle, self._pending, self._workers = [], [], set()
+
+    async def aclose(self) -> None:
+        for connection in self._idle:
+            await connection.close()
+        self._idle = []
+
+
+class TodayEndpoint:
+    """ASGI: answers a patient app's `GET /v1/me/today` from the queue, or passes it on."""
+
+    def __init__(self, app: ASGIApp, *, queue: TodayQueue, secrets: Secrets, route: Any) -> None:
+        self.app = app
+        self.queue = queue
+        self.secrets = secrets
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET":
+            body = await self._answer(scope)
+            if body is not None:
+                scope["route"] = self.route  # for the access log and metrics
+                headers = [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json"),
+                ]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope) -> bytes | None:
+        token = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, credentials = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer":
+                    token = credentials
+            elif name == b"origin":
+                return None
+        claims = self.secrets.read_access_token(token) if token else None
+        if claims is None or claims.get("kind") != ActorKind.patient:
+            return None
+        try:
+            session_id = uuid.UUID(claims["sid"])
+        except (ValueError, TypeError):
+            return None
+        client = scope.get("client")
+        try:
+            return await self.queue.answer(
+                session_id, client[0] if client else None, scope["state"].get("request_id")
+            )
+        except Exception:
+            return None
