@@ -44,7 +44,7 @@ from app.core.errors import (
     PreconditionFailed,
     PreconditionRequired,
 )
-from app.core.http import etag_matches
+from app.core.http import etag_matches_strongly
 from app.core.pagination import split_page, time_position
 from app.patients import service as patients
 from app.patients.models import Patient
@@ -345,7 +345,7 @@ def correct(
     record = load(session, caller, record_id)
     if if_match is None:
         raise PreconditionRequired("Send If-Match with the record's ETag.")
-    if not etag_matches(if_match, etag(record)):
+    if not etag_matches_strongly(if_match, etag(record)):
         raise PreconditionFailed("The record changed since you read it; read it again.")
     changes = data.model_dump(exclude_unset=True)
     merged = {**public(record).model_dump(), **changes}

@@ -18,8 +18,8 @@ IfNoneMatch = Annotated[
 IfMatch = Annotated[
     str | None,
     Header(
-        description="The ETag you read: 412 if it changed since. Plans and adherence records "
-        "require it (428 without it)."
+        description="The ETag you read: 412 if it changed since. Compared strongly: a weak "
+        "(W/) tag never matches. Plans and adherence records require it (428 without it)."
     ),
 ]
 
@@ -32,6 +32,14 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
         return True
     candidates = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
     return etag in candidates
+
+
+def etag_matches_strongly(if_match: str, etag: str) -> bool:
+    """Strong comparison, as If-Match requires: a weak tag (W/"x") never matches, since
+    a write must be based on exactly the representation that was read."""
+    if if_match.strip() == "*":
+        return True
+    return etag in (tag.strip() for tag in if_match.split(","))
 
 
 def conditional_json(

@@ -20,7 +20,7 @@ from app.core.errors import (
     NotFound,
     PreconditionFailed,
 )
-from app.core.http import etag_matches
+from app.core.http import etag_matches_strongly
 from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.core.sql import json_array_contains
 from app.exercises.models import Exercise
@@ -194,7 +194,7 @@ def update(
 ) -> Exercise:
     exercise = _own(session, clinic_id, id_or_slug)
     current = get_exercise(session, clinic_id, str(exercise.id))
-    if if_match is not None and not etag_matches(if_match, current.etag):
+    if if_match is not None and not etag_matches_strongly(if_match, current.etag):
         raise PreconditionFailed("The exercise changed since you read it; read it again.")
     values = data.model_dump(mode="json", exclude_unset=True)
     for field in ("easier_variant_id", "harder_variant_id"):

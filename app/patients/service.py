@@ -19,7 +19,7 @@ from app.auth.service import end_sessions
 from app.core.columns import utcnow
 from app.core.db import flush_or
 from app.core.errors import Conflict, NotFound, PreconditionFailed
-from app.core.http import etag_matches
+from app.core.http import etag_matches_strongly
 from app.core.pagination import split_page, time_key, time_position
 from app.patients.models import Patient
 from app.patients.schemas import (
@@ -95,7 +95,7 @@ def update(
     if_match: str | None,
 ) -> Patient:
     patient = load(session, caller, patient_id)
-    if if_match is not None and not etag_matches(if_match, etag(patient)):
+    if if_match is not None and not etag_matches_strongly(if_match, etag(patient)):
         raise PreconditionFailed("The patient changed since you read it; read it again.")
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if changes:

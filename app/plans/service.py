@@ -25,7 +25,7 @@ from app.core.errors import (
     PreconditionFailed,
     PreconditionRequired,
 )
-from app.core.http import etag_matches
+from app.core.http import etag_matches_strongly
 from app.core.pagination import (
     decode_cursor,
     invalid_cursor,
@@ -194,7 +194,7 @@ def update_template(
     if_match: str | None,
 ) -> PlanTemplate:
     template = _own_template(session, clinic_id, template_id)
-    if if_match is not None and not etag_matches(if_match, template_etag(template)):
+    if if_match is not None and not etag_matches_strongly(if_match, template_etag(template)):
         raise PreconditionFailed("The template changed since you read it; read it again.")
     if data.items is not None:
         _check_exercises(session, clinic_id, data.items)
@@ -427,7 +427,7 @@ def update_plan(
         raise PreconditionRequired(
             "Send If-Match with the plan's ETag, so that concurrent edits are not lost."
         )
-    if not etag_matches(if_match, plan_etag(plan)):
+    if not etag_matches_strongly(if_match, plan_etag(plan)):
         raise PreconditionFailed("The plan changed since you read it; read it again.")
     current = _current(session, plan)
     patient = session.get(Patient, plan.patient_id)

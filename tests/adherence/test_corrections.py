@@ -65,6 +65,8 @@ async def test_a_correction_makes_a_new_version_and_keeps_the_old(
 
     missing = await client.patch(path, headers=app_headers, json={"reps_done": 6})
     assert missing.status_code == 428
+    weak = await client.patch(path, headers={**app_headers, "If-Match": f"W/{etag}"}, json={})
+    assert weak.status_code == 412
     corrected = await client.patch(
         path,
         headers={**app_headers, "If-Match": etag},

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient, Response
 from sqlmodel import Session, col, select
 
-from app.core.http import etag_matches
+from app.core.http import etag_matches_strongly
 from app.sync.models import Change
 from app.sync.outbox import record_change
 from tests.conftest import Actor, World, make_client
@@ -264,7 +264,13 @@ async def test_a_change_needs_the_current_etag(
     assert_problem(missing, 428, "precondition-required")
     stale = await patch_plan(client, clinician, plan["id"], f'"{plan["id"]}-7"', title="Stale")
     assert_problem(stale, 412, "precondition-failed")
+    # If-Match compares strongly: the weak form of the current ETag does not match.
+    weak = await patch_plan(client, clinician, plan["id"], f"W/{etag}", title="Weak")
+    assert_problem(weak, 412, "precondition-failed")
     assert await get_plan(client, clinician, plan["id"]) == plan
+    listed = await patch_plan(client, clinician, plan["id"], f'"other", {etag}', title="Listed")
+    assert listed.status_code == 200, listed.text
+    plan, etag = listed.json(), listed.headers["etag"]
     changed, new_etag = await changed_plan(client, clinician, plan["id"], etag, title="Current")
     assert changed["title"] == "Current"
     assert new_etag != etag
@@ -470,12 +476,12 @@ async def test_two_concurrent_patches_with_the_same_etag_one_wins_the_other_is_4
         # a real pair of clinicians (or server processes) meets when they click at once.
         both_checked = threading.Barrier(2, timeout=10)
 
-        def check_together(if_match: str | None, current: str) -> bool:
-            matched = etag_matches(if_match, current)
+        def check_together(if_match: str, current: str) -> bool:
+            matched = etag_matches_strongly(if_match, current)
             both_checked.wait()
             return matched
 
-        monkeypatch.setattr("app.plans.service.etag_matches", check_together)
+        monkeypatch.setattr("app.plans.service.etag_matches_strongly", check_together)
         answers = await asyncio.gather(
             patch_plan(client, clinician, plan["id"], etag, title="Mine"),
             patch_plan(client, clinician, plan["id"], etag, title="Theirs"),
@@ -503,12 +509,12 @@ async def test_two_racing_activations_leave_one_active_plan(
         drafts = [await new_plan(client, clinician, patient["id"]) for _ in range(2)]
         both_checked = threading.Barrier(2, timeout=10)
 
-        def check_together(if_match: str | None, current: str) -> bool:
-            matched = etag_matches(if_match, current)
+        def check_together(if_match: str, current: str) -> bool:
+            matched = etag_matches_strongly(if_match, current)
             both_checked.wait()
             return matched
 
-        monkeypatch.setattr("app.plans.service.etag_matches", check_together)
+        monkeypatch.setattr("app.plans.service.etag_matches_strongly", check_together)
         answers = await asyncio.gather(
             *(patch_plan(client, clinician, p["id"], etag, status="active") for p, etag in drafts)
         )
