@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    text,
     tuple_,
     update,
 )
@@ -82,6 +83,12 @@ def mark_stale(
         ids = sorted(patient_ids)
         if not ids:
             return
+        if clinic_id is None and session.get_bind().dialect.name == "postgresql":
+            # The same statement, with a text that stays the same however many patients:
+            # every upload runs it.
+            parameters = {"stale": STALE, "uploaded_at": uploaded_at, "patient_ids": ids}
+            session.execute(MARK_PATIENTS_STALE, parameters)
+            return
         where.append(Rollup.c.patient_id.in_(ids))
     if clinic_id is not None:
         where.append(Rollup.c.clinic_id == clinic_id)
@@ -97,6 +104,14 @@ def mark_stale(
     session.connection().execute(
         update(Rollup).where(Rollup.c.patient_id.in_(locked)).values(**values)
     )
+
+
+MARK_PATIENTS_STALE = text(
+    "UPDATE adherence_rollup SET valid_until = :stale, generation = generation + 1,"
+    " last_upload_at = coalesce(:uploaded_at, last_upload_at)"
+    " WHERE patient_id IN (SELECT patient_id FROM adherence_rollup"
+    " WHERE patient_id = ANY(CAST(:patient_ids AS uuid[])) ORDER BY patient_id FOR UPDATE)"
+).bindparams(bindparam("stale", type_=UTCDateTime()), bindparam("uploaded_at", type_=UTCDateTime()))
 
 
 def refresh(session: Session, clinic: ClinicSettings, now: datetime) -> int:

@@ -8,7 +8,7 @@ earlier one has committed or rolled back. SQLite: the database write lock alread
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
 from app.core.columns import UTCDateTime, utcnow
@@ -23,7 +23,7 @@ def _lock_key(clinic_id: uuid.UUID) -> int:
 def _lock(session: Session, clinic_id: uuid.UUID) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # Re-entrant within a transaction, and released by its commit or rollback.
-        session.execute(select(func.pg_advisory_xact_lock(_lock_key(clinic_id))))
+        session.execute(LOCK, {"key": _lock_key(clinic_id)})
 
 
 def record_change(
@@ -92,6 +92,7 @@ def record_changes(
     )
 
 
+LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 UNNEST_CHANGES = text(
     "INSERT INTO change (clinic_id, resource_type, resource_id, operation, version,"
     " occurred_at)"
