@@ -19,11 +19,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
     bindparam,
     case,
     func,
     insert,
     literal,
+    literal_column,
     text,
     tuple_,
     update,
@@ -33,8 +35,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col, select
 
-from app.adherence.models import STALE, AdherenceRecord, AdherenceRollup
-from app.adherence.schemas import OverviewQuery, OverviewRow, Window
+from app.adherence.models import PERCENT_7D_ORDER, STALE, AdherenceRecord, AdherenceRollup
+from app.adherence.schemas import OverviewQuery
 from app.adherence.summary import Done, credit, due, plan_versions
 from app.core.columns import UTCDateTime
 from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
@@ -114,18 +116,24 @@ MARK_PATIENTS_STALE = text(
 ).bindparams(bindparam("stale", type_=UTCDateTime()), bindparam("uploaded_at", type_=UTCDateTime()))
 
 
+# Built once: every overview request runs it, and mostly finds nothing.
+STALE_ROWS = (
+    sa_select(
+        col(AdherenceRollup.patient_id), col(AdherenceRollup.generation), col(Patient.time_zone)
+    )
+    .join(Patient, col(Patient.id) == AdherenceRollup.patient_id)
+    .where(
+        col(AdherenceRollup.clinic_id) == bindparam("clinic_id"),
+        col(AdherenceRollup.valid_until) <= bindparam("now"),
+        col(Patient.deleted_at).is_(None),
+    )
+    .order_by(col(AdherenceRollup.patient_id))
+)
+
+
 def refresh(session: Session, clinic: ClinicSettings, now: datetime) -> int:
     """Recompute the clinic's stale rows; returns how many there were."""
-    stale = session.exec(
-        select(AdherenceRollup.patient_id, AdherenceRollup.generation, Patient.time_zone)
-        .join(Patient, col(Patient.id) == AdherenceRollup.patient_id)
-        .where(
-            AdherenceRollup.clinic_id == clinic.id,
-            col(AdherenceRollup.valid_until) <= now,
-            col(Patient.deleted_at).is_(None),
-        )
-        .order_by(col(AdherenceRollup.patient_id))
-    ).all()
+    stale = session.execute(STALE_ROWS, {"clinic_id": clinic.id, "now": now}).all()
     for start in range(0, len(stale), CHUNK):
         _recompute(session, clinic, list(stale[start : start + CHUNK]), now)
     return len(stale)
@@ -215,7 +223,7 @@ def _recompute(
 
 SORTS: dict[str, tuple[Any, bool]] = {
     # Column, descending. Patients with nothing expected (null percent) come last either way.
-    "adherence_7d": (func.coalesce(col(AdherenceRollup.percent_7d), 1e9), False),
+    "adherence_7d": (literal_column(PERCENT_7D_ORDER, Float()), False),  # as indexed
     "-adherence_7d": (func.coalesce(col(AdherenceRollup.percent_7d), -1.0), True),
     "adherence_30d": (func.coalesce(col(AdherenceRollup.percent_30d), 1e9), False),
     "-adherence_30d": (func.coalesce(col(AdherenceRollup.percent_30d), -1.0), True),
@@ -251,7 +259,9 @@ def _position(query: OverviewQuery) -> tuple[Any, uuid.UUID]:
 
 def page(
     session: Session, clinic: ClinicSettings, query: OverviewQuery
-) -> tuple[list[OverviewRow], str | None]:
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of OverviewRows, as plain values in their fields' order (see ``_row``), and
+    the cursor of the next."""
     key, descending = SORTS[query.sort]
     patient = Patient.__table__.c  # type: ignore[attr-defined]
     statement = (
@@ -288,30 +298,33 @@ def page(
     return rows, cursor
 
 
-def _row(clinic: ClinicSettings, rollup: Any) -> OverviewRow:
-    """A page row: the rollup's columns with the patient's reference and time zone."""
+def _row(clinic: ClinicSettings, rollup: Any) -> dict[str, Any]:
+    """A page row: the rollup's columns with the patient's reference and time zone, as an
+    OverviewRow's fields (by alias) in its order. They come from columns the database
+    already constrains, so they render as JSON as they are, with no model to build."""
     today = rollup.as_of or date.min
 
-    def window(days: int, expected: float, credited: float, percent: float | None) -> Window:
-        return Window.model_construct(
-            since=today - timedelta(days=days),
-            until=today - timedelta(days=1),
-            expected=expected,
-            credited=credited,
-            adherence_percent=percent,
-        )
+    def window(
+        days: int, expected: float, credited: float, percent: float | None
+    ) -> dict[str, Any]:
+        return {
+            "from": today - timedelta(days=days),
+            "to": today - timedelta(days=1),
+            "expected": expected,
+            "credited": credited,
+            "adherence_percent": percent,
+        }
 
-    # Built from columns the database already constrains: no validation to repeat.
-    return OverviewRow.model_construct(
-        patient_id=rollup.patient_id,
-        reference=rollup.reference,
-        time_zone=rollup.time_zone,
-        as_of=today,
-        last_7_days=window(WEEK, rollup.expected_7d, rollup.credited_7d, rollup.percent_7d),
-        last_30_days=window(MONTH, rollup.expected_30d, rollup.credited_30d, rollup.percent_30d),
-        below_threshold=rollup.percent_7d is not None
+    return {
+        "patient_id": rollup.patient_id,
+        "reference": rollup.reference,
+        "time_zone": rollup.time_zone,
+        "as_of": today,
+        "last_7_days": window(WEEK, rollup.expected_7d, rollup.credited_7d, rollup.percent_7d),
+        "last_30_days": window(MONTH, rollup.expected_30d, rollup.credited_30d, rollup.percent_30d),
+        "below_threshold": rollup.percent_7d is not None
         and rollup.percent_7d < clinic.adherence_threshold_percent,
-        pain_alerts_7d=rollup.pain_alerts_7d,
-        max_pain_7d=rollup.max_pain_7d,
-        last_upload_at=rollup.last_upload_at,
-    )
+        "pain_alerts_7d": rollup.pain_alerts_7d,
+        "max_pain_7d": rollup.max_pain_7d,
+        "last_upload_at": rollup.last_upload_at,
+    }

@@ -121,7 +121,7 @@ def get_adherence_overview(
     `adherence_threshold_percent`, 70 by default), sessions in the last 7 days with pain at
     or above the clinic's `pain_alert_at` (7 by default), and when their last new record
     arrived. Sorted by the database and paged with a cursor; `limit` 1 to 100."""
-    body = service.overview(session, caller, query).model_dump_json(by_alias=True)
+    body = to_json(service.overview(session, caller, query))
     return Response(body, media_type="application/json")
 
 

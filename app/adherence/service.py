@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import and_, text, tuple_
+from sqlalchemy import and_, bindparam, text, tuple_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -19,7 +19,6 @@ from app.adherence.models import AdherenceRecord, AdherenceRecordVersion, Source
 from app.adherence.schemas import (
     MAX_SUMMARY_DAYS,
     BatchIn,
-    Overview,
     OverviewQuery,
     RecordIn,
     RecordPublic,
@@ -512,21 +511,29 @@ def summary(
     return summarize(session, patient, since, until, today, clinic.pain_alert_at)
 
 
-def overview(session: Session, caller: Caller, query: OverviewQuery) -> Overview:
-    clinic = session.execute(
-        sa_select(
-            col(Clinic.id), col(Clinic.adherence_threshold_percent), col(Clinic.pain_alert_at)
-        ).where(col(Clinic.id) == caller.clinic_id)
-    ).one()
+def overview(session: Session, caller: Caller, query: OverviewQuery) -> dict[str, Any]:
+    """An Overview's fields (by alias) as plain values in its order, rows included: they
+    render as JSON as they are."""
+    clinic = session.execute(CLINIC_THRESHOLDS, {"clinic_id": caller.clinic_id}).one()
     rollups.refresh(session, clinic, utcnow())
     rows, cursor = rollups.page(session, clinic, query)
     # One event per patient shown, as for the patient list.
     audit.record_many(
-        session, caller, "list", "adherence_overview", [(r.patient_id, r.patient_id) for r in rows]
+        session,
+        caller,
+        "list",
+        "adherence_overview",
+        [(row["patient_id"], row["patient_id"]) for row in rows],
     )
-    return Overview(
-        threshold_percent=clinic.adherence_threshold_percent,
-        pain_alert_at=clinic.pain_alert_at,
-        items=rows,
-        next_cursor=cursor,
-    )
+    return {
+        "items": rows,
+        "next_cursor": cursor,
+        "threshold_percent": clinic.adherence_threshold_percent,
+        "pain_alert_at": clinic.pain_alert_at,
+    }
+
+
+# Built once: every overview request reads them.
+CLINIC_THRESHOLDS = sa_select(
+    col(Clinic.id), col(Clinic.adherence_threshold_percent), col(Clinic.pain_alert_at)
+).where(col(Clinic.id) == bindparam("clinic_id"))

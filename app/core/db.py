@@ -121,10 +121,13 @@ def _postgresql_insert(table: Table, columns: tuple[str, ...], skip_conflicts: b
         f"{re.sub(r'[(].*[)]', '', table.c[name].type.compile(dialect=dialect))}[])"
         for name in columns
     )
-    # Names and types come from the table's definition, never from input.
+    names = ", ".join(quote(name) for name in columns)
+    # Names and types come from the table's definition, never from input. The rows go in
+    # in the order given, so that ids a sequence draws for them follow it.
     sql = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)})"  # noqa: S608
-        f" SELECT * FROM unnest({arrays})"
+        f"INSERT INTO {quote(table.name)} ({names}) SELECT {names}"  # noqa: S608
+        f" FROM unnest({arrays}) WITH ORDINALITY AS given({names}, position)"
+        " ORDER BY position"
     )
     if skip_conflicts:
         keys = ", ".join(quote(key.name) for key in table.primary_key.columns)
@@ -136,7 +139,8 @@ def insert_many(
     session: Session, table: Table, rows: list[dict[str, Any]], *, skip_conflicts: bool = False
 ) -> set[Any]:
     """Insert rows (all with the same keys, values psycopg adapts as they are: no JSON, and
-    enums only as StrEnums, which it sends as their values) in the session's transaction.
+    enums only as StrEnums, which it sends as their values) in the session's transaction,
+    in the order given.
     With ``skip_conflicts``, rows whose key is taken are left out (ON CONFLICT DO NOTHING),
     and the keys actually inserted come back.
 

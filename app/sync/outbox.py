@@ -8,12 +8,14 @@ earlier one has committed or rolled back. SQLite: the database write lock alread
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlmodel import Session
 
-from app.core.columns import UTCDateTime, utcnow
+from app.core.columns import utcnow
 from app.core.db import insert_many
 from app.sync.models import Change
+
+LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 def _lock_key(clinic_id: uuid.UUID) -> int:
@@ -61,20 +63,7 @@ def record_changes(
         return
     _lock(session, clinic_id)
     now = utcnow()
-    if session.get_bind().dialect.name == "postgresql":
-        # One statement however many changes; ids are drawn in the order given.
-        session.execute(
-            UNNEST_CHANGES,
-            {
-                "clinic_id": clinic_id,
-                "resource_type": resource_type,
-                "occurred_at": now,
-                "resource_ids": [str(resource_id) for resource_id, _, _ in changes],
-                "operations": [operation for _, operation, _ in changes],
-                "versions": [version for _, _, version in changes],
-            },
-        )
-        return
+    # Ids are drawn in the order given.
     insert_many(
         session,
         Change.__table__,  # type: ignore[attr-defined]
@@ -90,16 +79,3 @@ def record_changes(
             for resource_id, operation, version in changes
         ],
     )
-
-
-LOCK = text("SELECT pg_advisory_xact_lock(:key)")
-UNNEST_CHANGES = text(
-    "INSERT INTO change (clinic_id, resource_type, resource_id, operation, version,"
-    " occurred_at)"
-    " SELECT :clinic_id, :resource_type, change.resource_id, change.operation,"
-    " change.version, :occurred_at"
-    " FROM unnest(CAST(:resource_ids AS varchar[]), CAST(:operations AS varchar[]),"
-    " CAST(:versions AS integer[])) WITH ORDINALITY"
-    " AS change(resource_id, operation, version, position)"
-    " ORDER BY change.position"
-).bindparams(bindparam("occurred_at", type_=UTCDateTime()))
