@@ -121,6 +121,15 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> list[dict[str, A
     good = [r for r in parsed if isinstance(r, RecordIn)]
     plans, versions = _named_plans(session, caller, {(r.plan_id, r.plan_version) for r in good})
 
+    # What every record of this upload shares.
+    common = {
+        "clinic_id": principal.clinic_id,
+        "source": SOURCES[principal.kind],
+        "recorded_by": principal.id,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
     results: list[dict[str, Any]] = []
     candidates: dict[int, dict[str, Any]] = {}  # by index: the row each accepted record makes
     for index, record in enumerate(parsed):
@@ -144,16 +153,10 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> list[dict[str, A
         offset = record.performed_at.utcoffset() or timedelta(0)
         candidates[index] = {
             **record.__dict__,  # its fields, as validated
-            "clinic_id": principal.clinic_id,
+            **common,
             "patient_id": patient_id,
             "utc_offset_minutes": int(offset.total_seconds() // 60),
             "performed_on": record.performed_at.astimezone(ZoneInfo(zone)).date(),
-            "source": SOURCES[principal.kind],
-            "recorded_by": principal.id,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "deleted_at": None,
         }
         results.append(_result(index, record.id, "created"))
 
@@ -162,7 +165,7 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> list[dict[str, A
     for row in candidates.values():
         rows.setdefault(row["id"], row)
 
-    created = _insert_new(session, list(rows.values()))
+    created = _insert_new(session, list(rows.values()), common)
     # Only ids stored before this upload need reading back; new rows are as we wrote them.
     earlier = set(rows) - created
     stored: dict[uuid.UUID, Any] = dict(rows) | (
@@ -315,13 +318,15 @@ def _same(existing: dict[str, Any], row: dict[str, Any]) -> bool:
     return all(existing[field] == row[field] for field in CONTENT)
 
 
-def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+def _insert_new(
+    session: Session, rows: list[dict[str, Any]], common: dict[str, Any]
+) -> set[uuid.UUID]:
     """Insert the rows whose id is not stored yet; the ids actually inserted come back.
 
     ON CONFLICT DO NOTHING makes two racing uploads of the same batch safe: the second
     waits for the first, then skips what it stored.
     """
-    return insert_many(session, RECORDS, rows, skip_conflicts=True)
+    return insert_many(session, RECORDS, rows, common=common, skip_conflicts=True)
 
 
 def list_records(

@@ -65,12 +65,12 @@ def record_many(
         AuditEvent.__table__,  # type: ignore[attr-defined]
         [
             {
-                **common,
                 "resource_id": str(resource_id) if resource_id is not None else None,
                 "patient_id": patient_id,
             }
             for resource_id, patient_id in resources
         ],
+        common=common,
     )
 
 

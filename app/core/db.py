@@ -110,23 +110,28 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 @cache
-def _postgresql_insert(table: Table, columns: tuple[str, ...], skip_conflicts: bool) -> str:
-    """INSERT ... SELECT from one binary array per column, unnested into rows in order."""
+def _postgresql_insert(
+    table: Table, columns: tuple[str, ...], common: tuple[str, ...], skip_conflicts: bool
+) -> str:
+    """INSERT ... SELECT from one binary array per column that varies, unnested into rows
+    in order, and one value for each column that does not."""
     dialect = psycopg.dialect()  # type: ignore[no-untyped-call]
     quote = dialect.identifier_preparer.quote
-    # Arrays of the columns' types without their lengths: the insert itself then checks a
-    # value's length (a CAST to VARCHAR(n) would cut it short instead).
-    arrays = ", ".join(
-        f"CAST(%({name})b AS "
-        f"{re.sub(r'[(].*[)]', '', table.c[name].type.compile(dialect=dialect))}[])"
-        for name in columns
-    )
+
+    def cast(name: str, suffix: str = "") -> str:
+        # The column's type without its length: the insert itself then checks a value's
+        # length (a CAST to VARCHAR(n) would cut it short instead).
+        kind = re.sub(r"[(].*[)]", "", table.c[name].type.compile(dialect=dialect))
+        return f"CAST(%({name})b AS {kind}{suffix})"
+
+    arrays = ", ".join(cast(name, "[]") for name in columns)
     names = ", ".join(quote(name) for name in columns)
+    values = ", ".join([*(f"given.{quote(name)}" for name in columns), *map(cast, common)])
     # Names and types come from the table's definition, never from input. The rows go in
     # in the order given, so that ids a sequence draws for them follow it.
     sql = (
-        f"INSERT INTO {quote(table.name)} ({names}) SELECT {names}"  # noqa: S608
-        f" FROM unnest({arrays}) WITH ORDINALITY AS given({names}, position)"
+        f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns + common))})"  # noqa: S608
+        f" SELECT {values} FROM unnest({arrays}) WITH ORDINALITY AS given({names}, position)"
         " ORDER BY position"
     )
     if skip_conflicts:
@@ -136,29 +141,36 @@ def _postgresql_insert(table: Table, columns: tuple[str, ...], skip_conflicts: b
 
 
 def insert_many(
-    session: Session, table: Table, rows: list[dict[str, Any]], *, skip_conflicts: bool = False
+    session: Session,
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    common: dict[str, Any] | None = None,
+    skip_conflicts: bool = False,
 ) -> set[Any]:
-    """Insert rows (all with the same keys, values psycopg adapts as they are: no JSON, and
-    enums only as StrEnums, which it sends as their values) in the session's transaction,
-    in the order given.
-    With ``skip_conflicts``, rows whose key is taken are left out (ON CONFLICT DO NOTHING),
-    and the keys actually inserted come back.
+    """Insert rows (all with the same keys) in the session's transaction, in the order
+    given, each with the values in ``common`` (in place of its own, if it has them).
+    Values go to psycopg as they are: no JSON, and enums only as StrEnums, which it sends
+    as their values. With ``skip_conflicts``, rows whose key is taken are left out (ON
+    CONFLICT DO NOTHING), and the keys actually inserted come back.
 
-    On PostgreSQL this is one statement however many rows, each column's values in one
-    binary array: prepared once per connection, executed once, and cheaper to send than
+    On PostgreSQL this is one statement however many rows, each varying column's values in
+    one binary array: prepared once per connection, executed once, and cheaper to send than
     one execution (or one parameter) per value.
     """
     if not rows:
         return set()
+    common = common or {}
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        columns = tuple(rows[0])
-        sql = _postgresql_insert(table, columns, skip_conflicts)
-        arrays = {name: [row[name] for row in rows] for name in columns}
+        columns = tuple(name for name in rows[0] if name not in common)
+        sql = _postgresql_insert(table, columns, tuple(common), skip_conflicts)
+        values = {name: [row[name] for row in rows] for name in columns} | common
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor:  # type: ignore[union-attr]
-            cursor.execute(sql, arrays)
+            cursor.execute(sql, values)
             return {row[0] for row in cursor.fetchall()} if skip_conflicts else set()
+    rows = [{**row, **common} for row in rows]
     if not skip_conflicts:
         connection.execute(sqlite_insert(table), rows)
         return set()

@@ -68,14 +68,8 @@ def record_changes(
         session,
         Change.__table__,  # type: ignore[attr-defined]
         [
-            {
-                "clinic_id": clinic_id,
-                "resource_type": resource_type,
-                "resource_id": str(resource_id),
-                "operation": operation,
-                "version": version,
-                "occurred_at": now,
-            }
+            {"resource_id": str(resource_id), "operation": operation, "version": version}
             for resource_id, operation, version in changes
         ],
+        common={"clinic_id": clinic_id, "resource_type": resource_type, "occurred_at": now},
     )
