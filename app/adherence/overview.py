@@ -14,12 +14,15 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Integer,
+    Select,
     bindparam,
     case,
     func,
@@ -257,36 +260,51 @@ def _position(query: OverviewQuery) -> tuple[Any, uuid.UUID]:
     return value, patient_id
 
 
+@cache
+def _page_statement(
+    sort: str, below_threshold: bool | None, pain_alert: bool | None, after: bool
+) -> Select[Any]:
+    """The page query for a sort and a choice of filters, built once; the clinic, its
+    threshold, the position after which the page starts and its size are parameters."""
+    key, descending = SORTS[sort]
+    patient = Patient.__table__.c  # type: ignore[attr-defined]
+    statement = (
+        sa_select(Rollup, patient.reference, patient.time_zone, key.label("sort_key"))
+        .join_from(Rollup, Patient.__table__, patient.id == Rollup.c.patient_id)  # type: ignore[attr-defined]
+        .where(Rollup.c.clinic_id == bindparam("clinic_id"), patient.deleted_at.is_(None))
+    )
+    percent = col(AdherenceRollup.percent_7d)
+    below = percent < bindparam("threshold", type_=Integer())
+    if below_threshold is not None:
+        statement = statement.where(below if below_threshold else ~below | percent.is_(None))
+    if pain_alert is not None:
+        alerting = col(AdherenceRollup.pain_alerts_7d) > 0
+        statement = statement.where(alerting if pain_alert else ~alerting)
+    patient_id = Rollup.c.patient_id
+    if after:
+        position = tuple_(key, patient_id)
+        start = tuple_(
+            bindparam("after_key", type_=key.type), bindparam("after_id", type_=patient_id.type)
+        )
+        statement = statement.where(position < start if descending else position > start)
+    order = (key.desc(), patient_id.desc()) if descending else (key, patient_id)
+    return statement.order_by(*order).limit(bindparam("limit", type_=Integer()))
+
+
 def page(
     session: Session, clinic: ClinicSettings, query: OverviewQuery
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of OverviewRows, as plain values in their fields' order (see ``_row``), and
     the cursor of the next."""
-    key, descending = SORTS[query.sort]
-    patient = Patient.__table__.c  # type: ignore[attr-defined]
-    statement = (
-        sa_select(Rollup, patient.reference, patient.time_zone, key.label("sort_key"))
-        .join_from(Rollup, Patient.__table__, patient.id == Rollup.c.patient_id)  # type: ignore[attr-defined]
-        .where(Rollup.c.clinic_id == clinic.id, patient.deleted_at.is_(None))
+    statement = _page_statement(
+        query.sort, query.below_threshold, query.pain_alert, query.cursor is not None
     )
-    below = col(AdherenceRollup.percent_7d) < clinic.adherence_threshold_percent
+    values: dict[str, Any] = {"clinic_id": clinic.id, "limit": query.limit + 1}
     if query.below_threshold is not None:
-        statement = statement.where(
-            below if query.below_threshold else ~below | col(AdherenceRollup.percent_7d).is_(None)
-        )
-    if query.pain_alert is not None:
-        alerting = col(AdherenceRollup.pain_alerts_7d) > 0
-        statement = statement.where(alerting if query.pain_alert else ~alerting)
-    position = tuple_(key, col(AdherenceRollup.patient_id))
+        values["threshold"] = clinic.adherence_threshold_percent
     if query.cursor is not None:
-        after = _position(query)
-        statement = statement.where(position < after if descending else position > after)
-    order = (
-        (key.desc(), col(AdherenceRollup.patient_id).desc())
-        if descending
-        else (key, col(AdherenceRollup.patient_id))
-    )
-    found = session.execute(statement.order_by(*order).limit(query.limit + 1)).all()
+        values["after_key"], values["after_id"] = _position(query)
+    found = session.connection().execute(statement, values).all()
     rows = [_row(clinic, row) for row in found[: query.limit]]
     cursor = None
     if len(found) > query.limit:

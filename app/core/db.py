@@ -131,8 +131,8 @@ def _postgresql_insert(
     # in the order given, so that ids a sequence draws for them follow it.
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns + common))})"  # noqa: S608
-        f" SELECT {values} FROM unnest({arrays}) WITH ORDINALITY AS given({names}, position)"
-        " ORDER BY position"
+        f" SELECT {values} FROM unnest({arrays}) WITH ORDINALITY AS given({names}, given_position)"
+        " ORDER BY given_position"
     )
     if skip_conflicts:
         keys = ", ".join(quote(key.name) for key in table.primary_key.columns)
