@@ -278,8 +278,8 @@ def _named_plans(
         if patient_id is not None:
             statement = statement.where(plan.c.patient_id == patient_id)
         rows = (
-            (plan_id, patient, zone, number, [item["id"] for item in items or ()])
-            for plan_id, patient, zone, number, items in session.execute(statement)
+            (plan_id, owner, zone, number, [item["id"] for item in items or ()])
+            for plan_id, owner, zone, number, items in session.execute(statement)
         )
     for plan_id, owner, zone, number, item_ids in rows:
         plans[plan_id] = (owner, zone)
