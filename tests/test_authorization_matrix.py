@@ -321,7 +321,7 @@ class Targets:
                 BatchIn(records=[record]),
             )
             session.commit()
-        assert answer.results[0].result == "created"
+        assert answer[0]["result"] == "created"
         return uuid.UUID(record["id"])
 
     def new_active_plan(self) -> uuid.UUID:

@@ -14,16 +14,22 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
+    Integer,
+    Select,
     bindparam,
     case,
     func,
     insert,
     literal,
+    literal_column,
+    text,
     tuple_,
     update,
 )
@@ -32,8 +38,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col, select
 
-from app.adherence.models import STALE, AdherenceRecord, AdherenceRollup
-from app.adherence.schemas import OverviewQuery, OverviewRow, Window
+from app.adherence.models import PERCENT_7D_ORDER, STALE, AdherenceRecord, AdherenceRollup
+from app.adherence.schemas import OverviewQuery
 from app.adherence.summary import Done, credit, due, plan_versions
 from app.core.columns import UTCDateTime
 from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
@@ -82,6 +88,12 @@ def mark_stale(
         ids = sorted(patient_ids)
         if not ids:
             return
+        if clinic_id is None and session.get_bind().dialect.name == "postgresql":
+            # The same statement, with a text that stays the same however many patients:
+            # every upload runs it.
+            parameters = {"stale": STALE, "uploaded_at": uploaded_at, "patient_ids": ids}
+            session.execute(MARK_PATIENTS_STALE, parameters)
+            return
         where.append(Rollup.c.patient_id.in_(ids))
     if clinic_id is not None:
         where.append(Rollup.c.clinic_id == clinic_id)
@@ -99,18 +111,32 @@ def mark_stale(
     )
 
 
+MARK_PATIENTS_STALE = text(
+    "UPDATE adherence_rollup SET valid_until = :stale, generation = generation + 1,"
+    " last_upload_at = coalesce(:uploaded_at, last_upload_at)"
+    " WHERE patient_id IN (SELECT patient_id FROM adherence_rollup"
+    " WHERE patient_id = ANY(CAST(:patient_ids AS uuid[])) ORDER BY patient_id FOR UPDATE)"
+).bindparams(bindparam("stale", type_=UTCDateTime()), bindparam("uploaded_at", type_=UTCDateTime()))
+
+
+# Built once: every overview request runs it, and mostly finds nothing.
+STALE_ROWS = (
+    sa_select(
+        col(AdherenceRollup.patient_id), col(AdherenceRollup.generation), col(Patient.time_zone)
+    )
+    .join(Patient, col(Patient.id) == AdherenceRollup.patient_id)
+    .where(
+        col(AdherenceRollup.clinic_id) == bindparam("clinic_id"),
+        col(AdherenceRollup.valid_until) <= bindparam("now"),
+        col(Patient.deleted_at).is_(None),
+    )
+    .order_by(col(AdherenceRollup.patient_id))
+)
+
+
 def refresh(session: Session, clinic: ClinicSettings, now: datetime) -> int:
     """Recompute the clinic's stale rows; returns how many there were."""
-    stale = session.exec(
-        select(AdherenceRollup.patient_id, AdherenceRollup.generation, Patient.time_zone)
-        .join(Patient, col(Patient.id) == AdherenceRollup.patient_id)
-        .where(
-            AdherenceRollup.clinic_id == clinic.id,
-            col(AdherenceRollup.valid_until) <= now,
-            col(Patient.deleted_at).is_(None),
-        )
-        .order_by(col(AdherenceRollup.patient_id))
-    ).all()
+    stale = session.execute(STALE_ROWS, {"clinic_id": clinic.id, "now": now}).all()
     for start in range(0, len(stale), CHUNK):
         _recompute(session, clinic, list(stale[start : start + CHUNK]), now)
     return len(stale)
@@ -200,7 +226,7 @@ def _recompute(
 
 SORTS: dict[str, tuple[Any, bool]] = {
     # Column, descending. Patients with nothing expected (null percent) come last either way.
-    "adherence_7d": (func.coalesce(col(AdherenceRollup.percent_7d), 1e9), False),
+    "adherence_7d": (literal_column(PERCENT_7D_ORDER, Float()), False),  # as indexed
     "-adherence_7d": (func.coalesce(col(AdherenceRollup.percent_7d), -1.0), True),
     "adherence_30d": (func.coalesce(col(AdherenceRollup.percent_30d), 1e9), False),
     "-adherence_30d": (func.coalesce(col(AdherenceRollup.percent_30d), -1.0), True),
@@ -234,34 +260,51 @@ def _position(query: OverviewQuery) -> tuple[Any, uuid.UUID]:
     return value, patient_id
 
 
-def page(
-    session: Session, clinic: ClinicSettings, query: OverviewQuery
-) -> tuple[list[OverviewRow], str | None]:
-    key, descending = SORTS[query.sort]
+@cache
+def _page_statement(
+    sort: str, below_threshold: bool | None, pain_alert: bool | None, after: bool
+) -> Select[Any]:
+    """The page query for a sort and a choice of filters, built once; the clinic, its
+    threshold, the position after which the page starts and its size are parameters."""
+    key, descending = SORTS[sort]
     patient = Patient.__table__.c  # type: ignore[attr-defined]
     statement = (
         sa_select(Rollup, patient.reference, patient.time_zone, key.label("sort_key"))
         .join_from(Rollup, Patient.__table__, patient.id == Rollup.c.patient_id)  # type: ignore[attr-defined]
-        .where(Rollup.c.clinic_id == clinic.id, patient.deleted_at.is_(None))
+        .where(Rollup.c.clinic_id == bindparam("clinic_id"), patient.deleted_at.is_(None))
     )
-    below = col(AdherenceRollup.percent_7d) < clinic.adherence_threshold_percent
-    if query.below_threshold is not None:
-        statement = statement.where(
-            below if query.below_threshold else ~below | col(AdherenceRollup.percent_7d).is_(None)
-        )
-    if query.pain_alert is not None:
+    percent = col(AdherenceRollup.percent_7d)
+    below = percent < bindparam("threshold", type_=Integer())
+    if below_threshold is not None:
+        statement = statement.where(below if below_threshold else ~below | percent.is_(None))
+    if pain_alert is not None:
         alerting = col(AdherenceRollup.pain_alerts_7d) > 0
-        statement = statement.where(alerting if query.pain_alert else ~alerting)
-    position = tuple_(key, col(AdherenceRollup.patient_id))
-    if query.cursor is not None:
-        after = _position(query)
-        statement = statement.where(position < after if descending else position > after)
-    order = (
-        (key.desc(), col(AdherenceRollup.patient_id).desc())
-        if descending
-        else (key, col(AdherenceRollup.patient_id))
+        statement = statement.where(alerting if pain_alert else ~alerting)
+    patient_id = Rollup.c.patient_id
+    if after:
+        position = tuple_(key, patient_id)
+        start = tuple_(
+            bindparam("after_key", type_=key.type), bindparam("after_id", type_=patient_id.type)
+        )
+        statement = statement.where(position < start if descending else position > start)
+    order = (key.desc(), patient_id.desc()) if descending else (key, patient_id)
+    return statement.order_by(*order).limit(bindparam("limit", type_=Integer()))
+
+
+def page(
+    session: Session, clinic: ClinicSettings, query: OverviewQuery
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of OverviewRows, as plain values in their fields' order (see ``_row``), and
+    the cursor of the next."""
+    statement = _page_statement(
+        query.sort, query.below_threshold, query.pain_alert, query.cursor is not None
     )
-    found = session.execute(statement.order_by(*order).limit(query.limit + 1)).all()
+    values: dict[str, Any] = {"clinic_id": clinic.id, "limit": query.limit + 1}
+    if query.below_threshold is not None:
+        values["threshold"] = clinic.adherence_threshold_percent
+    if query.cursor is not None:
+        values["after_key"], values["after_id"] = _position(query)
+    found = session.connection().execute(statement, values).all()
     rows = [_row(clinic, row) for row in found[: query.limit]]
     cursor = None
     if len(found) > query.limit:
@@ -273,30 +316,33 @@ def page(
     return rows, cursor
 
 
-def _row(clinic: ClinicSettings, rollup: Any) -> OverviewRow:
-    """A page row: the rollup's columns with the patient's reference and time zone."""
+def _row(clinic: ClinicSettings, rollup: Any) -> dict[str, Any]:
+    """A page row: the rollup's columns with the patient's reference and time zone, as an
+    OverviewRow's fields (by alias) in its order. They come from columns the database
+    already constrains, so they render as JSON as they are, with no model to build."""
     today = rollup.as_of or date.min
 
-    def window(days: int, expected: float, credited: float, percent: float | None) -> Window:
-        return Window.model_construct(
-            since=today - timedelta(days=days),
-            until=today - timedelta(days=1),
-            expected=expected,
-            credited=credited,
-            adherence_percent=percent,
-        )
+    def window(
+        days: int, expected: float, credited: float, percent: float | None
+    ) -> dict[str, Any]:
+        return {
+            "from": today - timedelta(days=days),
+            "to": today - timedelta(days=1),
+            "expected": expected,
+            "credited": credited,
+            "adherence_percent": percent,
+        }
 
-    # Built from columns the database already constrains: no validation to repeat.
-    return OverviewRow.model_construct(
-        patient_id=rollup.patient_id,
-        reference=rollup.reference,
-        time_zone=rollup.time_zone,
-        as_of=today,
-        last_7_days=window(WEEK, rollup.expected_7d, rollup.credited_7d, rollup.percent_7d),
-        last_30_days=window(MONTH, rollup.expected_30d, rollup.credited_30d, rollup.percent_30d),
-        below_threshold=rollup.percent_7d is not None
+    return {
+        "patient_id": rollup.patient_id,
+        "reference": rollup.reference,
+        "time_zone": rollup.time_zone,
+        "as_of": today,
+        "last_7_days": window(WEEK, rollup.expected_7d, rollup.credited_7d, rollup.percent_7d),
+        "last_30_days": window(MONTH, rollup.expected_30d, rollup.credited_30d, rollup.percent_30d),
+        "below_threshold": rollup.percent_7d is not None
         and rollup.percent_7d < clinic.adherence_threshold_percent,
-        pain_alerts_7d=rollup.pain_alerts_7d,
-        max_pain_7d=rollup.max_pain_7d,
-        last_upload_at=rollup.last_upload_at,
-    )
+        "pain_alerts_7d": rollup.pain_alerts_7d,
+        "max_pain_7d": rollup.max_pain_7d,
+        "last_upload_at": rollup.last_upload_at,
+    }

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
+from pydantic_core import to_json
 
 from app.adherence import service
 from app.adherence.models import AdherenceRecord
@@ -79,9 +80,9 @@ def upload_adherence(body: BatchIn, session: SessionDep, caller: Recorder) -> Re
     Patient apps record their own sessions; clinicians and clinic systems may record for a
     patient of their clinic (`source` says who). The whole body must fit
     `DORSI_MAX_BODY_BYTES` (1 MiB by default: 500 records with short notes do)."""
-    # Built and checked by the service already: sent as it is, not validated again.
-    body_out = service.upload(session, caller, body).model_dump_json()
-    return Response(body_out, media_type="application/json")
+    # Built from validated values by the service: rendered as they are, not validated again.
+    results = service.upload(session, caller, body)
+    return Response(to_json({"results": results}), media_type="application/json")
 
 
 @router.get(
@@ -120,7 +121,7 @@ def get_adherence_overview(
     `adherence_threshold_percent`, 70 by default), sessions in the last 7 days with pain at
     or above the clinic's `pain_alert_at` (7 by default), and when their last new record
     arrived. Sorted by the database and paged with a cursor; `limit` 1 to 100."""
-    body = service.overview(session, caller, query).model_dump_json(by_alias=True)
+    body = to_json(service.overview(session, caller, query))
     return Response(body, media_type="application/json")
 
 

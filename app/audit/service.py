@@ -3,12 +3,12 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, text
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from app.audit.models import AuditEvent
 from app.auth.principal import Caller
-from app.core.columns import UTCDateTime, utcnow
+from app.core.columns import utcnow
 from app.core.db import insert_many
 
 
@@ -60,32 +60,18 @@ def record_many(
         "ip": caller.ip,
         "request_id": caller.request_id,
     }
-    ids = [str(resource_id) if resource_id is not None else None for resource_id, _ in resources]
-    if session.get_bind().dialect.name == "postgresql":
-        # One statement however many events: what varies goes in as two arrays.
-        session.execute(
-            UNNEST_EVENTS,
-            {**common, "resource_ids": ids, "patient_ids": [p for _, p in resources]},
-        )
-        return
     insert_many(
         session,
         AuditEvent.__table__,  # type: ignore[attr-defined]
         [
-            {**common, "resource_id": resource_id, "patient_id": patient_id}
-            for resource_id, (_, patient_id) in zip(ids, resources, strict=True)
+            {
+                "resource_id": str(resource_id) if resource_id is not None else None,
+                "patient_id": patient_id,
+            }
+            for resource_id, patient_id in resources
         ],
+        common=common,
     )
-
-
-UNNEST_EVENTS = text(
-    "INSERT INTO audit_event (clinic_id, occurred_at, actor_kind, actor_id, action,"
-    " resource_type, ip, request_id, resource_id, patient_id)"
-    " SELECT :clinic_id, :occurred_at, :actor_kind, :actor_id, :action, :resource_type, :ip,"
-    " :request_id, event.resource_id, event.patient_id"
-    " FROM unnest(CAST(:resource_ids AS varchar[]), CAST(:patient_ids AS uuid[]))"
-    " AS event(resource_id, patient_id)"
-).bindparams(bindparam("occurred_at", type_=UTCDateTime()))
 
 
 def list_events(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
 
 from app.auth.models import ActorKind, ApiClient, AuthSession, Clinician, Role
@@ -59,6 +59,35 @@ async def get_secrets(request: Request) -> Secrets:
 SecretsDep = Annotated[Secrets, Depends(get_secrets)]
 
 
+# Every request pays for this check, so it is one indexed query returning plain columns,
+# built once: building it anew took longer than running it.
+SESSION_CHECK = (
+    select(
+        *(
+            col(column)
+            for column in (
+                AuthSession.clinic_id,
+                AuthSession.actor_kind,
+                AuthSession.clinician_id,
+                AuthSession.patient_id,
+                AuthSession.api_client_id,
+                AuthSession.scopes,
+                AuthSession.expires_at,
+                AuthSession.revoked_at,
+                Clinician.active,
+                Clinician.role,
+                Patient.deleted_at,
+                ApiClient.revoked_at,
+            )
+        )
+    )
+    .outerjoin(Clinician, col(Clinician.id) == AuthSession.clinician_id)
+    .outerjoin(Patient, col(Patient.id) == AuthSession.patient_id)
+    .outerjoin(ApiClient, col(ApiClient.id) == AuthSession.api_client_id)
+    .where(col(AuthSession.id) == bindparam("session_id"))
+)
+
+
 def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal | None:
     """The principal a bearer token stands for, checked against its session, or None."""
     if not token:
@@ -70,32 +99,7 @@ def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal 
         session_id = uuid.UUID(claims["sid"])
     except (ValueError, TypeError):
         raise Unauthorized("The access token is invalid.") from None
-    # Every request pays for this check, so it is one indexed query returning plain columns.
-    row = session.execute(
-        select(
-            *(
-                col(column)
-                for column in (
-                    AuthSession.clinic_id,
-                    AuthSession.actor_kind,
-                    AuthSession.clinician_id,
-                    AuthSession.patient_id,
-                    AuthSession.api_client_id,
-                    AuthSession.scopes,
-                    AuthSession.expires_at,
-                    AuthSession.revoked_at,
-                    Clinician.active,
-                    Clinician.role,
-                    Patient.deleted_at,
-                    ApiClient.revoked_at,
-                )
-            )
-        )
-        .outerjoin(Clinician, col(Clinician.id) == AuthSession.clinician_id)
-        .outerjoin(Patient, col(Patient.id) == AuthSession.patient_id)
-        .outerjoin(ApiClient, col(ApiClient.id) == AuthSession.api_client_id)
-        .where(col(AuthSession.id) == session_id)
-    ).first()
+    row = session.execute(SESSION_CHECK, {"session_id": session_id}).first()
     if row is None:
         raise Unauthorized("The access token is invalid.")
     (

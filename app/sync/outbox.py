@@ -8,12 +8,14 @@ earlier one has committed or rolled back. SQLite: the database write lock alread
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import text
 from sqlmodel import Session
 
-from app.core.columns import UTCDateTime, utcnow
+from app.core.columns import utcnow
 from app.core.db import insert_many
 from app.sync.models import Change
+
+LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 def _lock_key(clinic_id: uuid.UUID) -> int:
@@ -23,7 +25,7 @@ def _lock_key(clinic_id: uuid.UUID) -> int:
 def _lock(session: Session, clinic_id: uuid.UUID) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # Re-entrant within a transaction, and released by its commit or rollback.
-        session.execute(select(func.pg_advisory_xact_lock(_lock_key(clinic_id))))
+        session.execute(LOCK, {"key": _lock_key(clinic_id)})
 
 
 def record_change(
@@ -61,44 +63,13 @@ def record_changes(
         return
     _lock(session, clinic_id)
     now = utcnow()
-    if session.get_bind().dialect.name == "postgresql":
-        # One statement however many changes; ids are drawn in the order given.
-        session.execute(
-            UNNEST_CHANGES,
-            {
-                "clinic_id": clinic_id,
-                "resource_type": resource_type,
-                "occurred_at": now,
-                "resource_ids": [str(resource_id) for resource_id, _, _ in changes],
-                "operations": [operation for _, operation, _ in changes],
-                "versions": [version for _, _, version in changes],
-            },
-        )
-        return
+    # Ids are drawn in the order given.
     insert_many(
         session,
         Change.__table__,  # type: ignore[attr-defined]
         [
-            {
-                "clinic_id": clinic_id,
-                "resource_type": resource_type,
-                "resource_id": str(resource_id),
-                "operation": operation,
-                "version": version,
-                "occurred_at": now,
-            }
+            {"resource_id": str(resource_id), "operation": operation, "version": version}
             for resource_id, operation, version in changes
         ],
+        common={"clinic_id": clinic_id, "resource_type": resource_type, "occurred_at": now},
     )
-
-
-UNNEST_CHANGES = text(
-    "INSERT INTO change (clinic_id, resource_type, resource_id, operation, version,"
-    " occurred_at)"
-    " SELECT :clinic_id, :resource_type, change.resource_id, change.operation,"
-    " change.version, :occurred_at"
-    " FROM unnest(CAST(:resource_ids AS varchar[]), CAST(:operations AS varchar[]),"
-    " CAST(:versions AS integer[])) WITH ORDINALITY"
-    " AS change(resource_id, operation, version, position)"
-    " ORDER BY change.position"
-).bindparams(bindparam("occurred_at", type_=UTCDateTime()))

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import event
 from sqlmodel import Session
 
 from app.adherence import overview
@@ -406,3 +407,41 @@ async def test_every_patient_shown_is_in_the_audit_trail(
 
     assert ("list", "adherence_overview", str(shown.patient_id)) in await events(shown)
     assert not [e for e in await events(unseen) if e[1] == "adherence_overview"]
+
+
+async def test_the_default_order_is_read_off_an_index_not_sorted(
+    app: FastAPI, client: AsyncClient, clinic: Clinic, backend: str
+) -> None:
+    """A page in the default order (lowest 7-day adherence first) walks the clinic's rows
+    in an index's order: it neither reads nor sorts every patient of the clinic."""
+    for _ in range(2):
+        patient(app, clinic, LISBON)
+    pages: list[tuple[str, Any]] = []
+
+    def keep_page_query(*args: Any) -> None:
+        _connection, _cursor, statement, parameters, _context, _many = args
+        if "sort_key" in statement:
+            pages.append((statement, parameters))
+
+    event.listen(app.state.engine, "before_cursor_execute", keep_page_query)
+    try:
+        body, _ = await read(client, clinic, limit=1)
+        await read(client, clinic, limit=1, cursor=body["next_cursor"])
+    finally:
+        event.remove(app.state.engine, "before_cursor_execute", keep_page_query)
+    assert len(pages) == 2  # the first page, and one after a cursor
+    with app.state.engine.connect() as connection:
+        for statement, parameters in pages:
+            if backend == "postgresql":
+                # A handful of test rows would rather be scanned: ask what else can serve.
+                connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                connection.exec_driver_sql("SET LOCAL enable_sort = off")
+                explain = connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+                plan = "\n".join(line for (line,) in explain)
+                assert "Sort" not in plan, plan
+            else:
+                explain = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+                plan = "\n".join(str(row[-1]) for row in explain)
+                assert "TEMP B-TREE" not in plan, plan
+            assert "ix_adherence_rollup_clinic_percent_7d" in plan, plan
+        connection.rollback()

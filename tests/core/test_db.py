@@ -1,0 +1,85 @@
+"""insert_many: many rows in one statement, in the order given, each with the shared values,
+conflicts skipped on request, and values checked by the table as a plain INSERT would."""
+
+import uuid
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from sqlmodel import Session, col, select
+
+from app.core.columns import utcnow
+from app.core.db import insert_many
+from app.sync.models import Change
+from tests.conftest import World
+
+CHANGES = Change.__table__  # type: ignore[attr-defined]
+
+
+def test_rows_go_in_in_the_order_given_each_with_the_shared_values(
+    app: FastAPI, world: World
+) -> None:
+    resource_ids = [str(uuid.uuid4()) for _ in range(5)]
+    now = utcnow()
+    with Session(app.state.engine) as session:
+        insert_many(
+            session,
+            CHANGES,
+            [{"resource_id": r, "operation": "create", "version": 1} for r in resource_ids],
+            common={"clinic_id": world.clinic1, "resource_type": "test_row", "occurred_at": now},
+        )
+        stored = session.exec(
+            select(Change.resource_id, Change.clinic_id, Change.resource_type, Change.occurred_at)
+            .where(col(Change.resource_id).in_(resource_ids))
+            .order_by(col(Change.id))
+        ).all()
+        session.rollback()
+    assert [row[0] for row in stored] == resource_ids
+    assert {row[1:] for row in stored} == {(world.clinic1, "test_row", now)}
+
+
+def test_skipping_conflicts_gives_back_only_the_keys_it_inserted(
+    app: FastAPI, world: World
+) -> None:
+    taken, new = 10**12 + uuid.uuid4().int % 10**6, 2 * 10**12 + uuid.uuid4().int % 10**6
+    common = {
+        "clinic_id": world.clinic1,
+        "resource_type": "test_row",
+        "operation": "create",
+        "occurred_at": utcnow(),
+    }
+    with Session(app.state.engine) as session:
+        first = insert_many(
+            session, CHANGES, [{"id": taken, "resource_id": "first"}], common=common
+        )
+        again = insert_many(
+            session,
+            CHANGES,
+            [{"id": taken, "resource_id": "again"}, {"id": new, "resource_id": "new"}],
+            common=common,
+            skip_conflicts=True,
+        )
+        kept = session.get_one(Change, taken).resource_id
+        session.rollback()
+    assert first == set()
+    assert again == {new}
+    assert kept == "first"
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut_short(
+    app: FastAPI, world: World, backend: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite does not hold strings to a column's length.")
+    too_long = psycopg.errors.StringDataRightTruncation
+    with Session(app.state.engine) as session, pytest.raises(too_long):
+        insert_many(
+            session,
+            CHANGES,
+            [{"resource_id": "x" * 65, "operation": "create"}],  # the column holds 64
+            common={
+                "clinic_id": world.clinic1,
+                "resource_type": "test_row",
+                "occurred_at": utcnow(),
+            },
+        )
