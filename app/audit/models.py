@@ -11,7 +11,9 @@ from app.core.columns import UTCDateTime, utcnow
 
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
+    # Each serves the admins' newest-first list: the clinic's, a patient's, an actor's.
     __table_args__ = (
+        Index("ix_audit_event_clinic", "clinic_id", "id"),
         Index("ix_audit_event_clinic_patient", "clinic_id", "patient_id", "id"),
         Index("ix_audit_event_clinic_actor", "clinic_id", "actor_id", "id"),
     )
@@ -23,7 +25,7 @@ class AuditEvent(SQLModel, table=True):
             BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
         ),
     )
-    clinic_id: uuid.UUID = Field(foreign_key="clinic.id", index=True)
+    clinic_id: uuid.UUID = Field(foreign_key="clinic.id")
     occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     actor_kind: str = Field(sa_type=String(16))
     actor_id: uuid.UUID | None = None
