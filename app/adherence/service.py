@@ -5,16 +5,18 @@ writes its change to the outbox, all in the request's transaction.
 """
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import and_, tuple_
+from sqlalchemy import Connection, Engine, and_, tuple_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app.adherence import overview as rollups
+from app.adherence import summary as summaries
 from app.adherence.models import AdherenceRecord, AdherenceRecordVersion, Source
 from app.adherence.schemas import (
     MAX_SUMMARY_DAYS,
@@ -28,15 +30,13 @@ from app.adherence.schemas import (
     RecordResult,
     RecordUpdate,
     RecordVersionPublic,
-    Summary,
     SummaryQuery,
 )
-from app.adherence.summary import summarize
 from app.audit import service as audit
 from app.auth.models import ActorKind, Clinic
 from app.auth.principal import Caller
 from app.core.columns import utcnow
-from app.core.db import flush_or, insert_many
+from app.core.db import connection_for_reads, flush_or, insert_many
 from app.core.errors import (
     FieldError,
     InvalidInput,
@@ -437,27 +437,38 @@ def versions(session: Session, caller: Caller, record_id: uuid.UUID) -> list[Rec
 
 
 def summary(
-    session: Session, caller: Caller, patient_id: uuid.UUID, query: SummaryQuery
-) -> Summary:
-    patient = patients.load(session, caller, patient_id)
-    today = datetime.now(ZoneInfo(patient.time_zone)).date()
-    until = query.until or today
-    since = query.since or until - timedelta(days=27)
-    if since > until:
-        raise InvalidInput([FieldError(location="query", pointer="#/from", detail="After `to`.")])
-    if (until - since).days >= MAX_SUMMARY_DAYS:
-        raise InvalidInput(
-            [
-                FieldError(
-                    location="query",
-                    pointer="#/from",
-                    detail=f"At most {MAX_SUMMARY_DAYS} days at a time.",
-                )
-            ]
-        )
-    audit.record(session, caller, "read", "adherence_summary", None, patient.id)
-    clinic = session.get_one(Clinic, patient.clinic_id)
-    return summarize(session, patient, since, until, today, clinic.pain_alert_at)
+    engine: Engine,
+    autocommit_engine: Engine | None,
+    authorize: Callable[[Connection], Caller],
+    patient_id: uuid.UUID,
+    query: SummaryQuery,
+) -> bytes:
+    """The summary as JSON. One connection does the whole request, the caller's check
+    included (``authorize``), each step a single statement."""
+    with connection_for_reads(engine, autocommit_engine) as connection:
+        caller = authorize(connection)
+        patient = summaries.subject(connection, caller.clinic_id, patient_id)
+        if patient is None:
+            raise NotFound(f"No patient {patient_id}.")
+        today = datetime.now(ZoneInfo(patient.time_zone)).date()
+        until = query.until or today
+        since = query.since or until - timedelta(days=27)
+        if since > until:
+            raise InvalidInput(
+                [FieldError(location="query", pointer="#/from", detail="After `to`.")]
+            )
+        if (until - since).days >= MAX_SUMMARY_DAYS:
+            raise InvalidInput(
+                [
+                    FieldError(
+                        location="query",
+                        pointer="#/from",
+                        detail=f"At most {MAX_SUMMARY_DAYS} days at a time.",
+                    )
+                ]
+            )
+        event = audit.event(caller, "read", "adherence_summary", None, patient.id)
+        return summaries.summarize(connection, patient, since, until, today, event)
 
 
 def overview(session: Session, caller: Caller, query: OverviewQuery) -> Overview:

@@ -19,19 +19,29 @@ from functools import lru_cache
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+import orjson
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    DateTime,
+    Executable,
+    Insert,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    func,
+    null,
+    union_all,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy import select as sa_select
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from app.adherence.models import AdherenceRecord, SessionStatus
-from app.adherence.schemas import (
-    Counts,
-    ItemSummary,
-    PainAlert,
-    PainSummary,
-    Summary,
-    WeekSummary,
-)
+from app.adherence.schemas import Counts
+from app.auth.models import Clinic
+from app.core.columns import UTCDateTime
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanStatus, PlanVersion
 
@@ -58,27 +68,27 @@ class Tally:
         for status, n in by_status.items():
             self.by_status[status] += n
 
-    def counts(self) -> Counts:
-        return Counts(
-            expected=self.expected,
-            credited=self.earned,
-            adherence_percent=round(100 * self.earned / self.expected, 1)
+    def fields(self) -> dict[str, Any]:
+        """The `Counts` fields, in their order."""
+        return {
+            "expected": self.expected,
+            "credited": self.earned,
+            "adherence_percent": round(100 * self.earned / self.expected, 1)
             if self.expected
             else None,
-            completed=self.by_status[SessionStatus.completed],
-            partial=self.by_status[SessionStatus.partial],
-            skipped=self.by_status[SessionStatus.skipped],
-        )
+            "completed": self.by_status[SessionStatus.completed],
+            "partial": self.by_status[SessionStatus.partial],
+            "skipped": self.by_status[SessionStatus.skipped],
+        }
+
+    def counts(self) -> Counts:
+        return Counts(**self.fields())
 
 
 @lru_cache(maxsize=4096)
 def iso_week(day: date) -> str:
     year, week, _ = day.isocalendar()
     return f"{year}-W{week:02d}"
-
-
-def _calendar(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
 class Version(Protocol):
@@ -131,11 +141,6 @@ class Due:
     spans: list[Span] = field(default_factory=list)
     by_week: dict[tuple[str, str], float] = field(default_factory=dict)
     exercise_of: dict[str, uuid.UUID] = field(default_factory=dict)
-
-    def wanted(self, day: date, item_id: str) -> int:
-        """Sessions of a weekday item due on a day."""
-        weekday = day.isoweekday()
-        return sum(s.on[weekday].get(item_id, 0) for s in self.spans if s.low <= day <= s.high)
 
 
 ONE_DAY = timedelta(days=1)
@@ -204,10 +209,6 @@ def plan_versions(session: Session, patient_ids: list[uuid.UUID]) -> dict[uuid.U
 Done = dict[tuple[date, str], dict[str, int]]
 
 
-def earned(by_status: dict[str, int]) -> float:
-    return sum(EARNED[status] * n for status, n in by_status.items())
-
-
 @dataclass
 class Credit:
     """What was expected and credited: in total, per ISO week and per item; and, for
@@ -232,40 +233,57 @@ def credit(expected: Due, done: Done) -> Credit:
     daily_earned: dict[tuple[date, str], float] = {}
     for (day, item_id), by_status in done.items():
         week = iso_week(day)
-        for bucket in (total, weeks[week], items[item_id]):
-            for status, n in by_status.items():
-                bucket.by_status[status] += n
+        by_week, by_item = weeks[week].by_status, items[item_id].by_status
+        got = 0.0
+        for status, n in by_status.items():
+            total.by_status[status] += n
+            by_week[status] += n
+            by_item[status] += n
+            got += EARNED[status] * n
         if (week, item_id) in expected.by_week:
-            weekly_earned[(week, item_id)] += earned(by_status)
+            weekly_earned[(week, item_id)] += got
         else:
-            daily_earned[(day, item_id)] = earned(by_status)
-    done_days = {day for day, _ in daily_earned}
+            daily_earned[(day, item_id)] = got
 
-    # Weekday items: what each day expected, and whether it was all done.
-    for span in expected.spans:
-        seen = [0] * 8
-        day = span.low
-        while day <= span.high:
-            weekday = day.isoweekday()
-            sessions = span.per_day[weekday]
-            if sessions:
-                seen[weekday] += 1
-                total.expected += sessions
-                weeks[iso_week(day)].expected += sessions
-                all_done = day in done_days and all(
-                    daily_earned.get((day, item_id), 0.0) >= times
-                    for item_id, times in span.on[weekday].items()
-                )
-                day_state[day] = day_state.get(day, True) and all_done
-            day += ONE_DAY
-        for weekday, count in enumerate(seen):
-            for item_id, times in span.on[weekday].items() if count else ():
-                items[item_id].expected += count * times
+    # Weekday items: each done one credited up to what its day expected (from every span
+    # holding the day), and per span, how many of each day's items were all done.
+    spans = expected.spans
+    all_done_items: dict[tuple[int, date], int] = defaultdict(int)
     for (day, item_id), got in daily_earned.items():
-        credited = min(got, float(expected.wanted(day, item_id)))
+        day_wants = 0
+        for n, span in enumerate(spans):
+            if span.low <= day <= span.high:
+                times = span.on[day.isoweekday()].get(item_id, 0)
+                day_wants += times
+                if times > 0 and got >= times:
+                    all_done_items[(n, day)] += 1
+        credited = min(got, float(day_wants))
         if credited:
             for bucket in (total, weeks[iso_week(day)], items[item_id]):
                 bucket.earned += credited
+
+    # What each day expected, and whether all of it was done, a week at a time.
+    for n, span in enumerate(spans):
+        needed = [sum(1 for times in on.values() if times > 0) for on in span.on]
+        seen = [0] * 8
+        day = span.low
+        while day <= span.high:
+            first = day.isoweekday()
+            last = min(day + timedelta(days=7 - first), span.high)
+            sessions = sum(span.per_day[first : last.isoweekday() + 1])
+            if sessions:
+                total.expected += sessions
+                weeks[iso_week(day)].expected += sessions
+            while day <= last:
+                weekday = day.isoweekday()
+                if span.per_day[weekday]:
+                    seen[weekday] += 1
+                    all_done = all_done_items.get((n, day), 0) == needed[weekday]
+                    day_state[day] = day_state.get(day, True) and all_done
+                day += ONE_DAY
+        for weekday, count in enumerate(seen):
+            for item_id, times in span.on[weekday].items() if count else ():
+                items[item_id].expected += count * times
 
     for (week, item_id), wanted in expected.by_week.items():
         week_credit = min(weekly_earned.get((week, item_id), 0.0), wanted)
@@ -275,78 +293,221 @@ def credit(expected: Due, done: Done) -> Credit:
     return result
 
 
-def summarize(
-    session: Session, patient: Patient, start: date, end: date, today: date, pain_alert_at: int
-) -> Summary:
-    zone = ZoneInfo(patient.time_zone)
-    versions = plan_versions(session, [patient.id])[patient.id]
-    # Days still to come expect nothing yet.
-    expected = due(versions, start, min(end, today), zone)
-    record = AdherenceRecord.__table__.c  # type: ignore[attr-defined]
-    records = (
-        record.clinic_id == patient.clinic_id,  # leads the index
-        record.patient_id == patient.id,
-        record.deleted_at.is_(None),
-        record.performed_on >= start,
-        record.performed_on <= end,
+@dataclass(frozen=True)
+class Subject:
+    """The patient summarised, with their clinic's pain alert level and every version of
+    their plans, in the order they were made."""
+
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    time_zone: str
+    pain_alert_at: int
+    versions: list[Version]
+
+
+def subject(connection: Connection, clinic_id: uuid.UUID, patient_id: uuid.UUID) -> Subject | None:
+    """The clinic's patient and their plan versions, in one query; None if there is no such
+    patient (or it is another clinic's)."""
+    rows = connection.execute(SUBJECT, {"patient_id": patient_id, "clinic_id": clinic_id}).all()
+    if not rows:
+        return None
+    return Subject(
+        id=patient_id,
+        clinic_id=clinic_id,
+        time_zone=rows[0].time_zone,
+        pain_alert_at=rows[0].pain_alert_at,
+        versions=[cast(Version, row) for row in rows if row.plan_id is not None],
     )
-    # One pass over the period's records: sessions by local date, item and status, with
-    # their pain figures and the latest time.
-    done: Done = defaultdict(lambda: defaultdict(int))
-    pain_by_week: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    last = None
-    names: dict[uuid.UUID, str] = {}
-    for day, record_item, status, n, pain_sum, pain_count, latest in session.execute(
+
+
+def _subject_query() -> Select[Any]:
+    patient, clinic = _table(Patient).c, _table(Clinic).c
+    plan, version = _table(Plan).c, _table(PlanVersion).c
+    return (
         sa_select(
+            patient.time_zone,
+            clinic.pain_alert_at,
+            version.plan_id,
+            version.created_at,
+            version.status,
+            version.start_date,
+            version.end_date,
+            version["items"],
+        )
+        .select_from(_table(Patient))
+        .join(_table(Clinic), clinic.id == patient.clinic_id)
+        .outerjoin(_table(Plan), plan.patient_id == patient.id)
+        .outerjoin(_table(PlanVersion), version.plan_id == plan.id)
+        .where(
+            patient.id == bindparam("patient_id", type_=patient.id.type),
+            patient.clinic_id == bindparam("clinic_id", type_=patient.clinic_id.type),
+            patient.deleted_at.is_(None),
+        )
+        .order_by(version.created_at, version.number)
+    )
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+def _sessions_and_alerts() -> CompoundSelect[Any]:
+    """The period's sessions by local date, item and status, with their pain figures; the
+    latest time of all; then, marked by their record id, the most recent sessions with pain
+    at or above the clinic's alert level. The parts read the period's records once, from
+    one CTE. Times come as the driver gives them: only the latest is made a UTCDateTime."""
+    record = _table(AdherenceRecord).c
+    period = (
+        sa_select(
+            record.id,
             record.performed_on,
             record.item_id,
             record.status,
-            func.count(),
-            func.sum(record.pain),
-            func.count(record.pain),
-            func.max(record.performed_at),
+            record.pain,
+            record.performed_at,
         )
-        .where(*records)
-        .group_by(record.performed_on, record.item_id, record.status)
-    ).all():
-        name = names.get(record_item) or names.setdefault(record_item, str(record_item))
-        done[(day, name)][status] += n
+        .where(
+            record.clinic_id == bindparam("clinic_id", type_=record.clinic_id.type),  # the index
+            record.patient_id == bindparam("patient_id", type_=record.patient_id.type),
+            record.deleted_at.is_(None),
+            record.performed_on >= bindparam("start", type_=record.performed_on.type),
+            record.performed_on <= bindparam("end", type_=record.performed_on.type),
+        )
+        .cte("period")
+    ).c
+
+    def none(type_: Any) -> Any:
+        # Typed, so that each column of the union has one type on every database.
+        return sql_cast(null(), type_)
+
+    sessions = sa_select(
+        period.performed_on,
+        period.item_id,
+        period.status,
+        func.count().label("n"),
+        func.sum(period.pain).label("pain"),
+        func.count(period.pain).label("pain_count"),
+        none(DRIVER_TIME).label("performed_at"),
+        none(record.id.type).label("alert_id"),
+    ).group_by(period.performed_on, period.item_id, period.status)
+    # One row, with no date: the latest time of all.
+    latest = sa_select(
+        none(record.performed_on.type),
+        none(record.item_id.type),
+        none(record.status.type),
+        none(Integer),
+        none(Integer),
+        none(Integer),
+        func.max(period.performed_at),
+        none(record.id.type),
+    )
+    alerts = (
+        sa_select(
+            period.performed_on,
+            period.item_id,
+            none(record.status.type).label("status"),
+            none(Integer).label("n"),
+            period.pain,
+            none(Integer).label("pain_count"),
+            period.performed_at,
+            period.id,
+        )
+        .where(period.pain >= bindparam("pain_alert_at", type_=record.pain.type))
+        .order_by(period.performed_at.desc())
+        .limit(MAX_ALERTS)
+    )
+    return union_all(sessions, latest, alerts.subquery().select())
+
+
+DRIVER_TIME = DateTime(timezone=True)
+SUBJECT = _subject_query()
+SESSIONS_AND_ALERTS = _sessions_and_alerts()
+
+
+def summarize(
+    connection: Connection,
+    patient: Subject,
+    start: date,
+    end: date,
+    today: date,
+    audit_event: Insert,
+) -> bytes:
+    """The summary as JSON, shaped as the `Summary` schema; the audit event of the read is
+    written with it."""
+    zone = ZoneInfo(patient.time_zone)
+    # Days still to come expect nothing yet.
+    expected = due(patient.versions, start, min(end, today), zone)
+    statement: Executable = SESSIONS_AND_ALERTS
+    if connection.dialect.name == "postgresql":
+        # One round trip: the event is a data-modifying CTE of the read, atomic with it.
+        statement = SESSIONS_AND_ALERTS.add_cte(audit_event.cte("audit"))
+    else:
+        connection.execute(audit_event)
+    rows = connection.execute(
+        statement,
+        {
+            "clinic_id": patient.clinic_id,
+            "patient_id": patient.id,
+            "start": start,
+            "end": end,
+            "pain_alert_at": patient.pain_alert_at,
+        },
+    ).all()
+    done: Done = {}
+    pain_by_week: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    latest = None
+    alerts = []
+    names: dict[int, str] = {}
+    for day, record_item, status, n, pain, pain_count, performed_at, alert_id in rows:
+        if alert_id is not None:
+            alerts.append((performed_at, alert_id, record_item, day, pain))
+            continue
+        if day is None:
+            latest = performed_at
+            continue
+        # UUIDs hash in Python; their integers do not.
+        key = record_item.int
+        name = names.get(key) or names.setdefault(key, str(record_item))
+        by_status = done.get((day, name))
+        if by_status is None:
+            by_status = done[(day, name)] = {}
+        by_status[status] = n
         if pain_count:
-            pain_by_week[iso_week(day)][0] += float(pain_sum)
-            pain_by_week[iso_week(day)][1] += pain_count
-        last = latest if last is None or latest > last else last
+            week = pain_by_week[iso_week(day)]
+            week[0] += float(pain)
+            week[1] += pain_count
+    last = UTC_TIME.process_result_value(latest, connection.dialect)
+    alerts.sort(key=lambda alert: alert[0], reverse=True)
     tally = credit(expected, done)
     current, longest = _streaks(tally.day_state, today)
-    alerts = session.execute(
-        sa_select(record.id, record.item_id, record.performed_on, record.pain)
-        .where(*records, record.pain >= pain_alert_at)
-        .order_by(record.performed_at.desc())
-        .limit(MAX_ALERTS)
-    ).all()
-    return Summary(
-        **{"from": start, "to": end},
-        time_zone=patient.time_zone,
-        totals=tally.total.counts(),
-        weeks=[
-            WeekSummary(week=w, **tally.weeks[w].counts().model_dump()) for w in sorted(tally.weeks)
-        ],
-        items=[
-            ItemSummary(
-                item_id=uuid.UUID(item_id),
-                exercise_id=expected.exercise_of.get(item_id),
-                **item.counts().model_dump(),
-            )
+    body = {
+        "from": start,
+        "to": end,
+        "time_zone": patient.time_zone,
+        "totals": tally.total.fields(),
+        "weeks": [{**tally.weeks[w].fields(), "week": w} for w in sorted(tally.weeks)],
+        "items": [
+            {
+                **item.fields(),
+                "item_id": uuid.UUID(item_id),
+                "exercise_id": expected.exercise_of.get(item_id),
+            }
             for item_id, item in sorted(tally.items.items())
         ],
-        current_streak=current,
-        longest_streak=longest,
-        last_activity=last,
-        pain=_pain(pain_by_week),
-        pain_alerts=[
-            PainAlert(id=r.id, item_id=r.item_id, performed_on=r.performed_on, pain=r.pain)
-            for r in alerts
+        "current_streak": current,
+        "longest_streak": longest,
+        "last_activity": last,
+        "pain": _pain(pain_by_week),
+        "pain_alerts": [
+            {"id": alert_id, "item_id": item_id, "performed_on": day, "pain": pain}
+            for _, alert_id, item_id, day, pain in alerts
         ],
-    )
+    }
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+
+
+UTC_TIME = UTCDateTime()
 
 
 def _streaks(day_state: dict[date, bool], today: date) -> tuple[int, int]:
@@ -361,7 +522,7 @@ def _streaks(day_state: dict[date, bool], today: date) -> tuple[int, int]:
     return run, longest
 
 
-def _pain(sums: dict[str, list[float]]) -> PainSummary:
+def _pain(sums: dict[str, list[float]]) -> dict[str, Any]:
     """Mean pain overall and per ISO week, from each week's (sum, count)."""
     weekly = {w: s / n for w, (s, n) in sorted(sums.items())}
     count = sum(n for _, n in sums.values())
@@ -376,12 +537,12 @@ def _pain(sums: dict[str, list[float]]) -> PainSummary:
             if slope <= -PAIN_TREND_PER_WEEK
             else "stable"
         )
-    return PainSummary(
-        mean=mean,
-        trend=trend,
-        slope_per_week=round(slope, 2) if slope is not None else None,
-        weeks=[{"week": w, "mean": round(m, 2)} for w, m in weekly.items()],
-    )
+    return {
+        "mean": mean,
+        "trend": trend,
+        "slope_per_week": round(slope, 2) if slope is not None else None,
+        "weeks": [{"week": w, "mean": round(m, 2)} for w, m in weekly.items()],
+    }
 
 
 def _slope(values: list[float]) -> float:

@@ -3,13 +3,41 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, text
+from sqlalchemy import Insert, Table, bindparam, insert, text
 from sqlmodel import Session, col, select
 
 from app.audit.models import AuditEvent
 from app.auth.principal import Caller
 from app.core.columns import UTCDateTime, utcnow
 from app.core.db import insert_many
+
+EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
+
+
+def event(
+    caller: Caller,
+    action: str,
+    resource_type: str,
+    resource_id: uuid.UUID | str | None = None,
+    patient_id: uuid.UUID | None = None,
+) -> Insert:
+    """The INSERT of one audit event: run by `record`, or made part of a read's own
+    statement (a data-modifying CTE on PostgreSQL), so it commits with what it records."""
+    principal = caller.principal
+    # A plain INSERT into the table, not through the ORM: reads record one too, so it is
+    # on every hot path.
+    return insert(EVENTS).values(
+        clinic_id=principal.clinic_id,
+        occurred_at=utcnow(),
+        actor_kind=principal.kind,
+        actor_id=principal.id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=str(resource_id) if resource_id is not None else None,
+        patient_id=patient_id,
+        ip=caller.ip,
+        request_id=caller.request_id,
+    )
 
 
 def record(
@@ -21,22 +49,7 @@ def record(
     patient_id: uuid.UUID | None = None,
 ) -> None:
     """Add an audit event to the session; it commits (or not) with the work it records."""
-    principal = caller.principal
-    # A plain INSERT, not an ORM object: reads record one too, so it is on every hot path.
-    session.execute(
-        insert(AuditEvent).values(
-            clinic_id=principal.clinic_id,
-            occurred_at=utcnow(),
-            actor_kind=principal.kind,
-            actor_id=principal.id,
-            action=action,
-            resource_type=resource_type,
-            resource_id=str(resource_id) if resource_id is not None else None,
-            patient_id=patient_id,
-            ip=caller.ip,
-            request_id=caller.request_id,
-        )
-    )
+    session.execute(event(caller, action, resource_type, resource_id, patient_id))
 
 
 def record_many(

@@ -2,12 +2,12 @@
 
 import uuid
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlmodel import Session, col
 
 from app.auth.models import ActorKind, ApiClient, AuthSession, Clinician, Role
@@ -59,7 +59,7 @@ async def get_secrets(request: Request) -> Secrets:
 SecretsDep = Annotated[Secrets, Depends(get_secrets)]
 
 
-def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal | None:
+def resolve(session: Session | Connection, secrets: Secrets, token: str | None) -> Principal | None:
     """The principal a bearer token stands for, checked against its session, or None."""
     if not token:
         return None
@@ -70,8 +70,9 @@ def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal 
         session_id = uuid.UUID(claims["sid"])
     except (ValueError, TypeError):
         raise Unauthorized("The access token is invalid.") from None
+    connection = session.connection() if isinstance(session, Session) else session
     # Every request pays for this check, so it is one indexed query returning plain columns.
-    row = session.execute(
+    row: Any = connection.execute(
         select(
             *(
                 col(column)
@@ -168,9 +169,30 @@ def _bearer(authorization: str | None) -> str | None:
 OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
 
 
+def staff_principal(
+    session: Session | Connection,
+    secrets: Secrets,
+    authorization: str | None,
+    scope: Scope | None = None,
+    *,
+    admin: bool = False,
+) -> Principal:
+    """The clinician (admin, if asked) or API client holding ``scope`` that the
+    ``Authorization`` header stands for. Patients are refused; they use `/v1/me`."""
+    principal = resolve(session, secrets, _bearer(authorization))
+    if principal is None:
+        raise Unauthorized()
+    if principal.kind == ActorKind.patient:
+        raise Forbidden("Patient tokens reach their own data under /v1/me.")
+    if admin and principal.role != Role.admin:
+        raise Forbidden("Only a clinic admin may do this.")
+    if scope is not None and scope not in principal.scopes:
+        raise Forbidden(f"This token lacks the `{scope}` scope.")
+    return principal
+
+
 def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., Caller]:
-    """A dependency for clinic routes: a clinician (admin, if asked) or an API client
-    holding ``scope``. Patients are refused; they use `/v1/me`."""
+    """A dependency for clinic routes: see `staff_principal`."""
 
     def dependency(
         request: Request,
@@ -178,15 +200,7 @@ def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., C
         secrets: SecretsDep,
         token: Annotated[str | None, Depends(oauth2)],
     ) -> Caller:
-        principal = resolve(session, secrets, _bearer(token))
-        if principal is None:
-            raise Unauthorized()
-        if principal.kind == ActorKind.patient:
-            raise Forbidden("Patient tokens reach their own data under /v1/me.")
-        if admin and principal.role != Role.admin:
-            raise Forbidden("Only a clinic admin may do this.")
-        if scope is not None and scope not in principal.scopes:
-            raise Forbidden(f"This token lacks the `{scope}` scope.")
+        principal = staff_principal(session, secrets, token, scope, admin=admin)
         return caller_for(request, principal)
 
     return dependency

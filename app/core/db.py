@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, Table, bindparam, event
+from sqlalchemy import Connection, Engine, Table, bindparam, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -68,6 +68,19 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def connection_for_reads(engine: Engine, autocommit_engine: Engine | None) -> Iterator[Connection]:
+    """A connection for a hot path that reads and records an audit event: on PostgreSQL in
+    autocommit, each statement atomic on its own, with no BEGIN or COMMIT round trips;
+    elsewhere (SQLite) one transaction, committed if the block completes."""
+    if autocommit_engine is not None:
+        with autocommit_engine.connect() as connection:
+            yield connection
+    else:
+        with engine.begin() as connection:
+            yield connection
 
 
 def flush_or(session: Session, error: DorsiError) -> None:
