@@ -13,6 +13,7 @@ expected of that day (or of that week, for sessions-per-week items).
 import math
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -24,8 +25,6 @@ from sqlalchemy import (
     CompoundSelect,
     Connection,
     DateTime,
-    Executable,
-    Insert,
     Integer,
     Select,
     Table,
@@ -40,6 +39,7 @@ from sqlmodel import Session, SQLModel
 
 from app.adherence.models import AdherenceRecord, SessionStatus
 from app.adherence.schemas import Counts
+from app.audit import service as audit
 from app.auth.models import Clinic
 from app.core.columns import UTCDateTime
 from app.patients.models import Patient
@@ -207,6 +207,8 @@ def plan_versions(session: Session, patient_ids: list[uuid.UUID]) -> dict[uuid.U
 
 
 Done = dict[tuple[date, str], dict[str, int]]
+# Sessions done on a local date, of an item, with a status: how many.
+Sessions = tuple[date, str, str, int]
 
 
 @dataclass
@@ -221,29 +223,42 @@ class Credit:
 
 
 def credit(expected: Due, done: Done) -> Credit:
-    """Weigh what was done (by local date, item and status) against what was due.
+    """`credit_sessions` of what was done, by local date and item."""
+    return credit_sessions(
+        expected,
+        [
+            (day, item_id, status, n)
+            for (day, item_id), by_status in done.items()
+            for status, n in by_status.items()
+        ],
+    )
+
+
+def credit_sessions(expected: Due, sessions: Iterable[Sessions]) -> Credit:
+    """Weigh what was done against what was due: ``sessions`` are counts by local date,
+    item and status, each (date, item, status) at most once.
 
     Every session counts by its status, due or not. A completed session earns 1 and a
     partial one ½: for weekday items, up to what the day expected of the item; for
-    sessions-per-week items, up to what the week expected of it.
+    sessions-per-week items, up to what the week expected of it. The totals are the sum
+    of the weeks.
     """
     result = Credit()
     total, weeks, items, day_state = result.total, result.weeks, result.items, result.day_state
+    by_week = expected.by_week
+    weekly_items = {item_id for _, item_id in by_week}
     weekly_earned: dict[tuple[str, str], float] = defaultdict(float)
     daily_earned: dict[tuple[date, str], float] = {}
-    for (day, item_id), by_status in done.items():
+    for day, item_id, status, n in sessions:
         week = iso_week(day)
-        by_week, by_item = weeks[week].by_status, items[item_id].by_status
-        got = 0.0
-        for status, n in by_status.items():
-            total.by_status[status] += n
-            by_week[status] += n
-            by_item[status] += n
-            got += EARNED[status] * n
-        if (week, item_id) in expected.by_week:
+        weeks[week].by_status[status] += n
+        items[item_id].by_status[status] += n
+        got = EARNED[status] * n
+        if item_id in weekly_items and (week, item_id) in by_week:
             weekly_earned[(week, item_id)] += got
-        else:
-            daily_earned[(day, item_id)] = got
+        elif got:
+            key = (day, item_id)
+            daily_earned[key] = daily_earned.get(key, 0.0) + got
 
     # Weekday items: each done one credited up to what its day expected (from every span
     # holding the day), and per span, how many of each day's items were all done.
@@ -259,8 +274,8 @@ def credit(expected: Due, done: Done) -> Credit:
                     all_done_items[(n, day)] += 1
         credited = min(got, float(day_wants))
         if credited:
-            for bucket in (total, weeks[iso_week(day)], items[item_id]):
-                bucket.earned += credited
+            weeks[iso_week(day)].earned += credited
+            items[item_id].earned += credited
 
     # What each day expected, and whether all of it was done, a week at a time.
     for n, span in enumerate(spans):
@@ -270,10 +285,9 @@ def credit(expected: Due, done: Done) -> Credit:
         while day <= span.high:
             first = day.isoweekday()
             last = min(day + timedelta(days=7 - first), span.high)
-            sessions = sum(span.per_day[first : last.isoweekday() + 1])
-            if sessions:
-                total.expected += sessions
-                weeks[iso_week(day)].expected += sessions
+            due_in_week = sum(span.per_day[first : last.isoweekday() + 1])
+            if due_in_week:
+                weeks[iso_week(day)].expected += due_in_week
             while day <= last:
                 weekday = day.isoweekday()
                 if span.per_day[weekday]:
@@ -285,11 +299,14 @@ def credit(expected: Due, done: Done) -> Credit:
             for item_id, times in span.on[weekday].items() if count else ():
                 items[item_id].expected += count * times
 
-    for (week, item_id), wanted in expected.by_week.items():
+    for (week, item_id), wanted in by_week.items():
         week_credit = min(weekly_earned.get((week, item_id), 0.0), wanted)
-        for bucket in (total, weeks[week], items[item_id]):
+        for bucket in (weeks[week], items[item_id]):
             bucket.expected += wanted
             bucket.earned += week_credit
+
+    for tally in weeks.values():
+        total.add(tally.expected, tally.earned, tally.by_status)
     return result
 
 
@@ -423,6 +440,9 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
 DRIVER_TIME = DateTime(timezone=True)
 SUBJECT = _subject_query()
 SESSIONS_AND_ALERTS = _sessions_and_alerts()
+# On PostgreSQL the read's audit event is a data-modifying CTE of it: one round trip, and
+# the event is written if and only if the read is.
+AUDITED_SESSIONS_AND_ALERTS = SESSIONS_AND_ALERTS.add_cte(audit.EVENT.cte("audit"))
 
 
 def summarize(
@@ -431,30 +451,28 @@ def summarize(
     start: date,
     end: date,
     today: date,
-    audit_event: Insert,
+    audit_event: dict[str, Any],
 ) -> bytes:
-    """The summary as JSON, shaped as the `Summary` schema; the audit event of the read is
-    written with it."""
+    """The summary as JSON, shaped as the `Summary` schema; the read's audit event (the
+    values of `audit.EVENT`) is written with it."""
     zone = ZoneInfo(patient.time_zone)
     # Days still to come expect nothing yet.
     expected = due(patient.versions, start, min(end, today), zone)
-    statement: Executable = SESSIONS_AND_ALERTS
+    parameters = {
+        "clinic_id": patient.clinic_id,
+        "patient_id": patient.id,
+        "start": start,
+        "end": end,
+        "pain_alert_at": patient.pain_alert_at,
+    }
+    statement = SESSIONS_AND_ALERTS
     if connection.dialect.name == "postgresql":
-        # One round trip: the event is a data-modifying CTE of the read, atomic with it.
-        statement = SESSIONS_AND_ALERTS.add_cte(audit_event.cte("audit"))
+        statement = AUDITED_SESSIONS_AND_ALERTS
+        parameters.update(audit_event)
     else:
-        connection.execute(audit_event)
-    rows = connection.execute(
-        statement,
-        {
-            "clinic_id": patient.clinic_id,
-            "patient_id": patient.id,
-            "start": start,
-            "end": end,
-            "pain_alert_at": patient.pain_alert_at,
-        },
-    ).all()
-    done: Done = {}
+        connection.execute(audit.EVENT, audit_event)
+    rows = connection.execute(statement, parameters).all()
+    sessions: list[Sessions] = []
     pain_by_week: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     latest = None
     alerts = []
@@ -469,17 +487,14 @@ def summarize(
         # UUIDs hash in Python; their integers do not.
         key = record_item.int
         name = names.get(key) or names.setdefault(key, str(record_item))
-        by_status = done.get((day, name))
-        if by_status is None:
-            by_status = done[(day, name)] = {}
-        by_status[status] = n
+        sessions.append((day, name, status, n))
         if pain_count:
             week = pain_by_week[iso_week(day)]
             week[0] += float(pain)
             week[1] += pain_count
     last = UTC_TIME.process_result_value(latest, connection.dialect)
     alerts.sort(key=lambda alert: alert[0], reverse=True)
-    tally = credit(expected, done)
+    tally = credit_sessions(expected, sessions)
     current, longest = _streaks(tally.day_state, today)
     body = {
         "from": start,

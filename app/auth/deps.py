@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
-from sqlalchemy import Connection, select
-from sqlmodel import Session, col
+from sqlalchemy import Connection, Table, bindparam, select
+from sqlmodel import Session
 
 from app.auth.models import ActorKind, ApiClient, AuthSession, Clinician, Role
 from app.auth.principal import Caller, Principal, Scope
@@ -59,6 +59,38 @@ async def get_secrets(request: Request) -> Secrets:
 SecretsDep = Annotated[Secrets, Depends(get_secrets)]
 
 
+def _session_state() -> Any:
+    sessions: Table = AuthSession.__table__  # type: ignore[attr-defined]
+    clinicians: Table = Clinician.__table__  # type: ignore[attr-defined]
+    patients: Table = Patient.__table__  # type: ignore[attr-defined]
+    clients: Table = ApiClient.__table__  # type: ignore[attr-defined]
+    return (
+        select(
+            sessions.c.clinic_id,
+            sessions.c.actor_kind,
+            sessions.c.clinician_id,
+            sessions.c.patient_id,
+            sessions.c.api_client_id,
+            sessions.c.scopes,
+            sessions.c.expires_at,
+            sessions.c.revoked_at,
+            clinicians.c.active,
+            clinicians.c.role,
+            patients.c.deleted_at,
+            clients.c.revoked_at,
+        )
+        .outerjoin(clinicians, clinicians.c.id == sessions.c.clinician_id)
+        .outerjoin(patients, patients.c.id == sessions.c.patient_id)
+        .outerjoin(clients, clients.c.id == sessions.c.api_client_id)
+        .where(sessions.c.id == bindparam("session_id", type_=sessions.c.id.type))
+    )
+
+
+# Every request pays for this check, so it is one indexed query returning plain columns,
+# built once.
+SESSION_STATE = _session_state()
+
+
 def resolve(session: Session | Connection, secrets: Secrets, token: str | None) -> Principal | None:
     """The principal a bearer token stands for, checked against its session, or None."""
     if not token:
@@ -71,32 +103,7 @@ def resolve(session: Session | Connection, secrets: Secrets, token: str | None) 
     except (ValueError, TypeError):
         raise Unauthorized("The access token is invalid.") from None
     connection = session.connection() if isinstance(session, Session) else session
-    # Every request pays for this check, so it is one indexed query returning plain columns.
-    row: Any = connection.execute(
-        select(
-            *(
-                col(column)
-                for column in (
-                    AuthSession.clinic_id,
-                    AuthSession.actor_kind,
-                    AuthSession.clinician_id,
-                    AuthSession.patient_id,
-                    AuthSession.api_client_id,
-                    AuthSession.scopes,
-                    AuthSession.expires_at,
-                    AuthSession.revoked_at,
-                    Clinician.active,
-                    Clinician.role,
-                    Patient.deleted_at,
-                    ApiClient.revoked_at,
-                )
-            )
-        )
-        .outerjoin(Clinician, col(Clinician.id) == AuthSession.clinician_id)
-        .outerjoin(Patient, col(Patient.id) == AuthSession.patient_id)
-        .outerjoin(ApiClient, col(ApiClient.id) == AuthSession.api_client_id)
-        .where(col(AuthSession.id) == session_id)
-    ).first()
+    row: Any = connection.execute(SESSION_STATE, {"session_id": session_id}).first()
     if row is None:
         raise Unauthorized("The access token is invalid.")
     (
