@@ -45,28 +45,25 @@ from app.core.columns import UTCDateTime
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanStatus, PlanVersion
 
-# Keyed by the status as stored (a str; SessionStatus members hash alike).
-EARNED: dict[str, float] = {
-    SessionStatus.completed: 1.0,
-    SessionStatus.partial: 0.5,
-    SessionStatus.skipped: 0.0,
-}
 # A weekly mean moving this much a week or more is a trend.
 PAIN_TREND_PER_WEEK = 0.5
 MAX_ALERTS = 50
 
 
-@dataclass
+@dataclass(slots=True)
 class Tally:
     expected: float = 0.0
     earned: float = 0.0
-    by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    completed: int = 0
+    partial: int = 0
+    skipped: int = 0
 
-    def add(self, expected: float, earned: float, by_status: dict[str, int]) -> None:
-        self.expected += expected
-        self.earned += earned
-        for status, n in by_status.items():
-            self.by_status[status] += n
+    def add(self, other: "Tally") -> None:
+        self.expected += other.expected
+        self.earned += other.earned
+        self.completed += other.completed
+        self.partial += other.partial
+        self.skipped += other.skipped
 
     def fields(self) -> dict[str, Any]:
         """The `Counts` fields, in their order."""
@@ -76,9 +73,9 @@ class Tally:
             "adherence_percent": round(100 * self.earned / self.expected, 1)
             if self.expected
             else None,
-            "completed": self.by_status[SessionStatus.completed],
-            "partial": self.by_status[SessionStatus.partial],
-            "skipped": self.by_status[SessionStatus.skipped],
+            "completed": self.completed,
+            "partial": self.partial,
+            "skipped": self.skipped,
         }
 
     def counts(self) -> Counts:
@@ -207,8 +204,8 @@ def plan_versions(session: Session, patient_ids: list[uuid.UUID]) -> dict[uuid.U
 
 
 Done = dict[tuple[date, str], dict[str, int]]
-# Sessions done on a local date, of an item, with a status: how many.
-Sessions = tuple[date, str, str, int]
+# Sessions of an item on a local date: how many were completed, partial and skipped.
+DayCounts = tuple[date, str, int, int, int]
 
 
 @dataclass
@@ -223,20 +220,25 @@ class Credit:
 
 
 def credit(expected: Due, done: Done) -> Credit:
-    """`credit_sessions` of what was done, by local date and item."""
-    return credit_sessions(
+    """`credit_days` of what was done, by local date, item and status."""
+    return credit_days(
         expected,
         [
-            (day, item_id, status, n)
+            (
+                day,
+                item_id,
+                by_status.get(SessionStatus.completed, 0),
+                by_status.get(SessionStatus.partial, 0),
+                by_status.get(SessionStatus.skipped, 0),
+            )
             for (day, item_id), by_status in done.items()
-            for status, n in by_status.items()
         ],
     )
 
 
-def credit_sessions(expected: Due, sessions: Iterable[Sessions]) -> Credit:
-    """Weigh what was done against what was due: ``sessions`` are counts by local date,
-    item and status, each (date, item, status) at most once.
+def credit_days(expected: Due, days: Iterable[DayCounts]) -> Credit:
+    """Weigh what was done against what was due: ``days`` are sessions completed, partial
+    and skipped by local date and item, each (date, item) at most once.
 
     Every session counts by its status, due or not. A completed session earns 1 and a
     partial one ½: for weekday items, up to what the day expected of the item; for
@@ -244,38 +246,39 @@ def credit_sessions(expected: Due, sessions: Iterable[Sessions]) -> Credit:
     of the weeks.
     """
     result = Credit()
-    total, weeks, items, day_state = result.total, result.weeks, result.items, result.day_state
-    by_week = expected.by_week
+    weeks, items, day_state = result.weeks, result.items, result.day_state
+    by_week, spans = expected.by_week, expected.spans
     weekly_items = {item_id for _, item_id in by_week}
     weekly_earned: dict[tuple[str, str], float] = defaultdict(float)
-    daily_earned: dict[tuple[date, str], float] = {}
-    for day, item_id, status, n in sessions:
+    # Per span, how many of a day's weekday items were all done.
+    all_done_items: dict[tuple[int, date], int] = defaultdict(int)
+    for day, item_id, completed, partial, skipped in days:
         week = iso_week(day)
-        weeks[week].by_status[status] += n
-        items[item_id].by_status[status] += n
-        got = EARNED[status] * n
+        of_week, of_item = weeks[week], items[item_id]
+        of_week.completed += completed
+        of_week.partial += partial
+        of_week.skipped += skipped
+        of_item.completed += completed
+        of_item.partial += partial
+        of_item.skipped += skipped
+        got = completed + 0.5 * partial
         if item_id in weekly_items and (week, item_id) in by_week:
             weekly_earned[(week, item_id)] += got
-        elif got:
-            key = (day, item_id)
-            daily_earned[key] = daily_earned.get(key, 0.0) + got
-
-    # Weekday items: each done one credited up to what its day expected (from every span
-    # holding the day), and per span, how many of each day's items were all done.
-    spans = expected.spans
-    all_done_items: dict[tuple[int, date], int] = defaultdict(int)
-    for (day, item_id), got in daily_earned.items():
-        day_wants = 0
+            continue
+        if not got:
+            continue
+        # Up to what the day expected of the item, from every span holding the day.
+        weekday, day_wants = day.isoweekday(), 0
         for n, span in enumerate(spans):
             if span.low <= day <= span.high:
-                times = span.on[day.isoweekday()].get(item_id, 0)
+                times = span.on[weekday].get(item_id, 0)
                 day_wants += times
                 if times > 0 and got >= times:
                     all_done_items[(n, day)] += 1
         credited = min(got, float(day_wants))
         if credited:
-            weeks[iso_week(day)].earned += credited
-            items[item_id].earned += credited
+            of_week.earned += credited
+            of_item.earned += credited
 
     # What each day expected, and whether all of it was done, a week at a time.
     for n, span in enumerate(spans):
@@ -306,7 +309,7 @@ def credit_sessions(expected: Due, sessions: Iterable[Sessions]) -> Credit:
             bucket.earned += week_credit
 
     for tally in weeks.values():
-        total.add(tally.expected, tally.earned, tally.by_status)
+        result.total.add(tally)
     return result
 
 
@@ -370,7 +373,8 @@ def _table(model: type[SQLModel]) -> Table:
 
 
 def _sessions_and_alerts() -> CompoundSelect[Any]:
-    """The period's sessions by local date, item and status, with their pain figures; the
+    """The period's sessions by local date and item, counted by status, with their pain
+    figures; the
     latest time of all; then, marked by their record id, the most recent sessions with pain
     at or above the clinic's alert level. The parts read the period's records once, from
     one CTE. Times come as the driver gives them: only the latest is made a UTCDateTime."""
@@ -398,21 +402,26 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
         # Typed, so that each column of the union has one type on every database.
         return sql_cast(null(), type_)
 
+    def count(status: SessionStatus) -> Any:
+        return func.count().filter(period.status == status.value).label(status.value)
+
     sessions = sa_select(
         period.performed_on,
         period.item_id,
-        period.status,
-        func.count().label("n"),
+        count(SessionStatus.completed),
+        count(SessionStatus.partial),
+        count(SessionStatus.skipped),
         func.sum(period.pain).label("pain"),
         func.count(period.pain).label("pain_count"),
         none(DRIVER_TIME).label("performed_at"),
         none(record.id.type).label("alert_id"),
-    ).group_by(period.performed_on, period.item_id, period.status)
+    ).group_by(period.performed_on, period.item_id)
     # One row, with no date: the latest time of all.
     latest = sa_select(
         none(record.performed_on.type),
         none(record.item_id.type),
-        none(record.status.type),
+        none(Integer),
+        none(Integer),
         none(Integer),
         none(Integer),
         none(Integer),
@@ -423,8 +432,9 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
         sa_select(
             period.performed_on,
             period.item_id,
-            none(record.status.type).label("status"),
-            none(Integer).label("n"),
+            none(Integer).label("completed"),
+            none(Integer).label("partial"),
+            none(Integer).label("skipped"),
             period.pain,
             none(Integer).label("pain_count"),
             period.performed_at,
@@ -472,29 +482,29 @@ def summarize(
     else:
         connection.execute(audit.EVENT, audit_event)
     rows = connection.execute(statement, parameters).all()
-    sessions: list[Sessions] = []
+    days: list[DayCounts] = []
     pain_by_week: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     latest = None
     alerts = []
     names: dict[int, str] = {}
-    for day, record_item, status, n, pain, pain_count, performed_at, alert_id in rows:
+    for day, item, completed, partial, skipped, pain, pain_count, performed_at, alert_id in rows:
         if alert_id is not None:
-            alerts.append((performed_at, alert_id, record_item, day, pain))
+            alerts.append((performed_at, alert_id, item, day, pain))
             continue
         if day is None:
             latest = performed_at
             continue
         # UUIDs hash in Python; their integers do not.
-        key = record_item.int
-        name = names.get(key) or names.setdefault(key, str(record_item))
-        sessions.append((day, name, status, n))
+        key = item.int
+        name = names.get(key) or names.setdefault(key, str(item))
+        days.append((day, name, completed, partial, skipped))
         if pain_count:
             week = pain_by_week[iso_week(day)]
             week[0] += float(pain)
             week[1] += pain_count
     last = UTC_TIME.process_result_value(latest, connection.dialect)
     alerts.sort(key=lambda alert: alert[0], reverse=True)
-    tally = credit_sessions(expected, sessions)
+    tally = credit_days(expected, days)
     current, longest = _streaks(tally.day_state, today)
     body = {
         "from": start,
