@@ -250,8 +250,9 @@ def credit_days(expected: Due, days: Iterable[DayCounts]) -> Credit:
     by_week, spans = expected.by_week, expected.spans
     weekly_items = {item_id for _, item_id in by_week}
     weekly_earned: dict[tuple[str, str], float] = defaultdict(float)
-    # Per span, how many of a day's weekday items were all done.
-    all_done_items: dict[tuple[int, date], int] = defaultdict(int)
+    # Per span, how many of each day's weekday items were all done.
+    all_done_items: list[dict[date, int]] = [defaultdict(int) for _ in spans]
+    span_days = [(n, span.low, span.high, span.on) for n, span in enumerate(spans)]
     for day, item_id, completed, partial, skipped in days:
         week = iso_week(day)
         of_week, of_item = weeks[week], items[item_id]
@@ -269,33 +270,32 @@ def credit_days(expected: Due, days: Iterable[DayCounts]) -> Credit:
             continue
         # Up to what the day expected of the item, from every span holding the day.
         weekday, day_wants = day.isoweekday(), 0
-        for n, span in enumerate(spans):
-            if span.low <= day <= span.high:
-                times = span.on[weekday].get(item_id, 0)
+        for n, low, high, on in span_days:
+            if low <= day <= high:
+                times = on[weekday].get(item_id, 0)
                 day_wants += times
                 if times > 0 and got >= times:
-                    all_done_items[(n, day)] += 1
-        credited = min(got, float(day_wants))
+                    all_done_items[n][day] += 1
+        credited = got if got < day_wants else float(day_wants)
         if credited:
             of_week.earned += credited
             of_item.earned += credited
 
     # What each day expected, and whether all of it was done, a week at a time.
-    for n, span in enumerate(spans):
+    for span, done_on in zip(spans, all_done_items, strict=True):
         needed = [sum(1 for times in on.values() if times > 0) for on in span.on]
-        seen = [0] * 8
+        per_day, seen = span.per_day, [0] * 8
         day = span.low
         while day <= span.high:
             first = day.isoweekday()
-            last = min(day + timedelta(days=7 - first), span.high)
-            due_in_week = sum(span.per_day[first : last.isoweekday() + 1])
+            last = min(7, first + (span.high - day).days)
+            due_in_week = sum(per_day[first : last + 1])
             if due_in_week:
                 weeks[iso_week(day)].expected += due_in_week
-            while day <= last:
-                weekday = day.isoweekday()
-                if span.per_day[weekday]:
+            for weekday in range(first, last + 1):
+                if per_day[weekday]:
                     seen[weekday] += 1
-                    all_done = all_done_items.get((n, day), 0) == needed[weekday]
+                    all_done = done_on.get(day, 0) == needed[weekday]
                     day_state[day] = day_state.get(day, True) and all_done
                 day += ONE_DAY
         for weekday, count in enumerate(seen):
