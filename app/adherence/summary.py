@@ -13,10 +13,10 @@ expected of that day (or of that week, for sessions-per-week items).
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import psycopg
 from sqlmodel import Session, SQLModel
 
 from app.adherence.models import AdherenceRecord, SessionStatus
@@ -475,13 +476,16 @@ def summarize(
         "end": end,
         "pain_alert_at": patient.pain_alert_at,
     }
-    statement = SESSIONS_AND_ALERTS
+    rows: Sequence[Any]
     if connection.dialect.name == "postgresql":
-        statement = AUDITED_SESSIONS_AND_ALERTS
-        parameters.update(audit_event)
+        sql, defaults = _postgresql(AUDITED_SESSIONS_AND_ALERTS)
+        event = {**audit_event, "event_actor_kind": str(audit_event["event_actor_kind"])}
+        # psycopg's own cursor: the rows as it reads them, with no Row object for each.
+        with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            rows = cursor.execute(sql, {**defaults, **parameters, **event}).fetchall()
     else:
         connection.execute(audit.EVENT, audit_event)
-    rows = connection.execute(statement, parameters).all()
+        rows = connection.execute(SESSIONS_AND_ALERTS, parameters).all()
     days: list[DayCounts] = []
     pain_by_week: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     latest = None
@@ -533,6 +537,13 @@ def summarize(
 
 
 UTC_TIME = UTCDateTime()
+
+
+@cache
+def _postgresql(statement: CompoundSelect[Any]) -> tuple[str, dict[str, Any]]:
+    """The statement as psycopg takes it, with the values it binds itself (the limit)."""
+    compiled = statement.compile(dialect=psycopg.dialect())  # type: ignore[no-untyped-call]
+    return str(compiled), dict(compiled.params)
 
 
 def _streaks(day_state: dict[date, bool], today: date) -> tuple[int, int]:
