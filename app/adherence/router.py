@@ -2,12 +2,12 @@
 
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
-from sqlalchemy import Connection
 
 from app.adherence import service
 from app.adherence.models import AdherenceRecord
@@ -31,7 +31,6 @@ from app.auth.deps import (
     patient_bearer,
     resolve,
     staff,
-    staff_principal,
 )
 from app.auth.models import ActorKind
 from app.auth.principal import Caller, Scope
@@ -228,14 +227,15 @@ async def get_adherence_summary(
     to the days they were in force. A completed session counts 1, a partial one half, never
     more than was expected of the day (or week)."""
     state = request.app.state
-
-    def authorize(connection: Connection) -> Caller:
-        # As `staff(Scope.adherence_read)` checks, on the request's one connection.
-        principal = staff_principal(connection, state.secrets, authorization, Scope.adherence_read)
-        return caller_for(request, principal)
-
     # The whole request in one worker thread, on one connection (see service.summary).
     body = await run_in_threadpool(
-        service.summary, state.engine, state.autocommit_engine, authorize, patient_id, query
+        service.summary,
+        state.engine,
+        state.autocommit_engine,
+        state.secrets,
+        authorization,
+        partial(caller_for, request),
+        patient_id,
+        query,
     )
     return Response(body, media_type="application/json")

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, and_, tuple_
+from sqlalchemy import Engine, and_, tuple_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -33,8 +33,10 @@ from app.adherence.schemas import (
     SummaryQuery,
 )
 from app.audit import service as audit
+from app.auth.deps import as_staff, principal_of, staff_session
 from app.auth.models import ActorKind, Clinic
-from app.auth.principal import Caller
+from app.auth.principal import Caller, Principal, Scope
+from app.auth.security import Secrets
 from app.core.columns import utcnow
 from app.core.db import connection_for_reads, flush_or, insert_many
 from app.core.errors import (
@@ -439,15 +441,23 @@ def versions(session: Session, caller: Caller, record_id: uuid.UUID) -> list[Rec
 def summary(
     engine: Engine,
     autocommit_engine: Engine | None,
-    authorize: Callable[[Connection], Caller],
+    secrets: Secrets,
+    authorization: str | None,
+    caller_of: Callable[[Principal], Caller],
     patient_id: uuid.UUID,
     query: SummaryQuery,
 ) -> bytes:
-    """The summary as JSON. One connection does the whole request, the caller's check
-    included (``authorize``), each step a single statement."""
+    """The summary as JSON, for staff holding `adherence:read`. One connection does the
+    whole request in two statements: the caller's session with the patient and their
+    plan versions, then the read with its audit event."""
+    session_id = staff_session(secrets, authorization)
     with connection_for_reads(engine, autocommit_engine) as connection:
-        caller = authorize(connection)
-        patient = summaries.subject(connection, caller.clinic_id, patient_id)
+        rows = connection.execute(
+            summaries.CALLER_AND_SUBJECT, {"session_id": session_id, "patient_id": patient_id}
+        ).all()
+        principal = principal_of(session_id, rows[0] if rows else None)
+        caller = caller_of(as_staff(principal, Scope.adherence_read))
+        patient = summaries.subject(rows, caller.clinic_id, patient_id)
         if patient is None:
             raise NotFound(f"No patient {patient_id}.")
         today = datetime.now(ZoneInfo(patient.time_zone)).date()

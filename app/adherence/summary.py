@@ -28,6 +28,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Table,
+    and_,
     bindparam,
     func,
     null,
@@ -41,7 +42,8 @@ from sqlmodel import Session, SQLModel
 from app.adherence.models import AdherenceRecord, SessionStatus
 from app.adherence.schemas import Counts
 from app.audit import service as audit
-from app.auth.models import Clinic
+from app.auth.deps import SESSION_STATE
+from app.auth.models import AuthSession, Clinic
 from app.core.columns import UTCDateTime
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanStatus, PlanVersion
@@ -326,11 +328,10 @@ class Subject:
     versions: list[Version]
 
 
-def subject(connection: Connection, clinic_id: uuid.UUID, patient_id: uuid.UUID) -> Subject | None:
-    """The clinic's patient and their plan versions, in one query; None if there is no such
-    patient (or it is another clinic's)."""
-    rows = connection.execute(SUBJECT, {"patient_id": patient_id, "clinic_id": clinic_id}).all()
-    if not rows:
+def subject(rows: Sequence[Any], clinic_id: uuid.UUID, patient_id: uuid.UUID) -> Subject | None:
+    """The patient in `CALLER_AND_SUBJECT`'s rows; None if there is no such patient (or
+    it is another clinic's)."""
+    if not rows or rows[0].time_zone is None:
         return None
     return Subject(
         id=patient_id,
@@ -341,30 +342,42 @@ def subject(connection: Connection, clinic_id: uuid.UUID, patient_id: uuid.UUID)
     )
 
 
-def _subject_query() -> Select[Any]:
-    patient, clinic = _table(Patient).c, _table(Clinic).c
-    plan, version = _table(Plan).c, _table(PlanVersion).c
+def _caller_and_subject() -> Select[Any]:
+    """The caller's session (`SESSION_STATE`, to be checked before anything else is used),
+    with the patient of the caller's clinic, the clinic's pain alert level and every
+    version of the patient's plans in the order they were made: a row per version."""
+    sessions = _table(AuthSession)
+    patient, clinic = _table(Patient).alias("subject"), _table(Clinic)
+    plan, version = _table(Plan), _table(PlanVersion)
+    joined = (
+        SESSION_STATE.get_final_froms()[0]
+        .outerjoin(
+            patient,
+            and_(
+                patient.c.id == bindparam("patient_id", type_=patient.c.id.type),
+                patient.c.clinic_id == sessions.c.clinic_id,
+                patient.c.deleted_at.is_(None),
+            ),
+        )
+        .outerjoin(clinic, clinic.c.id == patient.c.clinic_id)
+        .outerjoin(plan, plan.c.patient_id == patient.c.id)
+        .outerjoin(version, version.c.plan_id == plan.c.id)
+    )
     return (
         sa_select(
-            patient.time_zone,
-            clinic.pain_alert_at,
-            version.plan_id,
-            version.created_at,
-            version.status,
-            version.start_date,
-            version.end_date,
-            version["items"],
+            *SESSION_STATE.selected_columns,
+            patient.c.time_zone,
+            clinic.c.pain_alert_at,
+            version.c.plan_id,
+            version.c.created_at,
+            version.c.status,
+            version.c.start_date,
+            version.c.end_date,
+            version.c["items"],
         )
-        .select_from(_table(Patient))
-        .join(_table(Clinic), clinic.id == patient.clinic_id)
-        .outerjoin(_table(Plan), plan.patient_id == patient.id)
-        .outerjoin(_table(PlanVersion), version.plan_id == plan.id)
-        .where(
-            patient.id == bindparam("patient_id", type_=patient.id.type),
-            patient.clinic_id == bindparam("clinic_id", type_=patient.clinic_id.type),
-            patient.deleted_at.is_(None),
-        )
-        .order_by(version.created_at, version.number)
+        .select_from(joined)
+        .where(SESSION_STATE.whereclause)
+        .order_by(version.c.created_at, version.c.number)
     )
 
 
@@ -449,7 +462,7 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
 
 
 DRIVER_TIME = DateTime(timezone=True)
-SUBJECT = _subject_query()
+CALLER_AND_SUBJECT = _caller_and_subject()
 SESSIONS_AND_ALERTS = _sessions_and_alerts()
 # On PostgreSQL the read's audit event is a data-modifying CTE of it: one round trip, and
 # the event is written if and only if the read is.

@@ -1,13 +1,13 @@
 """Authentication and authorization dependencies: who is calling, and may they do this."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlmodel import Session
 
 from app.auth.models import ActorKind, ApiClient, AuthSession, Clinician, Role
@@ -89,22 +89,33 @@ def _session_state() -> Any:
 # Every request pays for this check, so it is one indexed query returning plain columns,
 # built once.
 SESSION_STATE = _session_state()
+STATE_COLUMNS = len(SESSION_STATE.selected_columns)
 
 
-def resolve(session: Session | Connection, secrets: Secrets, token: str | None) -> Principal | None:
+def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal | None:
     """The principal a bearer token stands for, checked against its session, or None."""
     if not token:
         return None
+    session_id = session_of(secrets, token)
+    state = session.connection().execute(SESSION_STATE, {"session_id": session_id}).first()
+    return principal_of(session_id, state)
+
+
+def session_of(secrets: Secrets, token: str) -> uuid.UUID:
+    """The session an access token names, or Unauthorized if the token is not valid."""
     claims = secrets.read_access_token(token)
     if claims is None:
         raise Unauthorized("The access token is invalid or has expired.")
     try:
-        session_id = uuid.UUID(claims["sid"])
+        return uuid.UUID(claims["sid"])
     except (ValueError, TypeError):
         raise Unauthorized("The access token is invalid.") from None
-    connection = session.connection() if isinstance(session, Session) else session
-    row: Any = connection.execute(SESSION_STATE, {"session_id": session_id}).first()
-    if row is None:
+
+
+def principal_of(session_id: uuid.UUID, state: Sequence[Any] | None) -> Principal:
+    """The principal of a session, from a row that starts with `SESSION_STATE`'s columns
+    (None: no such session), or Unauthorized if the session no longer stands."""
+    if state is None:
         raise Unauthorized("The access token is invalid.")
     (
         clinic_id,
@@ -119,7 +130,7 @@ def resolve(session: Session | Connection, secrets: Secrets, token: str | None) 
         clinician_role,
         patient_deleted,
         client_revoked,
-    ) = row
+    ) = state[:STATE_COLUMNS]
     if (
         revoked_at is not None
         or expires_at <= utcnow()
@@ -176,19 +187,17 @@ def _bearer(authorization: str | None) -> str | None:
 OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
 
 
-def staff_principal(
-    session: Session | Connection,
-    secrets: Secrets,
-    authorization: str | None,
-    scope: Scope | None = None,
-    *,
-    admin: bool = False,
-) -> Principal:
-    """The clinician (admin, if asked) or API client holding ``scope`` that the
-    ``Authorization`` header stands for. Patients are refused; they use `/v1/me`."""
-    principal = resolve(session, secrets, _bearer(authorization))
-    if principal is None:
+def staff_session(secrets: Secrets, authorization: str | None) -> uuid.UUID:
+    """The session a staff route's ``Authorization`` header names, for a route that reads
+    `SESSION_STATE` within its own query; `as_staff(principal_of(...))` then checks it."""
+    token = _bearer(authorization)
+    if not token:
         raise Unauthorized()
+    return session_of(secrets, token)
+
+
+def as_staff(principal: Principal, scope: Scope | None = None, *, admin: bool = False) -> Principal:
+    """The principal, if it is staff (an admin, if asked) holding ``scope``."""
     if principal.kind == ActorKind.patient:
         raise Forbidden("Patient tokens reach their own data under /v1/me.")
     if admin and principal.role != Role.admin:
@@ -199,7 +208,8 @@ def staff_principal(
 
 
 def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., Caller]:
-    """A dependency for clinic routes: see `staff_principal`."""
+    """A dependency for clinic routes: a clinician (admin, if asked) or an API client
+    holding ``scope``. Patients are refused; they use `/v1/me`."""
 
     def dependency(
         request: Request,
@@ -207,8 +217,10 @@ def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., C
         secrets: SecretsDep,
         token: Annotated[str | None, Depends(oauth2)],
     ) -> Caller:
-        principal = staff_principal(session, secrets, token, scope, admin=admin)
-        return caller_for(request, principal)
+        principal = resolve(session, secrets, _bearer(token))
+        if principal is None:
+            raise Unauthorized()
+        return caller_for(request, as_staff(principal, scope, admin=admin))
 
     return dependency
 
