@@ -388,10 +388,10 @@ def _table(model: type[SQLModel]) -> Table:
 
 def _sessions_and_alerts() -> CompoundSelect[Any]:
     """The period's sessions by local date and item, counted by status, with their pain
-    figures; the
-    latest time of all; then, marked by their record id, the most recent sessions with pain
-    at or above the clinic's alert level. The parts read the period's records once, from
-    one CTE. Times come as the driver gives them: only the latest is made a UTCDateTime."""
+    figures; the latest time of all; then, marked by their record id, the most recent
+    sessions with pain at or above the clinic's alert level. The parts read the period's
+    records once, from one CTE. Times come as the driver gives them: only the latest is
+    made a UTCDateTime."""
     record = _table(AdherenceRecord).c
     period = (
         sa_select(
@@ -403,7 +403,8 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
             record.performed_at,
         )
         .where(
-            record.clinic_id == bindparam("clinic_id", type_=record.clinic_id.type),  # the index
+            # The clinic leads the index.
+            record.clinic_id == bindparam("clinic_id", type_=record.clinic_id.type),
             record.patient_id == bindparam("patient_id", type_=record.patient_id.type),
             record.deleted_at.is_(None),
             record.performed_on >= bindparam("start", type_=record.performed_on.type),
