@@ -2,9 +2,11 @@
 
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic_core import to_json
 
@@ -23,7 +25,14 @@ from app.adherence.schemas import (
     Summary,
     SummaryQuery,
 )
-from app.auth.deps import SecretsDep, caller_for, oauth2, patient_bearer, resolve, staff
+from app.auth.deps import (
+    SecretsDep,
+    caller_for,
+    oauth2,
+    patient_bearer,
+    resolve,
+    staff,
+)
 from app.auth.models import ActorKind
 from app.auth.principal import Caller, Scope
 from app.core.db import SessionDep
@@ -202,11 +211,11 @@ def list_adherence_record_versions(
     response_model_by_alias=True,
     responses=responses(Unauthorized, Forbidden, InvalidInput, NotFound),
 )
-def get_adherence_summary(
+async def get_adherence_summary(
+    request: Request,
     patient_id: uuid.UUID,
-    session: SessionDep,
-    caller: Annotated[Caller, Depends(staff(Scope.adherence_read))],
     query: Annotated[SummaryQuery, Query()],
+    authorization: Annotated[str | None, Depends(oauth2)],
 ) -> Response:
     """Expected sessions against what was done over a period of the patient's local dates
     (`from` and `to` inclusive, at most 366 days; by default the 28 days up to today): in
@@ -218,5 +227,15 @@ def get_adherence_summary(
     days; sessions-per-week items `sessions_per_week * times_per_day` a week, in proportion
     to the days they were in force. A completed session counts 1, a partial one half, never
     more than was expected of the day (or week)."""
-    body = service.summary(session, caller, patient_id, query).model_dump_json(by_alias=True)
+    state = request.app.state
+    # The whole request in one worker thread, on one connection (see service.summary).
+    body = await run_in_threadpool(
+        service.summary,
+        state.engine,
+        state.secrets,
+        authorization,
+        partial(caller_for, request),
+        patient_id,
+        query,
+    )
     return Response(body, media_type="application/json")

@@ -5,16 +5,18 @@ writes its change to the outbox, all in the request's transaction.
 """
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import and_, bindparam, text, tuple_
+from sqlalchemy import Engine, and_, bindparam, text, tuple_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app.adherence import overview as rollups
+from app.adherence import summary as summaries
 from app.adherence.models import AdherenceRecord, AdherenceRecordVersion, Source
 from app.adherence.schemas import (
     MAX_SUMMARY_DAYS,
@@ -25,15 +27,15 @@ from app.adherence.schemas import (
     RecordQuery,
     RecordUpdate,
     RecordVersionPublic,
-    Summary,
     SummaryQuery,
 )
-from app.adherence.summary import summarize
 from app.audit import service as audit
+from app.auth.deps import as_staff, principal_of, staff_session
 from app.auth.models import ActorKind, Clinic
-from app.auth.principal import Caller
+from app.auth.principal import Caller, Principal, Scope
+from app.auth.security import Secrets
 from app.core.columns import utcnow
-from app.core.db import flush_or, insert_many, pipelined
+from app.core.db import connection_for_reads, flush_or, insert_many, pipelined
 from app.core.errors import (
     FieldError,
     InvalidInput,
@@ -493,27 +495,45 @@ def versions(session: Session, caller: Caller, record_id: uuid.UUID) -> list[Rec
 
 
 def summary(
-    session: Session, caller: Caller, patient_id: uuid.UUID, query: SummaryQuery
-) -> Summary:
-    patient = patients.load(session, caller, patient_id)
-    today = datetime.now(ZoneInfo(patient.time_zone)).date()
-    until = query.until or today
-    since = query.since or until - timedelta(days=27)
-    if since > until:
-        raise InvalidInput([FieldError(location="query", pointer="#/from", detail="After `to`.")])
-    if (until - since).days >= MAX_SUMMARY_DAYS:
-        raise InvalidInput(
-            [
-                FieldError(
-                    location="query",
-                    pointer="#/from",
-                    detail=f"At most {MAX_SUMMARY_DAYS} days at a time.",
-                )
-            ]
-        )
-    audit.record(session, caller, "read", "adherence_summary", None, patient.id)
-    clinic = session.get_one(Clinic, patient.clinic_id)
-    return summarize(session, patient, since, until, today, clinic.pain_alert_at)
+    engine: Engine,
+    secrets: Secrets,
+    authorization: str | None,
+    caller_of: Callable[[Principal], Caller],
+    patient_id: uuid.UUID,
+    query: SummaryQuery,
+) -> bytes:
+    """The summary as JSON, for staff holding `adherence:read`. One connection does the
+    whole request in two statements: the caller's session with the patient and their
+    plan versions, then the read with its audit event."""
+    session_id = staff_session(secrets, authorization)
+    with connection_for_reads(engine) as connection:
+        rows = connection.execute(
+            summaries.CALLER_AND_SUBJECT, {"session_id": session_id, "patient_id": patient_id}
+        ).all()
+        principal = principal_of(session_id, rows[0] if rows else None)
+        caller = caller_of(as_staff(principal, Scope.adherence_read))
+        patient = summaries.subject(rows, caller.clinic_id, patient_id)
+        if patient is None:
+            raise NotFound(f"No patient {patient_id}.")
+        today = datetime.now(ZoneInfo(patient.time_zone)).date()
+        until = query.until or today
+        since = query.since or until - timedelta(days=27)
+        if since > until:
+            raise InvalidInput(
+                [FieldError(location="query", pointer="#/from", detail="After `to`.")]
+            )
+        if (until - since).days >= MAX_SUMMARY_DAYS:
+            raise InvalidInput(
+                [
+                    FieldError(
+                        location="query",
+                        pointer="#/from",
+                        detail=f"At most {MAX_SUMMARY_DAYS} days at a time.",
+                    )
+                ]
+            )
+        event = audit.event(caller, "read", "adherence_summary", None, patient.id)
+        return summaries.summarize(connection, patient, since, until, today, event)
 
 
 def overview(session: Session, caller: Caller, query: OverviewQuery) -> dict[str, Any]:

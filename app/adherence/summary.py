@@ -13,72 +13,82 @@ expected of that day (or of that week, for sessions-per-week items).
 import math
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+import orjson
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    DateTime,
+    Integer,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    null,
+    union_all,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy import select as sa_select
-from sqlmodel import Session
+from sqlalchemy.dialects.postgresql import psycopg
+from sqlmodel import Session, SQLModel
 
 from app.adherence.models import AdherenceRecord, SessionStatus
-from app.adherence.schemas import (
-    Counts,
-    ItemSummary,
-    PainAlert,
-    PainSummary,
-    Summary,
-    WeekSummary,
-)
+from app.adherence.schemas import Counts
+from app.audit import service as audit
+from app.auth.deps import SESSION_STATE
+from app.auth.models import AuthSession, Clinic
+from app.core.columns import UTCDateTime
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanStatus, PlanVersion
 
-# Keyed by the status as stored (a str; SessionStatus members hash alike).
-EARNED: dict[str, float] = {
-    SessionStatus.completed: 1.0,
-    SessionStatus.partial: 0.5,
-    SessionStatus.skipped: 0.0,
-}
 # A weekly mean moving this much a week or more is a trend.
 PAIN_TREND_PER_WEEK = 0.5
 MAX_ALERTS = 50
 
 
-@dataclass
+@dataclass(slots=True)
 class Tally:
     expected: float = 0.0
     earned: float = 0.0
-    by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    completed: int = 0
+    partial: int = 0
+    skipped: int = 0
 
-    def add(self, expected: float, earned: float, by_status: dict[str, int]) -> None:
-        self.expected += expected
-        self.earned += earned
-        for status, n in by_status.items():
-            self.by_status[status] += n
+    def add(self, other: "Tally") -> None:
+        self.expected += other.expected
+        self.earned += other.earned
+        self.completed += other.completed
+        self.partial += other.partial
+        self.skipped += other.skipped
 
-    def counts(self) -> Counts:
-        return Counts(
-            expected=self.expected,
-            credited=self.earned,
-            adherence_percent=round(100 * self.earned / self.expected, 1)
+    def fields(self) -> dict[str, Any]:
+        """The `Counts` fields, in their order."""
+        return {
+            "expected": self.expected,
+            "credited": self.earned,
+            "adherence_percent": round(100 * self.earned / self.expected, 1)
             if self.expected
             else None,
-            completed=self.by_status[SessionStatus.completed],
-            partial=self.by_status[SessionStatus.partial],
-            skipped=self.by_status[SessionStatus.skipped],
-        )
+            "completed": self.completed,
+            "partial": self.partial,
+            "skipped": self.skipped,
+        }
+
+    def counts(self) -> Counts:
+        return Counts(**self.fields())
 
 
 @lru_cache(maxsize=4096)
 def iso_week(day: date) -> str:
     year, week, _ = day.isocalendar()
     return f"{year}-W{week:02d}"
-
-
-def _calendar(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
 class Version(Protocol):
@@ -131,11 +141,6 @@ class Due:
     spans: list[Span] = field(default_factory=list)
     by_week: dict[tuple[str, str], float] = field(default_factory=dict)
     exercise_of: dict[str, uuid.UUID] = field(default_factory=dict)
-
-    def wanted(self, day: date, item_id: str) -> int:
-        """Sessions of a weekday item due on a day."""
-        weekday = day.isoweekday()
-        return sum(s.on[weekday].get(item_id, 0) for s in self.spans if s.low <= day <= s.high)
 
 
 ONE_DAY = timedelta(days=1)
@@ -202,10 +207,8 @@ def plan_versions(session: Session, patient_ids: list[uuid.UUID]) -> dict[uuid.U
 
 
 Done = dict[tuple[date, str], dict[str, int]]
-
-
-def earned(by_status: dict[str, int]) -> float:
-    return sum(EARNED[status] * n for status, n in by_status.items())
+# Sessions of an item on a local date: how many were completed, partial and skipped.
+DayCounts = tuple[date, str, int, int, int]
 
 
 @dataclass
@@ -220,133 +223,341 @@ class Credit:
 
 
 def credit(expected: Due, done: Done) -> Credit:
-    """Weigh what was done (by local date, item and status) against what was due.
+    """`credit_days` of what was done, by local date, item and status."""
+    return credit_days(
+        expected,
+        [
+            (
+                day,
+                item_id,
+                by_status.get(SessionStatus.completed, 0),
+                by_status.get(SessionStatus.partial, 0),
+                by_status.get(SessionStatus.skipped, 0),
+            )
+            for (day, item_id), by_status in done.items()
+        ],
+    )
+
+
+def credit_days(expected: Due, days: Iterable[DayCounts]) -> Credit:
+    """Weigh what was done against what was due: ``days`` are sessions completed, partial
+    and skipped by local date and item, each (date, item) at most once.
 
     Every session counts by its status, due or not. A completed session earns 1 and a
     partial one ½: for weekday items, up to what the day expected of the item; for
-    sessions-per-week items, up to what the week expected of it.
+    sessions-per-week items, up to what the week expected of it. The totals are the sum
+    of the weeks.
     """
     result = Credit()
-    total, weeks, items, day_state = result.total, result.weeks, result.items, result.day_state
+    weeks, items, day_state = result.weeks, result.items, result.day_state
+    by_week, spans = expected.by_week, expected.spans
+    weekly_items = {item_id for _, item_id in by_week}
     weekly_earned: dict[tuple[str, str], float] = defaultdict(float)
-    daily_earned: dict[tuple[date, str], float] = {}
-    for (day, item_id), by_status in done.items():
+    # Per span, how many of each day's weekday items were all done.
+    all_done_items: list[dict[date, int]] = [defaultdict(int) for _ in spans]
+    span_days = [(n, span.low, span.high, span.on) for n, span in enumerate(spans)]
+    for day, item_id, completed, partial, skipped in days:
         week = iso_week(day)
-        for bucket in (total, weeks[week], items[item_id]):
-            for status, n in by_status.items():
-                bucket.by_status[status] += n
-        if (week, item_id) in expected.by_week:
-            weekly_earned[(week, item_id)] += earned(by_status)
-        else:
-            daily_earned[(day, item_id)] = earned(by_status)
-    done_days = {day for day, _ in daily_earned}
+        of_week, of_item = weeks[week], items[item_id]
+        of_week.completed += completed
+        of_week.partial += partial
+        of_week.skipped += skipped
+        of_item.completed += completed
+        of_item.partial += partial
+        of_item.skipped += skipped
+        got = completed + 0.5 * partial
+        if item_id in weekly_items and (week, item_id) in by_week:
+            weekly_earned[(week, item_id)] += got
+            continue
+        if not got:
+            continue
+        # Up to what the day expected of the item, from every span holding the day.
+        weekday, day_wants = day.isoweekday(), 0
+        for n, low, high, on in span_days:
+            if low <= day <= high:
+                times = on[weekday].get(item_id, 0)
+                day_wants += times
+                if times > 0 and got >= times:
+                    all_done_items[n][day] += 1
+        credited = got if got < day_wants else float(day_wants)
+        if credited:
+            of_week.earned += credited
+            of_item.earned += credited
 
-    # Weekday items: what each day expected, and whether it was all done.
-    for span in expected.spans:
-        seen = [0] * 8
+    # What each day expected, and whether all of it was done, a week at a time.
+    for span, done_on in zip(spans, all_done_items, strict=True):
+        needed = [sum(1 for times in on.values() if times > 0) for on in span.on]
+        per_day, seen = span.per_day, [0] * 8
         day = span.low
         while day <= span.high:
-            weekday = day.isoweekday()
-            sessions = span.per_day[weekday]
-            if sessions:
-                seen[weekday] += 1
-                total.expected += sessions
-                weeks[iso_week(day)].expected += sessions
-                all_done = day in done_days and all(
-                    daily_earned.get((day, item_id), 0.0) >= times
-                    for item_id, times in span.on[weekday].items()
-                )
-                day_state[day] = day_state.get(day, True) and all_done
-            day += ONE_DAY
+            first = day.isoweekday()
+            last = min(7, first + (span.high - day).days)
+            due_in_week = sum(per_day[first : last + 1])
+            if due_in_week:
+                weeks[iso_week(day)].expected += due_in_week
+            for weekday in range(first, last + 1):
+                if per_day[weekday]:
+                    seen[weekday] += 1
+                    all_done = done_on.get(day, 0) == needed[weekday]
+                    day_state[day] = day_state.get(day, True) and all_done
+                day += ONE_DAY
         for weekday, count in enumerate(seen):
             for item_id, times in span.on[weekday].items() if count else ():
                 items[item_id].expected += count * times
-    for (day, item_id), got in daily_earned.items():
-        credited = min(got, float(expected.wanted(day, item_id)))
-        if credited:
-            for bucket in (total, weeks[iso_week(day)], items[item_id]):
-                bucket.earned += credited
 
-    for (week, item_id), wanted in expected.by_week.items():
+    for (week, item_id), wanted in by_week.items():
         week_credit = min(weekly_earned.get((week, item_id), 0.0), wanted)
-        for bucket in (total, weeks[week], items[item_id]):
+        for bucket in (weeks[week], items[item_id]):
             bucket.expected += wanted
             bucket.earned += week_credit
+
+    for tally in weeks.values():
+        result.total.add(tally)
     return result
 
 
-def summarize(
-    session: Session, patient: Patient, start: date, end: date, today: date, pain_alert_at: int
-) -> Summary:
-    zone = ZoneInfo(patient.time_zone)
-    versions = plan_versions(session, [patient.id])[patient.id]
-    # Days still to come expect nothing yet.
-    expected = due(versions, start, min(end, today), zone)
-    record = AdherenceRecord.__table__.c  # type: ignore[attr-defined]
-    records = (
-        record.clinic_id == patient.clinic_id,  # leads the index
-        record.patient_id == patient.id,
-        record.deleted_at.is_(None),
-        record.performed_on >= start,
-        record.performed_on <= end,
+@dataclass(frozen=True)
+class Subject:
+    """The patient summarised, with their clinic's pain alert level and every version of
+    their plans, in the order they were made."""
+
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    time_zone: str
+    pain_alert_at: int
+    versions: list[Version]
+
+
+def subject(rows: Sequence[Any], clinic_id: uuid.UUID, patient_id: uuid.UUID) -> Subject | None:
+    """The patient in `CALLER_AND_SUBJECT`'s rows; None if there is no such patient (or
+    it is another clinic's)."""
+    if not rows or rows[0].time_zone is None:
+        return None
+    return Subject(
+        id=patient_id,
+        clinic_id=clinic_id,
+        time_zone=rows[0].time_zone,
+        pain_alert_at=rows[0].pain_alert_at,
+        versions=[cast(Version, row) for row in rows if row.plan_id is not None],
     )
-    # One pass over the period's records: sessions by local date, item and status, with
-    # their pain figures and the latest time.
-    done: Done = defaultdict(lambda: defaultdict(int))
-    pain_by_week: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    last = None
-    names: dict[uuid.UUID, str] = {}
-    for day, record_item, status, n, pain_sum, pain_count, latest in session.execute(
+
+
+def _caller_and_subject() -> Select[Any]:
+    """The caller's session (`SESSION_STATE`, to be checked before anything else is used),
+    with the patient of the caller's clinic, the clinic's pain alert level and every
+    version of the patient's plans in the order they were made: a row per version."""
+    sessions = _table(AuthSession)
+    patient, clinic = _table(Patient).alias("subject"), _table(Clinic)
+    plan, version = _table(Plan), _table(PlanVersion)
+    joined = (
+        SESSION_STATE.get_final_froms()[0]
+        .outerjoin(
+            patient,
+            and_(
+                patient.c.id == bindparam("patient_id", type_=patient.c.id.type),
+                patient.c.clinic_id == sessions.c.clinic_id,
+                patient.c.deleted_at.is_(None),
+            ),
+        )
+        .outerjoin(clinic, clinic.c.id == patient.c.clinic_id)
+        .outerjoin(plan, plan.c.patient_id == patient.c.id)
+        .outerjoin(version, version.c.plan_id == plan.c.id)
+    )
+    return (
         sa_select(
+            *SESSION_STATE.selected_columns,
+            patient.c.time_zone,
+            clinic.c.pain_alert_at,
+            version.c.plan_id,
+            version.c.created_at,
+            version.c.status,
+            version.c.start_date,
+            version.c.end_date,
+            version.c["items"],
+        )
+        .select_from(joined)
+        .where(SESSION_STATE.whereclause)
+        .order_by(version.c.created_at, version.c.number)
+    )
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+def _sessions_and_alerts() -> CompoundSelect[Any]:
+    """The period's sessions by local date and item, counted by status, with their pain
+    figures; the latest time of all; then, marked by their record id, the most recent
+    sessions with pain at or above the clinic's alert level. The parts read the period's
+    records once, from one CTE. Times come as the driver gives them: only the latest is
+    made a UTCDateTime."""
+    record = _table(AdherenceRecord).c
+    period = (
+        sa_select(
+            record.id,
             record.performed_on,
             record.item_id,
             record.status,
-            func.count(),
-            func.sum(record.pain),
-            func.count(record.pain),
-            func.max(record.performed_at),
+            record.pain,
+            record.performed_at,
         )
-        .where(*records)
-        .group_by(record.performed_on, record.item_id, record.status)
-    ).all():
-        name = names.get(record_item) or names.setdefault(record_item, str(record_item))
-        done[(day, name)][status] += n
-        if pain_count:
-            pain_by_week[iso_week(day)][0] += float(pain_sum)
-            pain_by_week[iso_week(day)][1] += pain_count
-        last = latest if last is None or latest > last else last
-    tally = credit(expected, done)
-    current, longest = _streaks(tally.day_state, today)
-    alerts = session.execute(
-        sa_select(record.id, record.item_id, record.performed_on, record.pain)
-        .where(*records, record.pain >= pain_alert_at)
-        .order_by(record.performed_at.desc())
+        .where(
+            # The clinic leads the index.
+            record.clinic_id == bindparam("clinic_id", type_=record.clinic_id.type),
+            record.patient_id == bindparam("patient_id", type_=record.patient_id.type),
+            record.deleted_at.is_(None),
+            record.performed_on >= bindparam("start", type_=record.performed_on.type),
+            record.performed_on <= bindparam("end", type_=record.performed_on.type),
+        )
+        .cte("period")
+    ).c
+
+    def none(type_: Any) -> Any:
+        # Typed, so that each column of the union has one type on every database.
+        return sql_cast(null(), type_)
+
+    def count(status: SessionStatus) -> Any:
+        return func.count().filter(period.status == status.value).label(status.value)
+
+    sessions = sa_select(
+        period.performed_on,
+        period.item_id,
+        count(SessionStatus.completed),
+        count(SessionStatus.partial),
+        count(SessionStatus.skipped),
+        func.sum(period.pain).label("pain"),
+        func.count(period.pain).label("pain_count"),
+        none(DRIVER_TIME).label("performed_at"),
+        none(record.id.type).label("alert_id"),
+    ).group_by(period.performed_on, period.item_id)
+    # One row, with no date: the latest time of all.
+    latest = sa_select(
+        none(record.performed_on.type),
+        none(record.item_id.type),
+        none(Integer),
+        none(Integer),
+        none(Integer),
+        none(Integer),
+        none(Integer),
+        func.max(period.performed_at),
+        none(record.id.type),
+    )
+    alerts = (
+        sa_select(
+            period.performed_on,
+            period.item_id,
+            none(Integer).label("completed"),
+            none(Integer).label("partial"),
+            none(Integer).label("skipped"),
+            period.pain,
+            none(Integer).label("pain_count"),
+            period.performed_at,
+            period.id,
+        )
+        .where(period.pain >= bindparam("pain_alert_at", type_=record.pain.type))
+        .order_by(period.performed_at.desc())
         .limit(MAX_ALERTS)
-    ).all()
-    return Summary(
-        **{"from": start, "to": end},
-        time_zone=patient.time_zone,
-        totals=tally.total.counts(),
-        weeks=[
-            WeekSummary(week=w, **tally.weeks[w].counts().model_dump()) for w in sorted(tally.weeks)
-        ],
-        items=[
-            ItemSummary(
-                item_id=uuid.UUID(item_id),
-                exercise_id=expected.exercise_of.get(item_id),
-                **item.counts().model_dump(),
-            )
+    )
+    return union_all(sessions, latest, alerts.subquery().select())
+
+
+DRIVER_TIME = DateTime(timezone=True)
+CALLER_AND_SUBJECT = _caller_and_subject()
+SESSIONS_AND_ALERTS = _sessions_and_alerts()
+# On PostgreSQL the read's audit event is a data-modifying CTE of it: one round trip, and
+# the event is written if and only if the read is.
+AUDITED_SESSIONS_AND_ALERTS = SESSIONS_AND_ALERTS.add_cte(audit.EVENT.cte("audit"))
+
+
+def summarize(
+    connection: Connection,
+    patient: Subject,
+    start: date,
+    end: date,
+    today: date,
+    audit_event: dict[str, Any],
+) -> bytes:
+    """The summary as JSON, shaped as the `Summary` schema; the read's audit event (the
+    values of `audit.EVENT`) is written with it."""
+    zone = ZoneInfo(patient.time_zone)
+    # Days still to come expect nothing yet.
+    expected = due(patient.versions, start, min(end, today), zone)
+    parameters = {
+        "clinic_id": patient.clinic_id,
+        "patient_id": patient.id,
+        "start": start,
+        "end": end,
+        "pain_alert_at": patient.pain_alert_at,
+    }
+    rows: Sequence[Any]
+    if connection.dialect.name == "postgresql":
+        sql, defaults = _postgresql(AUDITED_SESSIONS_AND_ALERTS)
+        event = {**audit_event, "event_actor_kind": str(audit_event["event_actor_kind"])}
+        # psycopg's own cursor: the rows as it reads them, with no Row object for each.
+        with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            rows = cursor.execute(sql, {**defaults, **parameters, **event}).fetchall()
+    else:
+        connection.execute(audit.EVENT, audit_event)
+        rows = connection.execute(SESSIONS_AND_ALERTS, parameters).all()
+    days: list[DayCounts] = []
+    pain_by_week: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    latest = None
+    alerts = []
+    names: dict[int, str] = {}
+    for day, item, completed, partial, skipped, pain, pain_count, performed_at, alert_id in rows:
+        if alert_id is not None:
+            alerts.append((performed_at, alert_id, item, day, pain))
+            continue
+        if day is None:
+            latest = performed_at
+            continue
+        # UUIDs hash in Python; their integers do not.
+        key = item.int
+        name = names.get(key) or names.setdefault(key, str(item))
+        days.append((day, name, completed, partial, skipped))
+        if pain_count:
+            week = pain_by_week[iso_week(day)]
+            week[0] += float(pain)
+            week[1] += pain_count
+    last = UTC_TIME.process_result_value(latest, connection.dialect)
+    alerts.sort(key=lambda alert: alert[0], reverse=True)
+    tally = credit_days(expected, days)
+    current, longest = _streaks(tally.day_state, today)
+    body = {
+        "from": start,
+        "to": end,
+        "time_zone": patient.time_zone,
+        "totals": tally.total.fields(),
+        "weeks": [{**tally.weeks[w].fields(), "week": w} for w in sorted(tally.weeks)],
+        "items": [
+            {
+                **item.fields(),
+                "item_id": uuid.UUID(item_id),
+                "exercise_id": expected.exercise_of.get(item_id),
+            }
             for item_id, item in sorted(tally.items.items())
         ],
-        current_streak=current,
-        longest_streak=longest,
-        last_activity=last,
-        pain=_pain(pain_by_week),
-        pain_alerts=[
-            PainAlert(id=r.id, item_id=r.item_id, performed_on=r.performed_on, pain=r.pain)
-            for r in alerts
+        "current_streak": current,
+        "longest_streak": longest,
+        "last_activity": last,
+        "pain": _pain(pain_by_week),
+        "pain_alerts": [
+            {"id": alert_id, "item_id": item_id, "performed_on": day, "pain": pain}
+            for _, alert_id, item_id, day, pain in alerts
         ],
-    )
+    }
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+
+
+UTC_TIME = UTCDateTime()
+
+
+@cache
+def _postgresql(statement: CompoundSelect[Any]) -> tuple[str, dict[str, Any]]:
+    """The statement as psycopg takes it, with the values it binds itself (the limit)."""
+    compiled = statement.compile(dialect=psycopg.dialect())  # type: ignore[no-untyped-call]
+    return str(compiled), dict(compiled.params)
 
 
 def _streaks(day_state: dict[date, bool], today: date) -> tuple[int, int]:
@@ -361,7 +572,7 @@ def _streaks(day_state: dict[date, bool], today: date) -> tuple[int, int]:
     return run, longest
 
 
-def _pain(sums: dict[str, list[float]]) -> PainSummary:
+def _pain(sums: dict[str, list[float]]) -> dict[str, Any]:
     """Mean pain overall and per ISO week, from each week's (sum, count)."""
     weekly = {w: s / n for w, (s, n) in sorted(sums.items())}
     count = sum(n for _, n in sums.values())
@@ -376,12 +587,12 @@ def _pain(sums: dict[str, list[float]]) -> PainSummary:
             if slope <= -PAIN_TREND_PER_WEEK
             else "stable"
         )
-    return PainSummary(
-        mean=mean,
-        trend=trend,
-        slope_per_week=round(slope, 2) if slope is not None else None,
-        weeks=[{"week": w, "mean": round(m, 2)} for w, m in weekly.items()],
-    )
+    return {
+        "mean": mean,
+        "trend": trend,
+        "slope_per_week": round(slope, 2) if slope is not None else None,
+        "weeks": [{"week": w, "mean": round(m, 2)} for w, m in weekly.items()],
+    }
 
 
 def _slope(values: list[float]) -> float:

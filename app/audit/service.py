@@ -2,14 +2,60 @@
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Table, bindparam, insert
 from sqlmodel import Session, col, select
 
 from app.audit.models import AuditEvent
 from app.auth.principal import Caller
 from app.core.columns import utcnow
 from app.core.db import insert_many
+
+EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
+# One event: a plain INSERT into the table, built once, not an ORM object. Reads record
+# one too, so it is on every hot path.
+EVENT = insert(EVENTS).values(
+    {
+        name: bindparam(f"event_{name}", type_=EVENTS.c[name].type)
+        for name in (
+            "clinic_id",
+            "occurred_at",
+            "actor_kind",
+            "actor_id",
+            "action",
+            "resource_type",
+            "resource_id",
+            "patient_id",
+            "ip",
+            "request_id",
+        )
+    }
+)
+
+
+def event(
+    caller: Caller,
+    action: str,
+    resource_type: str,
+    resource_id: uuid.UUID | str | None = None,
+    patient_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """The values of `EVENT` for one event. `record` runs it; a read may instead make
+    `EVENT` part of its own statement, so that the event commits with what it records."""
+    principal = caller.principal
+    return {
+        "event_clinic_id": principal.clinic_id,
+        "event_occurred_at": utcnow(),
+        "event_actor_kind": principal.kind,
+        "event_actor_id": principal.id,
+        "event_action": action,
+        "event_resource_type": resource_type,
+        "event_resource_id": str(resource_id) if resource_id is not None else None,
+        "event_patient_id": patient_id,
+        "event_ip": caller.ip,
+        "event_request_id": caller.request_id,
+    }
 
 
 def record(
@@ -21,22 +67,7 @@ def record(
     patient_id: uuid.UUID | None = None,
 ) -> None:
     """Add an audit event to the session; it commits (or not) with the work it records."""
-    principal = caller.principal
-    # A plain INSERT, not an ORM object: reads record one too, so it is on every hot path.
-    session.execute(
-        insert(AuditEvent).values(
-            clinic_id=principal.clinic_id,
-            occurred_at=utcnow(),
-            actor_kind=principal.kind,
-            actor_id=principal.id,
-            action=action,
-            resource_type=resource_type,
-            resource_id=str(resource_id) if resource_id is not None else None,
-            patient_id=patient_id,
-            ip=caller.ip,
-            request_id=caller.request_id,
-        )
-    )
+    session.execute(EVENT, event(caller, action, resource_type, resource_id, patient_id))
 
 
 def record_many(

@@ -1,14 +1,14 @@
 """Authentication and authorization dependencies: who is calling, and may they do this."""
 
 import uuid
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
-from sqlalchemy import bindparam, select
-from sqlmodel import Session, col
+from sqlalchemy import Table, bindparam, select
+from sqlmodel import Session
 
 from app.auth.models import ActorKind, ApiClient, AuthSession, Clinician, Role
 from app.auth.principal import Caller, Principal, Scope
@@ -59,48 +59,63 @@ async def get_secrets(request: Request) -> Secrets:
 SecretsDep = Annotated[Secrets, Depends(get_secrets)]
 
 
-# Every request pays for this check, so it is one indexed query returning plain columns,
-# built once: building it anew took longer than running it.
-SESSION_CHECK = (
-    select(
-        *(
-            col(column)
-            for column in (
-                AuthSession.clinic_id,
-                AuthSession.actor_kind,
-                AuthSession.clinician_id,
-                AuthSession.patient_id,
-                AuthSession.api_client_id,
-                AuthSession.scopes,
-                AuthSession.expires_at,
-                AuthSession.revoked_at,
-                Clinician.active,
-                Clinician.role,
-                Patient.deleted_at,
-                ApiClient.revoked_at,
-            )
+def _session_state() -> Any:
+    sessions: Table = AuthSession.__table__  # type: ignore[attr-defined]
+    clinicians: Table = Clinician.__table__  # type: ignore[attr-defined]
+    patients: Table = Patient.__table__  # type: ignore[attr-defined]
+    clients: Table = ApiClient.__table__  # type: ignore[attr-defined]
+    return (
+        select(
+            sessions.c.clinic_id,
+            sessions.c.actor_kind,
+            sessions.c.clinician_id,
+            sessions.c.patient_id,
+            sessions.c.api_client_id,
+            sessions.c.scopes,
+            sessions.c.expires_at,
+            sessions.c.revoked_at,
+            clinicians.c.active,
+            clinicians.c.role,
+            patients.c.deleted_at,
+            clients.c.revoked_at,
         )
+        .outerjoin(clinicians, clinicians.c.id == sessions.c.clinician_id)
+        .outerjoin(patients, patients.c.id == sessions.c.patient_id)
+        .outerjoin(clients, clients.c.id == sessions.c.api_client_id)
+        .where(sessions.c.id == bindparam("session_id", type_=sessions.c.id.type))
     )
-    .outerjoin(Clinician, col(Clinician.id) == AuthSession.clinician_id)
-    .outerjoin(Patient, col(Patient.id) == AuthSession.patient_id)
-    .outerjoin(ApiClient, col(ApiClient.id) == AuthSession.api_client_id)
-    .where(col(AuthSession.id) == bindparam("session_id"))
-)
+
+
+# Every request pays for this check, so it is one indexed query returning plain columns,
+# built once.
+SESSION_STATE = _session_state()
+STATE_COLUMNS = len(SESSION_STATE.selected_columns)
 
 
 def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal | None:
     """The principal a bearer token stands for, checked against its session, or None."""
     if not token:
         return None
+    session_id = session_of(secrets, token)
+    state = session.connection().execute(SESSION_STATE, {"session_id": session_id}).first()
+    return principal_of(session_id, state)
+
+
+def session_of(secrets: Secrets, token: str) -> uuid.UUID:
+    """The session an access token names, or Unauthorized if the token is not valid."""
     claims = secrets.read_access_token(token)
     if claims is None:
         raise Unauthorized("The access token is invalid or has expired.")
     try:
-        session_id = uuid.UUID(claims["sid"])
+        return uuid.UUID(claims["sid"])
     except (ValueError, TypeError):
         raise Unauthorized("The access token is invalid.") from None
-    row = session.execute(SESSION_CHECK, {"session_id": session_id}).first()
-    if row is None:
+
+
+def principal_of(session_id: uuid.UUID, state: Sequence[Any] | None) -> Principal:
+    """The principal of a session, from a row that starts with `SESSION_STATE`'s columns
+    (None: no such session), or Unauthorized if the session no longer stands."""
+    if state is None:
         raise Unauthorized("The access token is invalid.")
     (
         clinic_id,
@@ -115,7 +130,7 @@ def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal 
         clinician_role,
         patient_deleted,
         client_revoked,
-    ) = row
+    ) = state[:STATE_COLUMNS]
     if (
         revoked_at is not None
         or expires_at <= utcnow()
@@ -172,6 +187,26 @@ def _bearer(authorization: str | None) -> str | None:
 OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
 
 
+def staff_session(secrets: Secrets, authorization: str | None) -> uuid.UUID:
+    """The session a staff route's ``Authorization`` header names, for a route that reads
+    `SESSION_STATE` within its own query; `as_staff(principal_of(...))` then checks it."""
+    token = _bearer(authorization)
+    if not token:
+        raise Unauthorized()
+    return session_of(secrets, token)
+
+
+def as_staff(principal: Principal, scope: Scope | None = None, *, admin: bool = False) -> Principal:
+    """The principal, if it is staff (an admin, if asked) holding ``scope``."""
+    if principal.kind == ActorKind.patient:
+        raise Forbidden("Patient tokens reach their own data under /v1/me.")
+    if admin and principal.role != Role.admin:
+        raise Forbidden("Only a clinic admin may do this.")
+    if scope is not None and scope not in principal.scopes:
+        raise Forbidden(f"This token lacks the `{scope}` scope.")
+    return principal
+
+
 def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., Caller]:
     """A dependency for clinic routes: a clinician (admin, if asked) or an API client
     holding ``scope``. Patients are refused; they use `/v1/me`."""
@@ -185,13 +220,7 @@ def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., C
         principal = resolve(session, secrets, _bearer(token))
         if principal is None:
             raise Unauthorized()
-        if principal.kind == ActorKind.patient:
-            raise Forbidden("Patient tokens reach their own data under /v1/me.")
-        if admin and principal.role != Role.admin:
-            raise Forbidden("Only a clinic admin may do this.")
-        if scope is not None and scope not in principal.scopes:
-            raise Forbidden(f"This token lacks the `{scope}` scope.")
-        return caller_for(request, principal)
+        return caller_for(request, as_staff(principal, scope, admin=admin))
 
     return dependency
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, Table, event, make_url
+from sqlalchemy import Connection, Engine, Table, event, make_url
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -69,6 +69,19 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def connection_for_reads(engine: Engine) -> Iterator[Connection]:
+    """A connection for a hot path that reads and records an audit event: on PostgreSQL in
+    autocommit, each statement atomic on its own, with no BEGIN or COMMIT round trips;
+    elsewhere (SQLite) one transaction, committed if the block completes."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield connection
+    else:
+        with engine.begin() as connection:
+            yield connection
 
 
 def flush_or(session: Session, error: DorsiError) -> None:

@@ -275,3 +275,37 @@ async def test_days_to_come_expect_nothing_yet(
     later = date.fromordinal(today.toordinal() + 10).isoformat()
     body = await summary(client, world, case, today.isoformat(), later)
     assert body["totals"]["expected"] == 1.0
+
+
+async def test_items_alerts_and_last_activity(
+    app: FastAPI, world: World, client: AsyncClient
+) -> None:
+    daily, mwf = item("daily-two", days_of_week=EVERY_DAY), item("mwf-two", days_of_week=[1, 3, 5])
+    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily, mwf])])
+    recorded(app, world, case, "2026-10-05", daily, pain=7)
+    recorded(app, world, case, "2026-10-05", mwf, pain=5)
+    recorded(app, world, case, "2026-10-06", daily, "partial", pain=8)
+    recorded(app, world, case, "2026-10-07", daily, "skipped")
+    recorded(app, world, case, "2026-10-07", mwf, pain=3)
+    body = await summary(client, world, case, "2026-10-05", "2026-10-11")
+    items = {entry["item_id"]: entry for entry in body["items"]}
+    assert items[daily["id"]] == {
+        "expected": 7.0,
+        "credited": 1.5,
+        "adherence_percent": 21.4,
+        "completed": 1,
+        "partial": 1,
+        "skipped": 1,
+        "item_id": daily["id"],
+        "exercise_id": EXERCISE,
+    }
+    assert (items[mwf["id"]]["expected"], items[mwf["id"]]["credited"]) == (3.0, 2.0)
+    assert (body["totals"]["expected"], body["totals"]["credited"]) == (10.0, 3.5)
+    # Noon in Lisbon (UTC+1) on the Wednesday.
+    assert body["last_activity"] == "2026-10-07T11:00:00Z"
+    # The most recent first.
+    alerts = [(a["performed_on"], a["item_id"], a["pain"]) for a in body["pain_alerts"]]
+    assert alerts == [("2026-10-06", daily["id"], 8), ("2026-10-05", daily["id"], 7)]
+    # Monday had both items done; Tuesday's partial broke the run.
+    assert (body["longest_streak"], body["current_streak"]) == (1, 0)
+    assert body["pain"]["weeks"] == [{"week": "2026-W41", "mean": 5.75}]
