@@ -22,8 +22,8 @@ import structlog
 from psycopg.types.json import set_json_loads
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.auth.models import ActorKind
 from app.auth.security import Secrets
+from app.core.errors import DorsiError
 from app.me import today
 
 PATH = "/v1/me/today"
@@ -163,13 +163,10 @@ class TodayEndpoint:
                     token = credentials
             elif name == b"origin":
                 return None
-        claims = self.secrets.read_access_token(token) if token else None
-        if claims is None or claims.get("kind") != ActorKind.patient:
-            return None
         try:
-            session_id = uuid.UUID(claims["sid"])
-        except (ValueError, TypeError):
-            return None
+            session_id = today.session_id(self.secrets, token)
+        except DorsiError:
+            return None  # the route answers with the problem
         client = scope.get("client")
         try:
             return await self.queue.answer(

@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import event
 from sqlmodel import Session
 
 from app.adherence import overview
@@ -27,6 +26,7 @@ from app.plans.models import Plan, PlanVersion
 from tests.adherence.test_summary import EVERY_DAY, item
 from tests.conftest import PASSWORD, World
 from tests.core.problems import assert_problem
+from tests.core.query_plans import statements_run, unsorted_plans
 
 LISBON, AUCKLAND, HONOLULU = "Europe/Lisbon", "Pacific/Auckland", "Pacific/Honolulu"
 
@@ -416,32 +416,9 @@ async def test_the_default_order_is_read_off_an_index_not_sorted(
     in an index's order: it neither reads nor sorts every patient of the clinic."""
     for _ in range(2):
         patient(app, clinic, LISBON)
-    pages: list[tuple[str, Any]] = []
-
-    def keep_page_query(*args: Any) -> None:
-        _connection, _cursor, statement, parameters, _context, _many = args
-        if "sort_key" in statement:
-            pages.append((statement, parameters))
-
-    event.listen(app.state.engine, "before_cursor_execute", keep_page_query)
-    try:
+    with statements_run(app.state.engine, lambda statement: "sort_key" in statement) as pages:
         body, _ = await read(client, clinic, limit=1)
         await read(client, clinic, limit=1, cursor=body["next_cursor"])
-    finally:
-        event.remove(app.state.engine, "before_cursor_execute", keep_page_query)
     assert len(pages) == 2  # the first page, and one after a cursor
-    with app.state.engine.connect() as connection:
-        for statement, parameters in pages:
-            if backend == "postgresql":
-                # A handful of test rows would rather be scanned: ask what else can serve.
-                connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-                connection.exec_driver_sql("SET LOCAL enable_sort = off")
-                explain = connection.exec_driver_sql("EXPLAIN " + statement, parameters)
-                plan = "\n".join(line for (line,) in explain)
-                assert "Sort" not in plan, plan
-            else:
-                explain = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-                plan = "\n".join(str(row[-1]) for row in explain)
-                assert "TEMP B-TREE" not in plan, plan
-            assert "ix_adherence_rollup_clinic_percent_7d" in plan, plan
-        connection.rollback()
+    for plan in unsorted_plans(app.state.engine, pages):
+        assert "ix_adherence_rollup_clinic_percent_7d" in plan, plan
