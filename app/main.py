@@ -21,7 +21,7 @@ from app.auth.router import router as auth_router
 from app.auth.security import Secrets
 from app.core.cache import PublicResponseCache
 from app.core.config import Settings, get_settings
-from app.core.db import libpq_url, make_engine
+from app.core.db import AsyncConnections, libpq_url, make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.logging import configure_logging, flush_logs
@@ -119,8 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         yield
         flusher.cancel()
-        if _app.state.today_queue is not None:
-            await _app.state.today_queue.aclose()
+        if _app.state.awaited_reads is not None:
+            await _app.state.awaited_reads.aclose()
         dispose_engines(_app)
 
     app = Dorsi(
@@ -138,10 +138,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    # PostgreSQL only: requests for today that arrive together share a statement.
-    app.state.today_queue = (
-        TodayQueue(libpq_url(settings.database_url), settings.response_cache_seconds)
+    # PostgreSQL only: connections for routes that await the database rather than hold a
+    # worker thread (the summary, and today's batches: requests for today that arrive
+    # together share a statement).
+    app.state.awaited_reads = (
+        AsyncConnections(libpq_url(settings.database_url), settings.database_pool_size)
         if engine.dialect.name == "postgresql"
+        else None
+    )
+    app.state.today_queue = (
+        TodayQueue(app.state.awaited_reads, settings.response_cache_seconds)
+        if app.state.awaited_reads is not None
         else None
     )
     app.state.secrets = Secrets(settings)
@@ -190,8 +197,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def dispose_engines(app: FastAPI) -> None:
     """Close every database connection the app holds."""
     app.state.engine.dispose()
-    if app.state.today_queue is not None:
-        app.state.today_queue.close()
+    if app.state.awaited_reads is not None:
+        app.state.awaited_reads.close()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

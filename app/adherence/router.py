@@ -228,14 +228,19 @@ async def get_adherence_summary(
     to the days they were in force. A completed session counts 1, a partial one half, never
     more than was expected of the day (or week)."""
     state = request.app.state
-    # The whole request in one worker thread, on one connection (see service.summary).
-    body = await run_in_threadpool(
-        service.summary,
-        state.engine,
-        state.secrets,
-        authorization,
-        partial(caller_for, request),
-        patient_id,
-        query,
-    )
+    caller_of = partial(caller_for, request)
+    if state.awaited_reads is not None:  # PostgreSQL
+        body = await service.summary_awaiting(
+            state.awaited_reads, state.secrets, authorization, caller_of, patient_id, query
+        )
+    else:  # The whole request in one worker thread, on one connection.
+        body = await run_in_threadpool(
+            service.summary,
+            state.engine,
+            state.secrets,
+            authorization,
+            caller_of,
+            patient_id,
+            query,
+        )
     return Response(body, media_type="application/json")

@@ -5,8 +5,9 @@ writes its change to the outbox, all in the request's transaction.
 """
 
 import uuid
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,7 +36,7 @@ from app.auth.models import ActorKind, Clinic
 from app.auth.principal import Caller, Principal, Scope
 from app.auth.security import Secrets
 from app.core.columns import utcnow
-from app.core.db import connection_for_reads, flush_or, insert_many, pipelined
+from app.core.db import AsyncConnections, connection_for_reads, flush_or, insert_many, pipelined
 from app.core.errors import (
     FieldError,
     InvalidInput,
@@ -510,30 +511,72 @@ def summary(
         rows = connection.execute(
             summaries.CALLER_AND_SUBJECT, {"session_id": session_id, "patient_id": patient_id}
         ).all()
-        principal = principal_of(session_id, rows[0] if rows else None)
-        caller = caller_of(as_staff(principal, Scope.adherence_read))
-        patient = summaries.subject(rows, caller.clinic_id, patient_id)
-        if patient is None:
-            raise NotFound(f"No patient {patient_id}.")
-        today = datetime.now(ZoneInfo(patient.time_zone)).date()
-        until = query.until or today
-        since = query.since or until - timedelta(days=27)
-        if since > until:
-            raise InvalidInput(
-                [FieldError(location="query", pointer="#/from", detail="After `to`.")]
-            )
-        if (until - since).days >= MAX_SUMMARY_DAYS:
-            raise InvalidInput(
-                [
-                    FieldError(
-                        location="query",
-                        pointer="#/from",
-                        detail=f"At most {MAX_SUMMARY_DAYS} days at a time.",
-                    )
-                ]
-            )
-        event = audit.event(caller, "read", "adherence_summary", None, patient.id)
-        return summaries.summarize(connection, patient, since, until, today, event)
+        asked = _summary_asked(session_id, rows, caller_of, patient_id, query)
+        found = summaries.read(connection, *asked.period, asked.audit_event)
+    return summaries.summarize(*asked.period, asked.today, found)
+
+
+async def summary_awaiting(
+    connections: AsyncConnections,
+    secrets: Secrets,
+    authorization: str | None,
+    caller_of: Callable[[Principal], Caller],
+    patient_id: uuid.UUID,
+    query: SummaryQuery,
+) -> bytes:
+    """`summary` on PostgreSQL, awaiting the database rather than holding a thread: the
+    same two statements on one of `connections`."""
+    session_id = staff_session(secrets, authorization)
+    async with connections.connection() as connection:
+        values = {"session_id": session_id, "patient_id": patient_id}
+        rows = await (await connection.execute(CALLER_AND_SUBJECT_SQL, values)).fetchall()
+        asked = _summary_asked(session_id, rows, caller_of, patient_id, query)
+        statement = summaries.read_statement(*asked.period, asked.audit_event)
+        found = await (await connection.execute(*statement)).fetchall()
+    return summaries.summarize(*asked.period, asked.today, found)
+
+
+CALLER_AND_SUBJECT_SQL = summaries.postgresql(summaries.CALLER_AND_SUBJECT)[0]
+
+
+@dataclass(frozen=True)
+class _Asked:
+    period: tuple[summaries.Subject, date, date]  # the patient, from and to
+    today: date  # the patient's
+    audit_event: dict[str, Any]
+
+
+def _summary_asked(
+    session_id: uuid.UUID,
+    rows: Sequence[Any],
+    caller_of: Callable[[Principal], Caller],
+    patient_id: uuid.UUID,
+    query: SummaryQuery,
+) -> _Asked:
+    """What a summary request asks, once `CALLER_AND_SUBJECT`'s rows show the caller may
+    have it."""
+    principal = principal_of(session_id, rows[0] if rows else None)
+    caller = caller_of(as_staff(principal, Scope.adherence_read))
+    patient = summaries.subject(rows, caller.clinic_id, patient_id)
+    if patient is None:
+        raise NotFound(f"No patient {patient_id}.")
+    today = datetime.now(ZoneInfo(patient.time_zone)).date()
+    until = query.until or today
+    since = query.since or until - timedelta(days=27)
+    if since > until:
+        raise InvalidInput([FieldError(location="query", pointer="#/from", detail="After `to`.")])
+    if (until - since).days >= MAX_SUMMARY_DAYS:
+        raise InvalidInput(
+            [
+                FieldError(
+                    location="query",
+                    pointer="#/from",
+                    detail=f"At most {MAX_SUMMARY_DAYS} days at a time.",
+                )
+            ]
+        )
+    event = audit.event(caller, "read", "adherence_summary", None, patient.id)
+    return _Asked((patient, since, until), today, event)
 
 
 def overview(session: Session, caller: Caller, query: OverviewQuery) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache, lru_cache
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -27,6 +27,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     Select,
+    String,
     Table,
     and_,
     bindparam,
@@ -42,9 +43,9 @@ from sqlmodel import Session, SQLModel
 from app.adherence.models import AdherenceRecord, SessionStatus
 from app.adherence.schemas import Counts
 from app.audit import service as audit
-from app.auth.deps import SESSION_STATE
+from app.auth.deps import SESSION_STATE, STATE_COLUMNS
 from app.auth.models import AuthSession, Clinic
-from app.core.columns import UTCDateTime
+from app.core.columns import as_utc
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanStatus, PlanVersion
 
@@ -91,7 +92,7 @@ def iso_week(day: date) -> str:
     return f"{year}-W{week:02d}"
 
 
-class Version(Protocol):
+class Version(NamedTuple):
     """What the expectations read of a plan version."""
 
     plan_id: uuid.UUID
@@ -202,7 +203,7 @@ def plan_versions(session: Session, patient_ids: list[uuid.UUID]) -> dict[uuid.U
         .where(plan.patient_id.in_(patient_ids))
         .order_by(version.created_at, version.number)
     ):
-        found[row.patient_id].append(cast(Version, row))
+        found[row.patient_id].append(Version(*row[1:]))
     return found
 
 
@@ -328,17 +329,21 @@ class Subject:
     versions: list[Version]
 
 
+# Where `CALLER_AND_SUBJECT`'s columns after the caller's session begin.
+SUBJECT = STATE_COLUMNS
+
+
 def subject(rows: Sequence[Any], clinic_id: uuid.UUID, patient_id: uuid.UUID) -> Subject | None:
     """The patient in `CALLER_AND_SUBJECT`'s rows; None if there is no such patient (or
     it is another clinic's)."""
-    if not rows or rows[0].time_zone is None:
+    if not rows or rows[0][SUBJECT] is None:
         return None
     return Subject(
         id=patient_id,
         clinic_id=clinic_id,
-        time_zone=rows[0].time_zone,
-        pain_alert_at=rows[0].pain_alert_at,
-        versions=[cast(Version, row) for row in rows if row.plan_id is not None],
+        time_zone=rows[0][SUBJECT],
+        pain_alert_at=rows[0][SUBJECT + 1],
+        versions=[Version(*row[SUBJECT + 2 :]) for row in rows if row[SUBJECT + 2] is not None],
     )
 
 
@@ -391,7 +396,7 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
     figures; the latest time of all; then, marked by their record id, the most recent
     sessions with pain at or above the clinic's alert level. The parts read the period's
     records once, from one CTE. Times come as the driver gives them: only the latest is
-    made a UTCDateTime."""
+    made a UTCDateTime; item ids come as text."""
     record = _table(AdherenceRecord).c
     period = (
         sa_select(
@@ -420,9 +425,11 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
     def count(status: SessionStatus) -> Any:
         return func.count().filter(period.status == status.value).label(status.value)
 
+    # Item ids as text: strings load faster than UUIDs (SQLite's are hex, without dashes).
+    item_text = sql_cast(period.item_id, String)
     sessions = sa_select(
         period.performed_on,
-        period.item_id,
+        item_text.label("item_id"),
         count(SessionStatus.completed),
         count(SessionStatus.partial),
         count(SessionStatus.skipped),
@@ -434,7 +441,7 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
     # One row, with no date: the latest time of all.
     latest = sa_select(
         none(record.performed_on.type),
-        none(record.item_id.type),
+        none(String),
         none(Integer),
         none(Integer),
         none(Integer),
@@ -446,7 +453,7 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
     alerts = (
         sa_select(
             period.performed_on,
-            period.item_id,
+            item_text.label("item_id"),
             none(Integer).label("completed"),
             none(Integer).label("partial"),
             none(Integer).label("skipped"),
@@ -470,57 +477,59 @@ SESSIONS_AND_ALERTS = _sessions_and_alerts()
 AUDITED_SESSIONS_AND_ALERTS = SESSIONS_AND_ALERTS.add_cte(audit.EVENT.cte("audit"))
 
 
-def summarize(
-    connection: Connection,
-    patient: Subject,
-    start: date,
-    end: date,
-    today: date,
-    audit_event: dict[str, Any],
-) -> bytes:
-    """The summary as JSON, shaped as the `Summary` schema; the read's audit event (the
-    values of `audit.EVENT`) is written with it."""
-    zone = ZoneInfo(patient.time_zone)
-    # Days still to come expect nothing yet.
-    expected = due(patient.versions, start, min(end, today), zone)
-    parameters = {
+def read(
+    connection: Connection, patient: Subject, start: date, end: date, audit_event: dict[str, Any]
+) -> Sequence[Any]:
+    """The period's rows (`SESSIONS_AND_ALERTS`), the read's audit event (the values of
+    `audit.EVENT`) written with them in the connection's transaction. (PostgreSQL awaits
+    `read_statement` instead.)"""
+    connection.execute(audit.EVENT, audit_event)
+    return connection.execute(SESSIONS_AND_ALERTS, parameters(patient, start, end)).all()
+
+
+def read_statement(
+    patient: Subject, start: date, end: date, audit_event: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """`read` on PostgreSQL, as psycopg takes it: one statement, the audit event a
+    data-modifying CTE of it, so that it is written if and only if the read is."""
+    sql, defaults = postgresql(AUDITED_SESSIONS_AND_ALERTS)
+    event = {**audit_event, "event_actor_kind": str(audit_event["event_actor_kind"])}
+    return sql, {**defaults, **parameters(patient, start, end), **event}
+
+
+def parameters(patient: Subject, start: date, end: date) -> dict[str, Any]:
+    return {
         "clinic_id": patient.clinic_id,
         "patient_id": patient.id,
         "start": start,
         "end": end,
         "pain_alert_at": patient.pain_alert_at,
     }
-    rows: Sequence[Any]
-    if connection.dialect.name == "postgresql":
-        sql, defaults = _postgresql(AUDITED_SESSIONS_AND_ALERTS)
-        event = {**audit_event, "event_actor_kind": str(audit_event["event_actor_kind"])}
-        # psycopg's own cursor: the rows as it reads them, with no Row object for each.
-        with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-            rows = cursor.execute(sql, {**defaults, **parameters, **event}).fetchall()
-    else:
-        connection.execute(audit.EVENT, audit_event)
-        rows = connection.execute(SESSIONS_AND_ALERTS, parameters).all()
+
+
+def summarize(patient: Subject, start: date, end: date, today: date, rows: Sequence[Any]) -> bytes:
+    """The summary as JSON, shaped as the `Summary` schema, from the rows `read` gave."""
+    zone = ZoneInfo(patient.time_zone)
+    # Days still to come expect nothing yet.
+    expected = due(patient.versions, start, min(end, today), zone)
     days: list[DayCounts] = []
     pain_by_week: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     latest = None
     alerts = []
-    names: dict[int, str] = {}
+    names: dict[str, str] = {}  # an item id as the database gave it: as the API writes it
     for day, item, completed, partial, skipped, pain, pain_count, performed_at, alert_id in rows:
-        if alert_id is not None:
-            alerts.append((performed_at, alert_id, item, day, pain))
-            continue
         if day is None:
             latest = performed_at
             continue
-        # UUIDs hash in Python; their integers do not.
-        key = item.int
-        name = names.get(key) or names.setdefault(key, str(item))
+        name = names.get(item) or names.setdefault(item, str(uuid.UUID(item)))
+        if alert_id is not None:
+            alerts.append((performed_at, alert_id, name, day, pain))
+            continue
         days.append((day, name, completed, partial, skipped))
         if pain_count:
             week = pain_by_week[iso_week(day)]
             week[0] += float(pain)
             week[1] += pain_count
-    last = UTC_TIME.process_result_value(latest, connection.dialect)
     alerts.sort(key=lambda alert: alert[0], reverse=True)
     tally = credit_days(expected, days)
     current, longest = _streaks(tally.day_state, today)
@@ -540,7 +549,7 @@ def summarize(
         ],
         "current_streak": current,
         "longest_streak": longest,
-        "last_activity": last,
+        "last_activity": as_utc(latest),
         "pain": _pain(pain_by_week),
         "pain_alerts": [
             {"id": alert_id, "item_id": item_id, "performed_on": day, "pain": pain}
@@ -550,11 +559,8 @@ def summarize(
     return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
-UTC_TIME = UTCDateTime()
-
-
 @cache
-def _postgresql(statement: CompoundSelect[Any]) -> tuple[str, dict[str, Any]]:
+def postgresql(statement: CompoundSelect[Any] | Select[Any]) -> tuple[str, dict[str, Any]]:
     """The statement as psycopg takes it, with the values it binds itself (the limit)."""
     compiled = statement.compile(dialect=psycopg.dialect())  # type: ignore[no-untyped-call]
     return str(compiled), dict(compiled.params)

@@ -32,9 +32,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return as_utc(value)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A time as the database gave it, in UTC; a time without a zone (SQLite's) is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 JSONType: Any = JSON().with_variant(JSONB(), "postgresql")

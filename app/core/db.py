@@ -1,15 +1,20 @@
 """The database engine and the request-scoped session that commits or rolls back."""
 
+import asyncio
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
+import psycopg
 from fastapi import Depends, Request
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import set_json_loads
 from sqlalchemy import Connection, Engine, Table, event, make_url
-from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
@@ -40,6 +45,65 @@ def libpq_url(database_url: str) -> str:
     """A PostgreSQL database URL as psycopg (libpq) itself takes it."""
     url = make_url(database_url).set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
+
+
+class AsyncConnections:
+    """Autocommit PostgreSQL connections for routes that await the database instead of
+    holding a worker thread while it answers: at most ``size`` in use at once, idle ones
+    kept for the next request.
+
+    Connections belong to the event loop that made them. Used from another loop (a new
+    server, a new test), the old ones are dropped and new ones made.
+    """
+
+    APPLICATION_NAME = "dorsi-awaited"  # as pg_stat_activity shows them
+
+    def __init__(self, conninfo: str, size: int, connect_timeout: int = 5) -> None:
+        self.conninfo = conninfo
+        self.size = size
+        self.connect_timeout = connect_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection for the block; kept for reuse if the block leaves it idle."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self.close()
+            self._loop, self._slots = loop, asyncio.Semaphore(self.size)
+        async with self._slots:
+            connection = self._idle.pop() if self._idle else await self._connect()
+            try:
+                yield connection
+            finally:
+                # A statement cut short (a cancelled request) leaves it busy: not reused.
+                if connection.info.transaction_status == TransactionStatus.IDLE:
+                    self._idle.append(connection)
+                else:
+                    await connection.close()
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        connection = await psycopg.AsyncConnection.connect(
+            self.conninfo,
+            autocommit=True,
+            connect_timeout=self.connect_timeout,
+            application_name=self.APPLICATION_NAME,
+        )
+        set_json_loads(orjson.loads, connection)
+        return connection
+
+    def close(self) -> None:
+        """Drops the idle connections, also those of a loop that is gone."""
+        for connection in self._idle:
+            connection.pgconn.finish()
+        self._idle = []
+
+    async def aclose(self) -> None:
+        for connection in self._idle:
+            await connection.close()
+        self._idle = []
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -130,7 +194,7 @@ def _postgresql_insert(
 ) -> str:
     """INSERT ... SELECT from one binary array per column that varies, unnested into rows
     in order, and one value for each column that does not."""
-    dialect = psycopg.dialect()  # type: ignore[no-untyped-call]
+    dialect = postgresql_dialect.dialect()  # type: ignore[no-untyped-call]
     quote = dialect.identifier_preparer.quote
 
     def cast(name: str, suffix: str = "") -> str:

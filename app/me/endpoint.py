@@ -3,7 +3,7 @@
 Every patient app asks for today when it opens, so this is the busiest read there is, and
 each answer writes an audit event. Asking the database once per request would cost each a
 round trip and a commit of its own; here the requests waiting at a moment go as one
-statement (`app.me.today.BATCH_SQL`) over a connection of this path's own, its audit
+statement (`app.me.today.BATCH_SQL`) over one of the app's `AsyncConnections`, their audit
 events committed together before any of them is answered.
 
 The route in `app.me.router` stays the one documented and answers everything this path
@@ -16,21 +16,19 @@ import asyncio
 import uuid
 from typing import Any
 
-import orjson
 import psycopg
 import structlog
-from psycopg.types.json import set_json_loads
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.security import Secrets
+from app.core.db import AsyncConnections
 from app.core.errors import DorsiError
 from app.me import today
 
 PATH = "/v1/me/today"
-# Connections this path keeps, on top of the app's pool; one statement runs on each.
-CONNECTIONS = 2
+# Batches running at once, each on a connection of the app's `AsyncConnections`.
+WORKERS = 2
 MAX_BATCH = 100
-CONNECT_TIMEOUT_SECONDS = 5
 
 log = structlog.get_logger(__name__)
 
@@ -40,12 +38,11 @@ Request = tuple[uuid.UUID, str | None, str | None]
 class TodayQueue:
     """Answers requests for today in batches, one statement per batch and connection."""
 
-    def __init__(self, conninfo: str, cache_seconds: float) -> None:
-        self.conninfo = conninfo
+    def __init__(self, connections: AsyncConnections, cache_seconds: float) -> None:
+        self.connections = connections
         self.cache_seconds = cache_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[tuple[Request, asyncio.Future[bytes | None]]] = []
-        self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._workers: set[asyncio.Task[None]] = set()
 
     async def answer(
@@ -54,12 +51,11 @@ class TodayQueue:
         """Today's JSON for the patient of a valid session, its audit event written; None
         if the session is unknown, revoked or expired. Raises if the database fails."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # connections wait on the loop that made them
-            self.close()
-            self._loop = loop
+        if loop is not self._loop:  # what waits on a loop that is gone is forgotten
+            self._loop, self._pending, self._workers = loop, [], set()
         future: asyncio.Future[bytes | None] = loop.create_future()
         self._pending.append(((session_id, ip, request_id), future))
-        if len(self._workers) < CONNECTIONS:
+        if len(self._workers) < WORKERS:
             worker = loop.create_task(self._work())
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
@@ -67,17 +63,15 @@ class TodayQueue:
 
     async def _work(self) -> None:
         batch: list[tuple[Request, asyncio.Future[bytes | None]]] = []
-        connection = None
         try:
-            connection = self._idle.pop() if self._idle else await self._connect()
-            while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                answers = await self._answer(connection, [request for request, _ in batch])
-                for (_, future), answer in zip(batch, answers, strict=True):
-                    if not future.done():
-                        future.set_result(answer)
-                batch = []
-            self._idle.append(connection)
+            async with self.connections.connection() as connection:
+                while self._pending:
+                    batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                    answers = await self._answer(connection, [request for request, _ in batch])
+                    for (_, future), answer in zip(batch, answers, strict=True):
+                        if not future.done():
+                            future.set_result(answer)
+                    batch = []
         except Exception as error:
             # Everyone waiting goes to the route, which has connections of its own.
             log.warning("today_batch_failed", error=repr(error))
@@ -85,15 +79,6 @@ class TodayQueue:
             for _, future in failed:
                 if not future.done():
                     future.set_exception(error)
-            if connection is not None:
-                await connection.close()
-
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        connection = await psycopg.AsyncConnection.connect(
-            self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
-        )
-        set_json_loads(orjson.loads, connection)
-        return connection
 
     async def _answer(
         self, connection: psycopg.AsyncConnection[Any], requests: list[Request]
@@ -118,17 +103,6 @@ class TodayQueue:
             today.render(states[n], exercises) if n in states else None
             for n in range(1, len(requests) + 1)
         ]
-
-    def close(self) -> None:
-        """Drops the connections and forgets the requests of a loop that is gone."""
-        for connection in self._idle:
-            connection.pgconn.finish()
-        self._idle, self._pending, self._workers = [], [], set()
-
-    async def aclose(self) -> None:
-        for connection in self._idle:
-            await connection.close()
-        self._idle = []
 
 
 class TodayEndpoint:

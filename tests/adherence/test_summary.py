@@ -4,6 +4,7 @@ Each case builds a plan history with versions made at chosen moments and records
 local dates, all in the past, then reads the summary as the clinic.
 """
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -13,14 +14,18 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import text
 from sqlmodel import Session
 
 from app.adherence import overview
 from app.adherence.models import AdherenceRecord
+from app.core.config import Settings
+from app.core.db import AsyncConnections
 from app.exercises.catalog import catalog_id
+from app.main import create_app, dispose_engines
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanVersion
-from tests.conftest import World
+from tests.conftest import World, make_client
 
 LISBON = "Europe/Lisbon"
 EXERCISE = str(catalog_id("ankle-dorsiflexion"))
@@ -309,3 +314,49 @@ async def test_items_alerts_and_last_activity(
     # Monday had both items done; Tuesday's partial broke the run.
     assert (body["longest_streak"], body["current_streak"]) == (1, 0)
     assert body["pain"]["weeks"] == [{"week": "2026-W41", "mean": 5.75}]
+
+
+async def test_concurrent_summaries_wait_for_one_of_a_bounded_set_of_connections(
+    app: FastAPI, settings: Settings, world: World
+) -> None:
+    if app.state.awaited_reads is None:
+        pytest.skip("On SQLite each summary runs in a worker thread, on the engine's pool.")
+    daily = item("daily", days_of_week=EVERY_DAY)
+    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily])])
+    recorded(app, world, case, "2026-10-05", daily)
+    application = create_app(settings.model_copy(update={"database_pool_size": 2}))
+    before = _awaited_backends(app)
+    try:
+        async with make_client(application) as http:
+            answers = await asyncio.gather(
+                *(
+                    http.get(
+                        f"/v1/patients/{case.patient_id}/adherence/summary",
+                        params={"from": "2026-10-05", "to": "2026-10-11"},
+                        headers=world["clinician1"].headers,
+                    )
+                    for _ in range(12)
+                )
+            )
+            opened = _awaited_backends(app) - before
+    finally:
+        dispose_engines(application)
+
+    assert [a.status_code for a in answers] == [200] * 12, answers[0].text
+    assert len({a.content for a in answers}) == 1
+    assert answers[0].json()["totals"]["completed"] == 1
+    assert 1 <= len(opened) <= 2
+
+
+def _awaited_backends(app: FastAPI) -> set[int]:
+    """The server processes of this database's connections for awaited reads."""
+    with app.state.engine.connect() as connection:
+        return set(
+            connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name = :name"
+                ),
+                {"name": AsyncConnections.APPLICATION_NAME},
+            ).scalars()
+        )

@@ -125,8 +125,7 @@ async def test_the_route_answers_when_the_batch_cannot_reach_the_database(
     patient = await patient_with_plan(client, clinician)
     expected = await client.get("/v1/me/today", headers=patient.app)
     application = create_app(settings)
-    queue = application.state.today_queue
-    queue.conninfo = "postgresql://postgres@127.0.0.1:1/nowhere"
+    application.state.awaited_reads.conninfo = "postgresql://postgres@127.0.0.1:1/nowhere"
     request_id, headers = with_id(patient.app)
     try:
         async with make_client(application) as http:
