@@ -162,7 +162,7 @@ def due(versions: list[Version], start: date, end: date, zone: ZoneInfo) -> Due:
         on: list[dict[str, int]] = [{} for _ in range(8)]
         per_week: list[tuple[str, int]] = []
         for item in version.items:
-            result.exercise_of[item["id"]] = uuid.UUID(item["exercise_id"])
+            result.exercise_of[item["id"]] = _uuid(item["exercise_id"])
             schedule = item["schedule"]
             times = schedule.get("times_per_day", 1)
             weekdays = schedule.get("days_of_week")
@@ -183,6 +183,12 @@ def due(versions: list[Version], start: date, end: date, zone: ZoneInfo) -> Due:
     for week_item, days in days_in_force.items():
         result.by_week[week_item] = float(math.floor(weekly[week_item] * days / 7 + 0.5))
     return result
+
+
+@lru_cache(maxsize=4096)
+def _uuid(text: str) -> uuid.UUID:
+    """The catalog's few exercise ids, parsed once."""
+    return uuid.UUID(text)
 
 
 def plan_versions(session: Session, patient_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Version]]:
