@@ -2,6 +2,7 @@
 
 import asyncio
 import re
+import select
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import cache
@@ -81,7 +82,14 @@ class AsyncConnections:
             self.close()
             self._loop, self._slots = loop, asyncio.Semaphore(self.size)
         async with self._slots:
-            connection = self._idle.pop() if self._idle else await self._connect()
+            connection = None
+            while self._idle and connection is None:
+                connection = self._idle.pop()
+                if _ended_by_server(connection):
+                    await connection.close()
+                    connection = None
+            if connection is None:
+                connection = await self._connect()
             try:
                 yield connection
             finally:
@@ -111,6 +119,16 @@ class AsyncConnections:
         for connection in self._idle:
             await connection.close()
         self._idle = []
+
+
+def _ended_by_server(connection: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server has ended an idle connection (a restart, an ended backend): it
+    then sends its reason and closes, so the socket reads as ready; an idle connection
+    that is still open hears nothing. Checked without a round trip."""
+    if connection.closed:
+        return True
+    ready, _, _ = select.select([connection.pgconn.socket], [], [], 0)
+    return bool(ready)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

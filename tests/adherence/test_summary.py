@@ -348,6 +348,30 @@ async def test_concurrent_summaries_wait_for_one_of_a_bounded_set_of_connections
     assert 1 <= len(opened) <= 2
 
 
+async def test_a_summary_after_the_database_ended_its_connections_is_answered(
+    app: FastAPI, world: World, client: AsyncClient
+) -> None:
+    if app.state.awaited_reads is None:
+        pytest.skip("On SQLite each summary runs in a worker thread, on the engine's pool.")
+    daily = item("daily", days_of_week=EVERY_DAY)
+    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily])])
+    recorded(app, world, case, "2026-10-05", daily)
+    before = await summary(client, world, case, "2026-10-05", "2026-10-11")
+    # As a restart of the database, or an administrator ending sessions, would.
+    with app.state.engine.connect() as connection:
+        ended = connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = :name"
+            ),
+            {"name": AsyncConnections.APPLICATION_NAME},
+        ).all()
+    assert ended
+    await asyncio.sleep(0.1)  # the ending reaches the connections
+
+    assert await summary(client, world, case, "2026-10-05", "2026-10-11") == before
+
+
 def _awaited_backends(app: FastAPI) -> set[int]:
     """The server processes of this database's connections for awaited reads."""
     with app.state.engine.connect() as connection:
