@@ -127,8 +127,9 @@ def _ended_by_server(connection: psycopg.AsyncConnection[Any]) -> bool:
     that is still open hears nothing. Checked without a round trip."""
     if connection.closed:
         return True
-    ready, _, _ = select.select([connection.pgconn.socket], [], [], 0)
-    return bool(ready)
+    poll = select.poll()  # not select.select, which refuses descriptors past 1023
+    poll.register(connection.pgconn.socket, select.POLLIN)
+    return bool(poll.poll(0))
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
