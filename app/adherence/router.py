@@ -85,7 +85,8 @@ RECORD_ERRORS = (Unauthorized, Forbidden, InvalidInput, NotFound)
 def upload_adherence(body: BatchIn, session: SessionDep, caller: Recorder) -> Response:
     """Up to 500 records, each answered on its own: `created`, `unchanged` (an exact
     replay), `conflict` (the id holds other content, returned), or `rejected` (with a
-    pointer per problem). Replaying an upload, even two at once, never duplicates a record.
+    pointer per problem). Replaying an upload, even two at once, never duplicates a record;
+    a record deleted since it was uploaded is rejected, and stays deleted.
     Patient apps record their own sessions; clinicians and clinic systems may record for a
     patient of their clinic (`source` says who). The whole body must fit
     `DORSI_MAX_BODY_BYTES` (1 MiB by default: 500 records with short notes do)."""

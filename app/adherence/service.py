@@ -196,6 +196,11 @@ def upload(session: Session, caller: Caller, batch: BatchIn) -> list[dict[str, A
             result["result"] = "rejected"
             result["errors"] = _problem(index, "id", "This id is taken; use a new one.")
             continue
+        if existing.get("deleted_at") is not None:
+            # Deleted since it was uploaded: a late replay does not bring it back.
+            result["result"] = "rejected"
+            result["errors"] = _problem(index, "id", "This record was deleted.")
+            continue
         if record_id in created:
             # The record as just stored, in RecordPublic's field order.
             result["record"] = {field: mine[field] for field in PUBLIC_FIELDS}

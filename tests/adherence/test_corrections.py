@@ -123,6 +123,40 @@ async def test_a_deleted_record_leaves_a_tombstone_and_every_list(
     assert changes(app, record["id"]) == [("create", 1), ("delete", 1)]
 
 
+async def test_a_replay_of_a_deleted_record_is_rejected_and_it_stays_deleted(
+    app: FastAPI, client: AsyncClient, clinician: Actor
+) -> None:
+    patient, app_headers, record = await uploaded(client, clinician)
+    path = f"/v1/adherence/{record['id']}"
+    assert (await client.delete(path, headers=clinician.headers)).status_code == 204
+    sent = {
+        key: record[key]
+        for key in ("id", "plan_id", "plan_version", "item_id", "performed_at", "status")
+    } | {"sets_done": 3, "reps_done": 10}
+
+    replay = await client.post("/v1/adherence/batch", headers=app_headers, json={"records": [sent]})
+    assert replay.status_code == 200
+    assert replay.json()["results"] == [
+        {
+            "index": 0,
+            "id": record["id"],
+            "result": "rejected",
+            "record": None,
+            "errors": [
+                {
+                    "location": "body",
+                    "pointer": "#/records/0/id",
+                    "detail": "This record was deleted.",
+                }
+            ],
+        }
+    ]
+    assert (await client.get(path, headers=app_headers)).status_code == 404
+    listed = await client.get(f"/v1/patients/{patient['id']}/adherence", headers=clinician.headers)
+    assert listed.json()["items"] == []
+    assert changes(app, record["id"]) == [("create", 1), ("delete", 1)]
+
+
 async def test_only_the_patient_and_their_clinic_reach_a_record(
     world: World, client: AsyncClient, clinician: Actor
 ) -> None:
