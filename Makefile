@@ -42,13 +42,16 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Dependencies are installed compiled to bytecode, as in the image: every start of the
+# app, a test's subprocess or a benchmark's server then skips compiling them again (which
+# nothing would save where PYTHONDONTWRITEBYTECODE is set).
 $(VENV)/.runtime: requirements.lock pyproject.toml | $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: requirements-dev.lock pyproject.toml | $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -r requirements-dev.lock
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements-dev.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@ $(VENV)/.runtime
 
