@@ -36,7 +36,7 @@ from app.auth.models import ActorKind, Clinic
 from app.auth.principal import Caller, Principal, Scope
 from app.auth.security import Secrets
 from app.core.columns import utcnow
-from app.core.db import AsyncConnections, connection_for_reads, flush_or, insert_many, pipelined
+from app.core.db import AsyncConnections, flush_or, insert_many, pipelined
 from app.core.errors import (
     FieldError,
     InvalidInput,
@@ -508,11 +508,11 @@ def summary(
     patient_id: uuid.UUID,
     query: SummaryQuery,
 ) -> bytes:
-    """The summary as JSON, for staff holding `adherence:read`. One connection does the
-    whole request in two statements: the caller's session with the patient and their
-    plan versions, then the read with its audit event."""
+    """The summary as JSON, for staff holding `adherence:read`. One transaction does the
+    whole request: the caller's session with the patient and their plan versions, then the
+    read with its audit event. (On PostgreSQL, `summary_awaiting` answers instead.)"""
     session_id = staff_session(secrets, authorization)
-    with connection_for_reads(engine) as connection:
+    with engine.begin() as connection:
         rows = connection.execute(
             summaries.CALLER_AND_SUBJECT, {"session_id": session_id, "patient_id": patient_id}
         ).all()

@@ -14,7 +14,7 @@ import psycopg
 from fastapi import Depends, Request
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
-from sqlalchemy import Connection, Engine, Table, event, make_url
+from sqlalchemy import Engine, Table, event, make_url
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -159,19 +159,6 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
-
-
-@contextmanager
-def connection_for_reads(engine: Engine) -> Iterator[Connection]:
-    """A connection for a hot path that reads and records an audit event: on PostgreSQL in
-    autocommit, each statement atomic on its own, with no BEGIN or COMMIT round trips;
-    elsewhere (SQLite) one transaction, committed if the block completes."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            yield connection
-    else:
-        with engine.begin() as connection:
-            yield connection
 
 
 def flush_or(session: Session, error: DorsiError) -> None:

@@ -316,14 +316,21 @@ async def test_items_alerts_and_last_activity(
     assert body["pain"]["weeks"] == [{"week": "2026-W41", "mean": 5.75}]
 
 
-async def test_concurrent_summaries_wait_for_one_of_a_bounded_set_of_connections(
-    app: FastAPI, settings: Settings, world: World
-) -> None:
+@pytest.fixture
+def one_session(app: FastAPI, world: World) -> History:
+    """On PostgreSQL, where summaries await the database: a patient with one session."""
     if app.state.awaited_reads is None:
         pytest.skip("On SQLite each summary runs in a worker thread, on the engine's pool.")
     daily = item("daily", days_of_week=EVERY_DAY)
     case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily])])
     recorded(app, world, case, "2026-10-05", daily)
+    return case
+
+
+async def test_concurrent_summaries_wait_for_one_of_a_bounded_set_of_connections(
+    app: FastAPI, settings: Settings, world: World, one_session: History
+) -> None:
+    case = one_session
     application = create_app(settings.model_copy(update={"database_pool_size": 2}))
     before = _awaited_backends(app)
     try:
@@ -349,13 +356,9 @@ async def test_concurrent_summaries_wait_for_one_of_a_bounded_set_of_connections
 
 
 async def test_a_summary_after_the_database_ended_its_connections_is_answered(
-    app: FastAPI, world: World, client: AsyncClient
+    app: FastAPI, world: World, client: AsyncClient, one_session: History
 ) -> None:
-    if app.state.awaited_reads is None:
-        pytest.skip("On SQLite each summary runs in a worker thread, on the engine's pool.")
-    daily = item("daily", days_of_week=EVERY_DAY)
-    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily])])
-    recorded(app, world, case, "2026-10-05", daily)
+    case = one_session
     before = await summary(client, world, case, "2026-10-05", "2026-10-11")
     # As a restart of the database, or an administrator ending sessions, would.
     with app.state.engine.connect() as connection:
