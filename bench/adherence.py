@@ -49,8 +49,9 @@ import httpx
 import psycopg
 
 from app.adherence.models import Source
+from app.core.db import libpq_url
 from bench.adherence_data import RECORD_COLUMNS, Dataset, PatientPlan, load, session_fields
-from bench.harness import libpq_url, migrate, postgres_database, server
+from bench.harness import migrate, postgres_database, server
 
 SECRET = "bench-secret-" + "x" * 32
 REQUESTS, BATCH, PATIENTS_PER_BATCH = 20, 100, 10

@@ -42,11 +42,10 @@ from app.auth import accounts
 from app.auth.models import Role
 from app.auth.security import Secrets
 from app.core.config import Settings
-from app.core.db import make_engine
+from app.core.db import libpq_url, make_engine
 from app.exercises.catalog import catalog_id
 from app.patients.models import Cause, Side
 from app.plans.models import PlanStatus
-from bench.harness import libpq_url
 
 ZONES = ("Europe/Lisbon", "America/New_York", "Pacific/Auckland", "Pacific/Honolulu")
 EMAIL = "bench@clinic.test"

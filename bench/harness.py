@@ -106,12 +106,6 @@ def postgres_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def libpq_url(database_url: str) -> str:
-    """A Dorsi (SQLAlchemy) database URL as psycopg.connect takes it."""
-    url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
-
-
 def migrate(database_url: str, secret: str) -> None:
     """Upgrade the schema and load the shipped catalog, as ``dorsi migrate`` does."""
     subprocess.run(

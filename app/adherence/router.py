@@ -25,14 +25,7 @@ from app.adherence.schemas import (
     Summary,
     SummaryQuery,
 )
-from app.auth.deps import (
-    SecretsDep,
-    caller_for,
-    oauth2,
-    patient_bearer,
-    resolve,
-    staff,
-)
+from app.auth.deps import SecretsDep, caller_for, oauth2, patient_bearer, resolve, staff
 from app.auth.models import ActorKind
 from app.auth.principal import Caller, Scope
 from app.core.db import SessionDep

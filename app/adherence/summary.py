@@ -28,7 +28,6 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
-    Table,
     and_,
     bindparam,
     func,
@@ -38,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import psycopg
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from app.adherence.models import AdherenceRecord, SessionStatus
 from app.adherence.schemas import Counts
@@ -46,6 +45,7 @@ from app.audit import service as audit
 from app.auth.deps import SESSION_STATE, STATE_COLUMNS
 from app.auth.models import AuthSession, Clinic
 from app.core.columns import as_utc
+from app.core.db import table_of
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanStatus, PlanVersion
 
@@ -357,9 +357,9 @@ def _caller_and_subject() -> Select[Any]:
     """The caller's session (`SESSION_STATE`, to be checked before anything else is used),
     with the patient of the caller's clinic, the clinic's pain alert level and every
     version of the patient's plans in the order they were made: a row per version."""
-    sessions = _table(AuthSession)
-    patient, clinic = _table(Patient).alias("subject"), _table(Clinic)
-    plan, version = _table(Plan), _table(PlanVersion)
+    sessions = table_of(AuthSession)
+    patient, clinic = table_of(Patient).alias("subject"), table_of(Clinic)
+    plan, version = table_of(Plan), table_of(PlanVersion)
     joined = (
         SESSION_STATE.get_final_froms()[0]
         .outerjoin(
@@ -392,18 +392,13 @@ def _caller_and_subject() -> Select[Any]:
     )
 
 
-def _table(model: type[SQLModel]) -> Table:
-    table: Table = model.__table__  # type: ignore[attr-defined]
-    return table
-
-
 def _sessions_and_alerts() -> CompoundSelect[Any]:
     """The period's sessions by local date and item, counted by status, with their pain
     figures; the latest time of all; then, marked by their record id, the most recent
     sessions with pain at or above the clinic's alert level. The parts read the period's
-    records once, from one CTE. Times come as the driver gives them: only the latest is
-    made a UTCDateTime; item ids come as text."""
-    record = _table(AdherenceRecord).c
+    records once, from one CTE. Times come as the driver gives them (SQLite's without a
+    zone: `as_utc` reads the latest); item ids come as text."""
+    record = table_of(AdherenceRecord).c
     period = (
         sa_select(
             record.id,

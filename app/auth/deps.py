@@ -7,14 +7,14 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
 from app.auth.models import ActorKind, ApiClient, AuthSession, Clinician, Role
 from app.auth.principal import Caller, Principal, Scope
 from app.auth.security import Secrets
 from app.core.columns import utcnow
-from app.core.db import SessionDep
+from app.core.db import SessionDep, table_of
 from app.core.errors import Forbidden, Unauthorized
 from app.patients.models import Patient
 
@@ -60,10 +60,8 @@ SecretsDep = Annotated[Secrets, Depends(get_secrets)]
 
 
 def _session_state() -> Any:
-    sessions: Table = AuthSession.__table__  # type: ignore[attr-defined]
-    clinicians: Table = Clinician.__table__  # type: ignore[attr-defined]
-    patients: Table = Patient.__table__  # type: ignore[attr-defined]
-    clients: Table = ApiClient.__table__  # type: ignore[attr-defined]
+    sessions, clinicians = table_of(AuthSession), table_of(Clinician)
+    patients, clients = table_of(Patient), table_of(ApiClient)
     return (
         select(
             sessions.c.clinic_id,

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, Table, event, make_url
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 from app.core.config import Settings
 from app.core.errors import DorsiError
@@ -47,6 +47,12 @@ def make_engine(settings: Settings) -> Engine:
         max_overflow=settings.database_pool_size,
         json_deserializer=orjson.loads,  # plans' items, read on every summary and recompute
     )
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A table model's Core table, for statements built once rather than through the ORM."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
 
 
 def libpq_url(database_url: str) -> str:

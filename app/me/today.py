@@ -19,15 +19,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Engine, Table, and_, bindparam, insert, select
+from sqlalchemy import Engine, and_, bindparam, insert, select
 from sqlalchemy.engine import Connection
-from sqlmodel import SQLModel
 
 from app.adherence.models import AdherenceRecord
 from app.audit.models import AuditEvent
 from app.auth.models import ActorKind, AuthSession
 from app.auth.security import Secrets
 from app.core.columns import utcnow
+from app.core.db import table_of
 from app.core.errors import Forbidden, Unauthorized
 from app.exercises.models import Exercise
 from app.patients.models import Patient
@@ -210,14 +210,13 @@ def batch_state(row: Sequence[Any]) -> State:
 # --- SQLite, and the route when the batch cannot answer --------------------------------------
 
 
-def _table(model: type[SQLModel]) -> Table:
-    table: Table = model.__table__  # type: ignore[attr-defined]
-    return table
-
-
-sessions, patients, plans = _table(AuthSession), _table(Patient), _table(Plan)
-versions, audit_events, records = _table(PlanVersion), _table(AuditEvent), _table(AdherenceRecord)
-exercise_table = _table(Exercise)
+sessions, patients, plans = table_of(AuthSession), table_of(Patient), table_of(Plan)
+versions, audit_events, records = (
+    table_of(PlanVersion),
+    table_of(AuditEvent),
+    table_of(AdherenceRecord),
+)
+exercise_table = table_of(Exercise)
 
 STATE = (
     select(
