@@ -537,7 +537,7 @@ async def summary_awaiting(
         rows = await (await connection.execute(CALLER_AND_SUBJECT_SQL, values)).fetchall()
         asked = _summary_asked(session_id, rows, caller_of, patient_id, query)
         statement = summaries.read_statement(*asked.period, asked.audit_event)
-        found = await (await connection.execute(*statement)).fetchall()
+        found = await (await connection.execute(*statement, binary=True)).fetchall()
     return summaries.summarize(*asked.period, asked.today, found)
 
 

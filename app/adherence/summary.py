@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache, lru_cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -37,6 +39,9 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
 
 from app.adherence.models import AdherenceRecord, SessionStatus
@@ -214,18 +219,22 @@ def plan_versions(session: Session, patient_ids: list[uuid.UUID]) -> dict[uuid.U
 
 
 Done = dict[tuple[date, str], dict[str, int]]
-# Sessions of an item on a local date: how many were completed, partial and skipped.
-DayCounts = tuple[date, str, int, int, int]
+# Sessions of an item on a local date: how many were completed, partial and skipped, and
+# the sum and count of the pain they reported.
+DayCounts = tuple[date, str, int, int, int, int, int]
+_day = itemgetter(0)
 
 
 @dataclass
 class Credit:
-    """What was expected and credited: in total, per ISO week and per item; and, for
-    streaks, whether each day with weekday-scheduled sessions had them all done."""
+    """What was expected and credited: in total, per ISO week and per item; per week, the
+    sum and count of pain reported; and, for streaks, whether each day with
+    weekday-scheduled sessions had them all done."""
 
     total: Tally = field(default_factory=Tally)
     weeks: defaultdict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
     items: defaultdict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    pain: dict[str, tuple[int, int]] = field(default_factory=dict)
     day_state: dict[date, bool] = field(default_factory=dict)
 
 
@@ -240,6 +249,8 @@ def credit(expected: Due, done: Done) -> Credit:
                 by_status.get(SessionStatus.completed, 0),
                 by_status.get(SessionStatus.partial, 0),
                 by_status.get(SessionStatus.skipped, 0),
+                0,
+                0,
             )
             for (day, item_id), by_status in done.items()
         ],
@@ -247,53 +258,80 @@ def credit(expected: Due, done: Done) -> Credit:
 
 
 def credit_days(expected: Due, days: Iterable[DayCounts]) -> Credit:
-    """Weigh what was done against what was due: ``days`` are sessions completed, partial
-    and skipped by local date and item, each (date, item) at most once.
+    """Weigh what was done against what was due: ``days`` are sessions by local date and
+    item (each (date, item) at most once), in any order.
 
     Every session counts by its status, due or not. A completed session earns 1 and a
     partial one ½: for weekday items, up to what the day expected of the item; for
     sessions-per-week items, up to what the week expected of it. The totals are the sum
     of the weeks.
+
+    The hot loop of a summary: it goes a day at a time, adding up the day in local
+    variables, so that each session costs few lookups.
     """
     result = Credit()
-    weeks, items, day_state = result.weeks, result.items, result.day_state
-    by_week, spans = expected.by_week, expected.spans
+    weeks, items, pains_by_week = result.weeks, result.items, result.pain
+    by_week = expected.by_week
     weekly_items = {item_id for _, item_id in by_week}
-    weekly_earned: dict[tuple[str, str], float] = defaultdict(float)
-    # Per span, how many of each day's weekday items were all done.
-    all_done_items: list[dict[date, int]] = [defaultdict(int) for _ in spans]
-    span_days = [(n, span.low, span.high, span.on) for n, span in enumerate(spans)]
-    for day, item_id, completed, partial, skipped in days:
-        week = iso_week(day)
-        of_week, of_item = weeks[week], items[item_id]
-        of_week.completed += completed
-        of_week.partial += partial
-        of_week.skipped += skipped
-        of_item.completed += completed
-        of_item.partial += partial
-        of_item.skipped += skipped
-        got = completed + 0.5 * partial
-        if item_id in weekly_items and (week, item_id) in by_week:
-            weekly_earned[(week, item_id)] += got
-            continue
-        if not got:
-            continue
-        # Up to what the day expected of the item, from every span holding the day.
-        weekday, day_wants = day.isoweekday(), 0
-        for n, low, high, on in span_days:
+    weekly_earned: defaultdict[tuple[str, str], float] = defaultdict(float)
+    # Each span's days, its weekday items by ISO weekday and how many items each weekday
+    # has. An item is of one plan, whose versions govern days apart: at most one span
+    # holding a day expects it.
+    spans = [
+        (span.low, span.high, span.on, [sum(1 for t in on.values() if t > 0) for on in span.on])
+        for span in expected.spans
+    ]
+    # Days on which each weekday item they expected was done.
+    all_done: set[date] = set()
+    for day, sessions in groupby(sorted(days, key=_day), key=_day):
+        week, weekday = iso_week(day), day.isoweekday()
+        wants: dict[str, int] = {}
+        needed = 0
+        for low, high, on, needs in spans:
             if low <= day <= high:
-                times = on[weekday].get(item_id, 0)
-                day_wants += times
-                if times > 0 and got >= times:
-                    all_done_items[n][day] += 1
-        credited = got if got < day_wants else float(day_wants)
-        if credited:
-            of_week.earned += credited
-            of_item.earned += credited
+                wants = {**wants, **on[weekday]} if wants else on[weekday]
+                needed += needs[weekday]
+        done = completed_on = partial_on = skipped_on = pain_on = pains_on = 0
+        earned_on = 0.0
+        for _, item_id, completed, partial, skipped, pain, pains in sessions:
+            completed_on += completed
+            partial_on += partial
+            skipped_on += skipped
+            of_item = items[item_id]
+            of_item.completed += completed
+            of_item.partial += partial
+            of_item.skipped += skipped
+            if pains:
+                pain_on += pain
+                pains_on += pains
+            got = completed + 0.5 * partial if partial else completed
+            if not got:
+                continue
+            if item_id in weekly_items and (week, item_id) in by_week:
+                weekly_earned[(week, item_id)] += got
+                continue
+            # Up to what the day expected of the item.
+            times = wants.get(item_id)
+            if times:
+                if got >= times:
+                    done += 1
+                    got = float(times)
+                earned_on += got
+                of_item.earned += got
+        of_week = weeks[week]
+        of_week.completed += completed_on
+        of_week.partial += partial_on
+        of_week.skipped += skipped_on
+        of_week.earned += earned_on
+        if pains_on:
+            pain, pains = pains_by_week.get(week, (0, 0))
+            pains_by_week[week] = (pain + pain_on, pains + pains_on)
+        if done == needed:
+            all_done.add(day)
 
     # What each day expected, and whether all of it was done, a week at a time.
-    for span, done_on in zip(spans, all_done_items, strict=True):
-        needed = [sum(1 for times in on.values() if times > 0) for on in span.on]
+    day_state = result.day_state
+    for span in expected.spans:
         per_day, seen = span.per_day, [0] * 8
         day = span.low
         while day <= span.high:
@@ -305,8 +343,7 @@ def credit_days(expected: Due, days: Iterable[DayCounts]) -> Credit:
             for weekday in range(first, last + 1):
                 if per_day[weekday]:
                     seen[weekday] += 1
-                    all_done = done_on.get(day, 0) == needed[weekday]
-                    day_state[day] = day_state.get(day, True) and all_done
+                    day_state[day] = day_state.get(day, True) and day in all_done
                 day += ONE_DAY
         for weekday, count in enumerate(seen):
             for item_id, times in span.on[weekday].items() if count else ():
@@ -392,6 +429,30 @@ def _caller_and_subject() -> Select[Any]:
     )
 
 
+class uuid_text(FunctionElement[str]):  # noqa: N801 (named as SQL functions are)
+    """A UUID column as text in its canonical form (lowercase, with dashes): PostgreSQL
+    writes it so; SQLite stores the 32 hex digits alone."""
+
+    type = String()
+    name = "uuid_text"
+    inherit_cache = True
+
+
+@compiles(uuid_text, "postgresql")
+def _uuid_text_postgresql(element: uuid_text, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS VARCHAR)"
+
+
+@compiles(uuid_text, "sqlite")
+def _uuid_text_sqlite(element: uuid_text, compiler: SQLCompiler, **kw: Any) -> str:
+    hex_ = compiler.process(element.clauses, **kw)
+    return "lower(" + " || '-' || ".join(f"substr({hex_}, {a}, {n})" for a, n in UUID_PARTS) + ")"
+
+
+# Where the groups of a UUID's 32 hex digits start, and their lengths.
+UUID_PARTS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+
+
 def _sessions_and_alerts() -> CompoundSelect[Any]:
     """The period's sessions by local date and item, counted by status, with their pain
     figures; the latest time of all; then, marked by their record id, the most recent
@@ -426,8 +487,8 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
     def count(status: SessionStatus) -> Any:
         return func.count().filter(period.status == status.value).label(status.value)
 
-    # Item ids as text: strings load faster than UUIDs (SQLite's are hex, without dashes).
-    item_text = sql_cast(period.item_id, String)
+    # Item ids as text: strings load faster than UUIDs.
+    item_text = uuid_text(period.item_id)
     sessions = sa_select(
         period.performed_on,
         item_text.label("item_id"),
@@ -513,26 +574,11 @@ def summarize(patient: Subject, start: date, end: date, today: date, rows: Seque
     zone = ZoneInfo(patient.time_zone)
     # Days still to come expect nothing yet.
     expected = due(patient.versions, start, min(end, today), zone)
-    days: list[DayCounts] = []
-    pain_by_week: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    latest = None
-    alerts = []
-    names: dict[str, str] = {}  # an item id as the database gave it: as the API writes it
-    for day, item, completed, partial, skipped, pain, pain_count, performed_at, alert_id in rows:
-        if day is None:
-            latest = performed_at
-            continue
-        name = names.get(item) or names.setdefault(item, str(uuid.UUID(item)))
-        if alert_id is not None:
-            alerts.append((performed_at, alert_id, name, day, pain))
-            continue
-        days.append((day, name, completed, partial, skipped))
-        if pain_count:
-            week = pain_by_week[iso_week(day)]
-            week[0] += float(pain)
-            week[1] += pain_count
-    alerts.sort(key=lambda alert: alert[0], reverse=True)
-    tally = credit_days(expected, days)
+    tally = credit_days(
+        expected, [row[:7] for row in rows if row[0] is not None and row[8] is None]
+    )
+    latest = next((row[7] for row in rows if row[0] is None), None)
+    alerts = sorted((row for row in rows if row[8] is not None), key=_performed_at, reverse=True)
     current, longest = _streaks(tally.day_state, today)
     body = {
         "from": start,
@@ -551,13 +597,16 @@ def summarize(patient: Subject, start: date, end: date, today: date, rows: Seque
         "current_streak": current,
         "longest_streak": longest,
         "last_activity": as_utc(latest),
-        "pain": _pain(pain_by_week),
+        "pain": _pain(tally.pain),
         "pain_alerts": [
             {"id": alert_id, "item_id": item_id, "performed_on": day, "pain": pain}
-            for _, alert_id, item_id, day, pain in alerts
+            for day, item_id, _, _, _, pain, _, _, alert_id in alerts
         ],
     }
     return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+
+
+_performed_at = itemgetter(7)
 
 
 @cache
@@ -579,7 +628,7 @@ def _streaks(day_state: dict[date, bool], today: date) -> tuple[int, int]:
     return run, longest
 
 
-def _pain(sums: dict[str, list[float]]) -> dict[str, Any]:
+def _pain(sums: dict[str, tuple[int, int]]) -> dict[str, Any]:
     """Mean pain overall and per ISO week, from each week's (sum, count)."""
     weekly = {w: s / n for w, (s, n) in sorted(sums.items())}
     count = sum(n for _, n in sums.values())
