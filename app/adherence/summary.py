@@ -236,6 +236,8 @@ class Credit:
     items: defaultdict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
     pain: dict[str, tuple[int, int]] = field(default_factory=dict)
     day_state: dict[date, bool] = field(default_factory=dict)
+    # Days with weekday-scheduled sessions, in no order.
+    scheduled: list[date] = field(default_factory=list)
 
 
 def credit(expected: Due, done: Done) -> Credit:
@@ -257,7 +259,36 @@ def credit(expected: Due, done: Done) -> Credit:
     )
 
 
-def credit_days(expected: Due, days: Iterable[DayCounts]) -> Credit:
+def expectations(expected: Due) -> Credit:
+    """What was expected, per ISO week and per item, with nothing yet done: `credit_days`
+    adds what was. Needs no records, so a summary works it out while they are read."""
+    result = Credit()
+    weeks, items, scheduled = result.weeks, result.items, result.scheduled
+    # A week at a time.
+    for span in expected.spans:
+        per_day, seen = span.per_day, [0] * 8
+        day = span.low
+        while day <= span.high:
+            first = day.isoweekday()
+            last = min(7, first + (span.high - day).days)
+            due_in_week = sum(per_day[first : last + 1])
+            if due_in_week:
+                weeks[iso_week(day)].expected += due_in_week
+            for weekday in range(first, last + 1):
+                if per_day[weekday]:
+                    seen[weekday] += 1
+                    scheduled.append(day)
+                day += ONE_DAY
+        for weekday, count in enumerate(seen):
+            for item_id, times in span.on[weekday].items() if count else ():
+                items[item_id].expected += count * times
+    for (week, item_id), wanted in expected.by_week.items():
+        weeks[week].expected += wanted
+        items[item_id].expected += wanted
+    return result
+
+
+def credit_days(expected: Due, days: Iterable[DayCounts], result: Credit | None = None) -> Credit:
     """Weigh what was done against what was due: ``days`` are sessions by local date and
     item (each (date, item) at most once), in any order.
 
@@ -266,10 +297,12 @@ def credit_days(expected: Due, days: Iterable[DayCounts]) -> Credit:
     sessions-per-week items, up to what the week expected of it. The totals are the sum
     of the weeks.
 
+    ``result`` is `expectations` of the same `Due`, when they were worked out beforehand.
     The hot loop of a summary: it goes a day at a time, adding up the day in local
     variables, so that each session costs few lookups.
     """
-    result = Credit()
+    if result is None:
+        result = expectations(expected)
     weeks, items, pains_by_week = result.weeks, result.items, result.pain
     by_week = expected.by_week
     weekly_items = {item_id for _, item_id in by_week}
@@ -329,30 +362,13 @@ def credit_days(expected: Due, days: Iterable[DayCounts]) -> Credit:
         if done == needed:
             all_done.add(day)
 
-    # What each day expected, and whether all of it was done, a week at a time.
     day_state = result.day_state
-    for span in expected.spans:
-        per_day, seen = span.per_day, [0] * 8
-        day = span.low
-        while day <= span.high:
-            first = day.isoweekday()
-            last = min(7, first + (span.high - day).days)
-            due_in_week = sum(per_day[first : last + 1])
-            if due_in_week:
-                weeks[iso_week(day)].expected += due_in_week
-            for weekday in range(first, last + 1):
-                if per_day[weekday]:
-                    seen[weekday] += 1
-                    day_state[day] = day_state.get(day, True) and day in all_done
-                day += ONE_DAY
-        for weekday, count in enumerate(seen):
-            for item_id, times in span.on[weekday].items() if count else ():
-                items[item_id].expected += count * times
+    for day in result.scheduled:
+        day_state[day] = day in all_done
 
     for (week, item_id), wanted in by_week.items():
         week_credit = min(weekly_earned.get((week, item_id), 0.0), wanted)
         for bucket in (weeks[week], items[item_id]):
-            bucket.expected += wanted
             bucket.earned += week_credit
 
     for tally in weeks.values():
@@ -569,14 +585,32 @@ def parameters(patient: Subject, start: date, end: date) -> dict[str, Any]:
     }
 
 
-def summarize(patient: Subject, start: date, end: date, today: date, rows: Sequence[Any]) -> bytes:
-    """The summary as JSON, shaped as the `Summary` schema, from the rows `read` gave."""
-    zone = ZoneInfo(patient.time_zone)
+@dataclass(frozen=True)
+class Outlook:
+    """What a summary knows before the records come: the patient, the period (``start`` to
+    ``end``, the patient's ``today``), what the plans expected, and the `expectations`
+    that `summarize` completes with what was done (once)."""
+
+    patient: Subject
+    start: date
+    end: date
+    today: date
+    expected: Due
+    credit: Credit
+
+
+def outlook(patient: Subject, start: date, end: date, today: date) -> Outlook:
     # Days still to come expect nothing yet.
-    expected = due(patient.versions, start, min(end, today), zone)
-    tally = credit_days(
-        expected, [row[:7] for row in rows if row[0] is not None and row[8] is None]
-    )
+    expected = due(patient.versions, start, min(end, today), ZoneInfo(patient.time_zone))
+    return Outlook(patient, start, end, today, expected, expectations(expected))
+
+
+def summarize(outlook: Outlook, rows: Sequence[Any]) -> bytes:
+    """The summary as JSON, shaped as the `Summary` schema, from the rows `read` gave."""
+    patient, start, end, today = outlook.patient, outlook.start, outlook.end, outlook.today
+    expected = outlook.expected
+    sessions = [row[:7] for row in rows if row[0] is not None and row[8] is None]
+    tally = credit_days(expected, sessions, outlook.credit)
     latest = next((row[7] for row in rows if row[0] is None), None)
     alerts = sorted((row for row in rows if row[8] is not None), key=_performed_at, reverse=True)
     current, longest = _streaks(tally.day_state, today)
