@@ -544,10 +544,9 @@ async def summary_awaiting(
         try:
             await asyncio.sleep(0)  # The statement is sent...
             outlook = summaries.outlook(*asked.period, asked.today)  # ...meanwhile, this.
+        finally:
+            # Whatever happened, the read ends before its connection is given back.
             found = await reading
-        except BaseException:
-            reading.cancel()
-            raise
     return summaries.summarize(outlook, found)
 
 

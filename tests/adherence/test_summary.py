@@ -6,6 +6,7 @@ local dates, all in the past, then reads the summary as the clinic.
 
 import asyncio
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi import FastAPI
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 from sqlalchemy import text
 from sqlmodel import Session
 
@@ -353,6 +354,42 @@ async def test_concurrent_summaries_wait_for_one_of_a_bounded_set_of_connections
     assert len({a.content for a in answers}) == 1
     assert answers[0].json()["totals"]["completed"] == 1
     assert 1 <= len(opened) <= 2
+
+
+async def test_a_summary_cut_short_at_any_point_leaves_its_connection_usable(
+    app: FastAPI, settings: Settings, world: World, one_session: History
+) -> None:
+    # One connection: a summary that kept it, or its slot, would block every later one.
+    case = one_session
+    application = create_app(settings.model_copy(update={"database_pool_size": 1}))
+
+    async def ask() -> Response:
+        return await http.get(
+            f"/v1/patients/{case.patient_id}/adherence/summary",
+            params={"from": "2026-10-05", "to": "2026-10-11"},
+            headers=world["clinician1"].headers,
+        )
+
+    try:
+        async with make_client(application) as http:
+            whole = await ask()
+            assert whole.status_code == 200, whole.text
+            # Cut short after a few turns of the event loop, then after some time: while
+            # the session is checked, while the records are read, and in between.
+            for turns, seconds in [(n, 0.0) for n in range(8)] + [
+                (0, s / 1000) for s in (0.5, 1, 2, 3, 5, 8)
+            ]:
+                request = asyncio.ensure_future(ask())
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                await asyncio.sleep(seconds)
+                request.cancel()
+                with suppress(asyncio.CancelledError):
+                    await request
+                answer = await asyncio.wait_for(ask(), timeout=10)
+                assert (answer.status_code, answer.content) == (200, whole.content)
+    finally:
+        dispose_engines(application)
 
 
 async def test_a_summary_after_the_database_ended_its_connections_is_answered(
