@@ -17,7 +17,7 @@ from psycopg.types.json import set_json_loads
 from sqlalchemy import Engine, Table, event, make_url
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
 from app.core.config import Settings
@@ -41,12 +41,21 @@ def make_engine(settings: Settings) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         json_deserializer=orjson.loads,  # plans' items, read on every summary and recompute
     )
+    event.listen(engine, "checkout", _checkout)
+    return engine
+
+
+def _checkout(dbapi_connection: psycopg.Connection[Any], _record: Any, _proxy: Any) -> None:
+    """A pooled connection the server ended while it waited (a restart, an ended backend)
+    is replaced before a request uses it: the pool makes a new one when this raises."""
+    if _ended_by_server(dbapi_connection):
+        raise DisconnectionError("The database ended this pooled connection.")
 
 
 def table_of(model: type[SQLModel]) -> Table:
@@ -127,7 +136,7 @@ class AsyncConnections:
         self._idle = []
 
 
-def _ended_by_server(connection: psycopg.AsyncConnection[Any]) -> bool:
+def _ended_by_server(connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
     """Whether the server has ended an idle connection (a restart, an ended backend): it
     then sends its reason and closes, so the socket reads as ready; an idle connection
     that is still open hears nothing. Checked without a round trip."""

@@ -1,11 +1,14 @@
 """insert_many: many rows in one statement, in the order given, each with the shared values,
-conflicts skipped on request, and values checked by the table as a plain INSERT would."""
+conflicts skipped on request, and values checked by the table as a plain INSERT would. The
+engine's pool: connections the server ended are replaced before use."""
 
+import asyncio
 import uuid
 
 import psycopg
 import pytest
 from fastapi import FastAPI
+from httpx import AsyncClient
 from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
@@ -83,3 +86,27 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut_short(
                 "occurred_at": utcnow(),
             },
         )
+
+
+async def test_a_request_after_the_database_ended_the_pooled_connections_is_answered(
+    app: FastAPI, world: World, client: AsyncClient
+) -> None:
+    if app.state.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to end connections.")
+    clinician = world["clinician1"].headers
+    before = await client.get("/v1/patients", headers=clinician)
+    assert before.status_code == 200, before.text
+    # As a restart of the database, or an administrator ending sessions, would: every
+    # backend of this database but the one that ends them.
+    url = app.state.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert ended
+    await asyncio.sleep(0.1)  # the ending reaches the connections
+
+    after = await client.get("/v1/patients", headers=clinician)
+    assert after.status_code == 200, after.text
+    assert after.json() == before.json()
