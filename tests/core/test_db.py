@@ -12,7 +12,7 @@ from httpx import AsyncClient
 from sqlmodel import Session, col, select
 
 from app.core.columns import utcnow
-from app.core.db import insert_many
+from app.core.db import insert_many, libpq_url
 from app.sync.models import Change
 from tests.conftest import World
 
@@ -98,7 +98,7 @@ async def test_a_request_after_the_database_ended_the_pooled_connections_is_answ
     assert before.status_code == 200, before.text
     # As a restart of the database, or an administrator ending sessions, would: every
     # backend of this database but the one that ends them.
-    url = app.state.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    url = libpq_url(app.state.engine.url.render_as_string(hide_password=False))
     with psycopg.connect(url, autocommit=True) as admin:
         ended = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
