@@ -1,5 +1,7 @@
-"""Alembic environment: the database comes from Dorsi's settings unless a URL is passed in."""
+"""Alembic environment: the connection comes from `app.core.migrate`, or from Dorsi's
+settings when `alembic` runs on its own."""
 
+import asyncio
 import warnings
 
 from alembic import context
@@ -16,7 +18,7 @@ def _pragma(connection: Connection, statement: str) -> None:
     """Straight to the driver: through SQLAlchemy it would run inside a transaction."""
     if connection.in_transaction():
         connection.commit()
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     cursor.execute(statement)
     cursor.close()
 
@@ -51,15 +53,19 @@ def run(connection: Connection) -> None:
             _pragma(connection, "PRAGMA foreign_keys = ON")
 
 
+async def run_with_settings() -> None:
+    engine = make_engine(get_settings())
+    async with engine.connect() as connection:
+        await connection.run_sync(run)
+    await engine.dispose()
+
+
 def run_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
         run(connection)
         return
-    engine = make_engine(get_settings())
-    with engine.connect() as connection:
-        run(connection)
-    engine.dispose()
+    asyncio.run(run_with_settings())
 
 
 if context.is_offline_mode():

@@ -16,7 +16,6 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import make_url
-from sqlmodel import Session
 
 from app.adherence import overview
 from app.auth import accounts
@@ -25,10 +24,11 @@ from app.auth.models import AccessCode, Role
 from app.auth.principal import Scope
 from app.auth.security import Secrets, new_access_code
 from app.core import logging as app_logging
+from app import seed
 from app.core import migrate
 from app.core.columns import utcnow
 from app.core.config import Settings
-from app.core.db import make_engine
+from app.core.db import make_engine, transaction
 from app.main import create_app, dispose_engines
 from app.patients.models import Patient
 
@@ -78,13 +78,13 @@ def new_database(
                 connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def migrated(url: str) -> str:
+async def migrated(url: str) -> str:
     engine = make_engine(settings_for(url))
     try:
-        migrate.upgrade(engine)
-        migrate.seed(engine)
+        await migrate.upgrade(engine)
+        await seed.seed(engine)
     finally:
-        engine.dispose()
+        await engine.dispose()
     return url
 
 
@@ -101,15 +101,15 @@ def settings_for(url: str, **overrides: object) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def settings(new_database: DatabaseFactory) -> Settings:
-    return settings_for(migrated(new_database()))
+async def settings(new_database: DatabaseFactory) -> Settings:
+    return settings_for(await migrated(new_database()))
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings) -> Iterator[FastAPI]:
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     yield application
-    dispose_engines(application)
+    await dispose_engines(application)
 
 
 @pytest.fixture
@@ -160,13 +160,13 @@ class World:
 PASSWORD = "correct horse battery staple"
 
 
-def build_world(app: FastAPI) -> World:
+async def build_world(app: FastAPI) -> World:
     """Creates the people of a test through the services, and signs each of them in."""
     secrets: Secrets = app.state.secrets
     lifetime = timedelta(days=1)
-    with Session(app.state.engine, expire_on_commit=False) as session:
-        clinic1 = accounts.create_clinic(session, "Clinic One")
-        clinic2 = accounts.create_clinic(session, "Clinic Two")
+    async with transaction(app.state.engine) as session:
+        clinic1 = await accounts.create_clinic(session, "Clinic One")
+        clinic2 = await accounts.create_clinic(session, "Clinic Two")
         tag = uuid.uuid4().hex[:8]
         people = {
             "admin1": (clinic1.id, Role.admin),
@@ -176,12 +176,12 @@ def build_world(app: FastAPI) -> World:
         actors: dict[str, Actor] = {"anonymous": Actor("anonymous", None)}
         for name, (clinic_id, role) in people.items():
             email = f"{name}-{tag}@clinic.test"
-            person = accounts.create_clinician(session, secrets, clinic_id, email, PASSWORD, role)
-            token = auth_service.password_grant(session, secrets, email, PASSWORD, None)
+            person = await accounts.create_clinician(session, secrets, clinic_id, email, PASSWORD, role)
+            token = await auth_service.password_grant(session, secrets, email, PASSWORD, None)
             actors[name] = Actor(name, token.access_token, person.id, clinic_id)
         for name, scopes in (("client_all", list(Scope)), ("client_none", [Scope.changes_read])):
-            client, secret = accounts.create_api_client(session, secrets, clinic1.id, name, scopes)
-            token = auth_service.client_credentials_grant(
+            client, secret = await accounts.create_api_client(session, secrets, clinic1.id, name, scopes)
+            token = await auth_service.client_credentials_grant(
                 session, secrets, str(client.id), secret, None
             )
             actors[name] = Actor(name, token.access_token, client.id, clinic1.id)
@@ -199,8 +199,8 @@ def build_world(app: FastAPI) -> World:
                 time_zone="Europe/Lisbon",
             )
             session.add(patient)
-            session.flush()
-            overview.create(session, patient)
+            await session.flush()
+            await overview.create(session, patient)
             patients[name] = patient.id
             code = new_access_code()
             session.add(
@@ -211,10 +211,9 @@ def build_world(app: FastAPI) -> World:
                     expires_at=utcnow() + lifetime,
                 )
             )
-            session.flush()
-            token = auth_service.pair(session, secrets, code, name, lifetime, None, None)
+            await session.flush()
+            token = await auth_service.pair(session, secrets, code, name, lifetime, None, None)
             actors[name] = Actor(name, token.access_token, patient.id, clinic.id)
-        session.commit()
     return World(
         clinic1=clinic1.id,
         clinic2=clinic2.id,
@@ -226,8 +225,8 @@ def build_world(app: FastAPI) -> World:
 
 
 @pytest.fixture(scope="session")
-def world(app: FastAPI) -> World:
-    return build_world(app)
+async def world(app: FastAPI) -> World:
+    return await build_world(app)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,12 +5,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.models import AuditEvent
 from app.auth.principal import Caller
 from app.core.columns import utcnow
-from app.core.db import insert_many
+from app.core.bulk import insert_many
 
 EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 # One event: a plain INSERT into the table, built once, not an ORM object. Reads record
@@ -58,8 +59,8 @@ def event(
     }
 
 
-def record(
-    session: Session,
+async def record(
+    session: AsyncSession,
     caller: Caller,
     action: str,
     resource_type: str,
@@ -67,11 +68,13 @@ def record(
     patient_id: uuid.UUID | None = None,
 ) -> None:
     """Add an audit event to the session; it commits (or not) with the work it records."""
-    session.execute(EVENT, event(caller, action, resource_type, resource_id, patient_id))
+    await session.exec(
+        EVENT, params=event(caller, action, resource_type, resource_id, patient_id)
+    )
 
 
-def record_many(
-    session: Session,
+async def record_many(
+    session: AsyncSession,
     caller: Caller,
     action: str,
     resource_type: str,
@@ -91,7 +94,7 @@ def record_many(
         "ip": caller.ip,
         "request_id": caller.request_id,
     }
-    insert_many(
+    await insert_many(
         session,
         AuditEvent.__table__,  # type: ignore[attr-defined]
         [
@@ -105,8 +108,8 @@ def record_many(
     )
 
 
-def list_events(
-    session: Session,
+async def list_events(
+    session: AsyncSession,
     clinic_id: uuid.UUID,
     *,
     patient_id: uuid.UUID | None,
@@ -129,4 +132,4 @@ def list_events(
     if after_id is not None:
         statement = statement.where(col(AuditEvent.id) < after_id)
     statement = statement.order_by(col(AuditEvent.id).desc()).limit(limit)
-    return list(session.exec(statement).all())
+    return list((await session.exec(statement)).all())

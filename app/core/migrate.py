@@ -1,35 +1,29 @@
-"""Schema migrations and the catalog load, as one step every entry point shares."""
+"""Schema migrations: Alembic runs synchronously on the async engine's connection
+(`run_sync`)."""
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import PROJECT_ROOT
-from app.exercises.catalog import load_catalog
 
 
 def alembic_config() -> Config:
     return Config(toml_file=PROJECT_ROOT / "pyproject.toml")
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.connect() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    async with engine.connect() as connection:
+        await connection.run_sync(_run, command.upgrade, revision)
 
 
-def downgrade(engine: Engine, revision: str) -> None:
-    with engine.connect() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    async with engine.connect() as connection:
+        await connection.run_sync(_run, command.downgrade, revision)
 
 
-def seed(engine: Engine) -> dict[str, int]:
-    """Load the shipped data (the global exercise catalog); idempotent."""
-    with Session(engine) as session:
-        counts = load_catalog(session)
-        session.commit()
-    return counts
+def _run(connection: Connection, step: object, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    step(config, revision)  # type: ignore[operator]

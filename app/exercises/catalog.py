@@ -5,13 +5,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.columns import utcnow
 from app.exercises.models import Exercise
 from app.exercises.schemas import ExercisePublic
-from app.plans.models import PlanTemplate
-from app.plans.schemas import TemplateItemIn
 
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
 # Catalog ids are derived from slugs so that every installation shares them.
@@ -37,16 +36,22 @@ def catalog_id(slug: str) -> uuid.UUID:
     return uuid.uuid5(CATALOG_NAMESPACE, slug)
 
 
-def load_catalog(session: Session, path: Path = CATALOG_FILE) -> dict[str, int]:
+def read_catalog(path: Path = CATALOG_FILE) -> dict[str, Any]:
+    """The shipped data file: the global exercises and the templates built from them."""
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data
+
+
+async def load_catalog(session: AsyncSession, data: dict[str, Any]) -> dict[str, int]:
     """Bring the global catalog in line with the data file; running it twice changes nothing.
 
     An exercise whose content changed gets its version bumped; one that is new is added.
     Returns how many were created, updated and left unchanged.
     """
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     entries: list[dict[str, Any]] = data["exercises"]
     existing = {
-        e.slug: e for e in session.exec(select(Exercise).where(col(Exercise.clinic_id).is_(None)))
+        e.slug: e
+        for e in await session.exec(select(Exercise).where(col(Exercise.clinic_id).is_(None)))
     }
     now = utcnow()
     wanted: dict[str, dict[str, Any]] = {}
@@ -81,7 +86,7 @@ def load_catalog(session: Session, path: Path = CATALOG_FILE) -> dict[str, int]:
             session.add(existing[slug])
             created.add(slug)
     counts["created"] = len(created)
-    session.flush()
+    await session.flush()
     for slug, content in wanted.items():
         current = existing[slug]
         changed = {k: v for k, v in content.items() if getattr(current, k) != v}
@@ -95,45 +100,5 @@ def load_catalog(session: Session, path: Path = CATALOG_FILE) -> dict[str, int]:
             counts["updated"] += 1
         session.add(current)
     counts["unchanged"] = len(wanted) - counts["created"] - counts["updated"]
-    session.flush()
-    _load_templates(session, data.get("templates", []))
+    await session.flush()
     return counts
-
-
-def _load_templates(session: Session, templates: list[dict[str, Any]]) -> None:
-    """The global plan templates; their items name exercises of this catalog by slug."""
-    for entry in templates:
-        template_id = catalog_id(f"template:{entry['slug']}")
-        items = []
-        for item in entry["items"]:
-            fields = {k: v for k, v in item.items() if k != "exercise"}
-            checked = TemplateItemIn.model_validate(
-                {**fields, "exercise_id": catalog_id(item["exercise"])}
-            )
-            stored = checked.model_dump(mode="json")
-            stored["id"] = str(catalog_id(f"template:{entry['slug']}:{item['exercise']}"))
-            items.append(stored)
-        current = session.get(PlanTemplate, template_id)
-        if current is None:
-            session.add(
-                PlanTemplate(
-                    id=template_id,
-                    name=entry["name"],
-                    description=entry["description"],
-                    items=items,
-                )
-            )
-        elif (current.name, current.description, current.items) != (
-            entry["name"],
-            entry["description"],
-            items,
-        ):
-            current.name, current.description, current.items = (
-                entry["name"],
-                entry["description"],
-                items,
-            )
-            current.version += 1
-            current.updated_at = utcnow()
-            session.add(current)
-    session.flush()

@@ -9,10 +9,11 @@ import uuid
 from typing import Any
 
 from sqlalchemy import text
-from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.columns import utcnow
-from app.core.db import insert_many
+from app.core.bulk import insert_many
+from app.core.db import dialect_of
 from app.sync.models import Change
 
 LOCK = text("SELECT pg_advisory_xact_lock(:key)")
@@ -22,14 +23,14 @@ def _lock_key(clinic_id: uuid.UUID) -> int:
     return int.from_bytes(clinic_id.bytes[:8], "big", signed=True)
 
 
-def _lock(session: Session, clinic_id: uuid.UUID) -> None:
-    if session.get_bind().dialect.name == "postgresql":
+async def _lock(session: AsyncSession, clinic_id: uuid.UUID) -> None:
+    if dialect_of(session) == "postgresql":
         # Re-entrant within a transaction, and released by its commit or rollback.
-        session.execute(LOCK, {"key": _lock_key(clinic_id)})
+        await session.exec(LOCK, params={"key": _lock_key(clinic_id)})
 
 
-def record_change(
-    session: Session,
+async def record_change(
+    session: AsyncSession,
     clinic_id: uuid.UUID,
     resource_type: str,
     resource_id: uuid.UUID | str,
@@ -39,7 +40,7 @@ def record_change(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Add a change row to the caller's transaction (create, update or delete)."""
-    _lock(session, clinic_id)
+    await _lock(session, clinic_id)
     session.add(
         Change(
             clinic_id=clinic_id,
@@ -52,8 +53,8 @@ def record_change(
     )
 
 
-def record_changes(
-    session: Session,
+async def record_changes(
+    session: AsyncSession,
     clinic_id: uuid.UUID,
     resource_type: str,
     changes: list[tuple[uuid.UUID | str, str, int | None]],
@@ -61,10 +62,10 @@ def record_changes(
     """Many (resource id, operation, version) changes of one clinic, in one INSERT."""
     if not changes:
         return
-    _lock(session, clinic_id)
+    await _lock(session, clinic_id)
     now = utcnow()
     # Ids are drawn in the order given.
-    insert_many(
+    await insert_many(
         session,
         Change.__table__,  # type: ignore[attr-defined]
         [
