@@ -1,6 +1,7 @@
 """The `dorsi` command: migrate, serve, create clinics and API clients, write the OpenAPI
 document, check health."""
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -21,14 +22,17 @@ def migrate() -> None:
     from app.core import migrate as migrations
     from app.core.config import get_settings
     from app.core.db import make_engine
+    from app.seed import seed
 
-    engine = make_engine(get_settings())
-    try:
-        migrations.upgrade(engine)
-        counts = migrations.seed(engine)
-    finally:
-        engine.dispose()
-    typer.echo(f"schema at head; catalog: {counts}")
+    async def run() -> dict[str, int]:
+        engine = make_engine(get_settings())
+        try:
+            await migrations.upgrade(engine)
+            return await seed(engine)
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"schema at head; catalog: {asyncio.run(run())}")
 
 
 @cli.command()
@@ -43,7 +47,7 @@ def serve(
 
     import uvicorn
 
-    from app.auth import demo
+    from app import demo
     from app.auth.security import Secrets
     from app.core.config import Environment, get_settings
     from app.core.db import make_engine
@@ -51,14 +55,16 @@ def serve(
     migrate()
     settings = get_settings()
     if settings.environment == Environment.development:
-        engine = make_engine(settings)
-        try:
-            found = demo.ensure_demo(
-                engine, Secrets(settings), timedelta(minutes=settings.access_code_minutes)
-            )
-        finally:
-            engine.dispose()
-        typer.echo(demo.instructions(found, f"http://{host}:{port}"))
+
+        async def ensure_demo() -> demo.Demo:
+            engine = make_engine(settings)
+            try:
+                lifetime = timedelta(minutes=settings.access_code_minutes)
+                return await demo.ensure_demo(engine, Secrets(settings), lifetime)
+            finally:
+                await engine.dispose()
+
+        typer.echo(demo.instructions(asyncio.run(ensure_demo()), f"http://{host}:{port}"))
     uvicorn.run(
         "app.main:app",
         host=host,
@@ -85,31 +91,33 @@ def create_clinic(
     ],
 ) -> None:
     """Create a clinic with its first admin."""
-    from sqlmodel import Session
-
     from app.auth import accounts
     from app.auth.models import Role
     from app.auth.security import Secrets
     from app.core.config import get_settings
-    from app.core.db import make_engine
+    from app.core.db import make_engine, transaction
     from app.core.errors import DorsiError
 
     if len(admin_password) < 12:
         raise typer.BadParameter("use at least 12 characters", param_hint="--admin-password")
     settings = get_settings()
-    engine = make_engine(settings)
+
+    async def create() -> str:
+        engine = make_engine(settings)
+        try:
+            async with transaction(engine) as session:
+                clinic = await accounts.create_clinic(session, name)
+                admin = await accounts.create_clinician(
+                    session, Secrets(settings), clinic.id, admin_email, admin_password, Role.admin
+                )
+            return f"clinic {clinic.id}\nadmin {admin.id} <{admin.email}>"
+        finally:
+            await engine.dispose()
+
     try:
-        with Session(engine) as session:
-            clinic = accounts.create_clinic(session, name)
-            admin = accounts.create_clinician(
-                session, Secrets(settings), clinic.id, admin_email, admin_password, Role.admin
-            )
-            session.commit()
-            typer.echo(f"clinic {clinic.id}\nadmin {admin.id} <{admin.email}>")
+        typer.echo(asyncio.run(create()))
     except DorsiError as error:
         raise typer.BadParameter(str(error.detail)) from None
-    finally:
-        engine.dispose()
 
 
 @cli.command()
@@ -117,27 +125,30 @@ def refresh_adherence() -> None:
     """Recompute the clinic overview's stale figures now, for every clinic. Run it hourly
     (from cron, say): each patient's figures expire at their local midnight, and this spares
     the first clinician of the day the wait."""
-    from sqlmodel import Session, select
+    from sqlmodel import select
 
-    from app.adherence import overview
+    from app.adherence import rollups
     from app.auth.models import Clinic
     from app.core.columns import utcnow
     from app.core.config import get_settings
-    from app.core.db import make_engine
+    from app.core.db import make_engine, transaction
 
-    engine = make_engine(get_settings())
-    try:
-        with Session(engine) as session:
-            clinics = list(session.exec(select(Clinic)).all())
-        total = 0
-        for clinic in clinics:  # a transaction per clinic
-            with Session(engine) as session:
-                session.add(clinic)
-                total += overview.refresh(session, clinic, utcnow())
-                session.commit()
-        typer.echo(f"recomputed {total} patients' figures in {len(clinics)} clinics")
-    finally:
-        engine.dispose()
+    async def refresh() -> tuple[int, int]:
+        engine = make_engine(get_settings())
+        try:
+            async with transaction(engine) as session:
+                clinics = list((await session.exec(select(Clinic))).all())
+            total = 0
+            for clinic in clinics:  # a transaction per clinic
+                async with transaction(engine) as session:
+                    session.add(clinic)
+                    total += await rollups.refresh(session, clinic, utcnow())
+            return total, len(clinics)
+        finally:
+            await engine.dispose()
+
+    total, clinics = asyncio.run(refresh())
+    typer.echo(f"recomputed {total} patients' figures in {clinics} clinics")
 
 
 @cli.command()
@@ -147,32 +158,33 @@ def create_client(
     scope: Annotated[list[str], typer.Option(help="A scope to grant; repeat for more.")],
 ) -> None:
     """Create an API client for a clinic system; prints its id and secret (shown once)."""
-    from sqlmodel import Session
-
     from app.auth import accounts
     from app.auth.models import Clinic
     from app.auth.principal import Scope
     from app.auth.security import Secrets
     from app.core.config import get_settings
-    from app.core.db import make_engine
+    from app.core.db import make_engine, transaction
 
     unknown = sorted(set(scope) - {s.value for s in Scope})
     if unknown:
         choices = ", ".join(s.value for s in Scope)
         raise typer.BadParameter(f"unknown {unknown}; choose from {choices}", param_hint="--scope")
     settings = get_settings()
-    engine = make_engine(settings)
-    try:
-        with Session(engine) as session:
-            if session.get(Clinic, clinic_id) is None:
-                raise typer.BadParameter(f"no clinic {clinic_id}", param_hint="--clinic-id")
-            client, secret = accounts.create_api_client(
-                session, Secrets(settings), clinic_id, name, [Scope(s) for s in scope]
-            )
-            session.commit()
-            typer.echo(f"client_id {client.id}\nclient_secret {secret}")
-    finally:
-        engine.dispose()
+
+    async def create() -> str:
+        engine = make_engine(settings)
+        try:
+            async with transaction(engine) as session:
+                if await session.get(Clinic, clinic_id) is None:
+                    raise typer.BadParameter(f"no clinic {clinic_id}", param_hint="--clinic-id")
+                client, secret = await accounts.create_api_client(
+                    session, Secrets(settings), clinic_id, name, [Scope(s) for s in scope]
+                )
+            return f"client_id {client.id}\nclient_secret {secret}"
+        finally:
+            await engine.dispose()
+
+    typer.echo(asyncio.run(create()))
 
 
 @cli.command()

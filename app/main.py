@@ -21,14 +21,12 @@ from app.auth.router import router as auth_router
 from app.auth.security import Secrets
 from app.core.cache import PublicResponseCache
 from app.core.config import Settings, get_settings
-from app.core.db import AsyncConnections, libpq_url, make_engine
+from app.core.db import make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.logging import configure_logging, flush_logs
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
-from app.me.endpoint import PATH as TODAY_PATH
-from app.me.endpoint import TodayEndpoint, TodayQueue
 from app.me.router import router as me_router
 from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
@@ -85,24 +83,22 @@ class Dorsi(FastAPI):
     """FastAPI with Dorsi's request context and public cache outside its own layers.
 
     They wrap the whole stack so that every request gets its id, log line and metrics, and
-    a cached answer costs nothing but them.
+    a cached answer costs nothing but them. The request context is outermost: whatever
+    fails inside it, in a route or in a layer, is answered as problem+json with the
+    request id and logged once with its stack trace.
     """
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
+        secrets: Secrets = self.state.secrets
         app: ASGIApp = PublicResponseCache(
             IdempotencyMiddleware(
                 super().build_middleware_stack(),
                 engine=self.state.engine,
-                secrets=self.state.secrets,
+                subject_of=lambda token: (secrets.read_access_token(token) or {}).get("sub"),
             ),
             ceiling_seconds=settings.response_cache_seconds,
         )
-        if self.state.today_queue is not None:
-            route = next(r for r in self.routes if getattr(r, "path", None) == TODAY_PATH)
-            app = TodayEndpoint(
-                app, queue=self.state.today_queue, secrets=self.state.secrets, route=route
-            )
         return RequestContextMiddleware(app, max_body_bytes=settings.max_body_bytes)
 
 
@@ -119,9 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         yield
         flusher.cancel()
-        if _app.state.awaited_reads is not None:
-            await _app.state.awaited_reads.aclose()
-        dispose_engines(_app)
+        await dispose_engines(_app)
 
     app = Dorsi(
         title="Dorsi",
@@ -138,19 +132,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    # PostgreSQL only: connections for routes that await the database rather than hold a
-    # worker thread (the summary, and today's batches: requests for today that arrive
-    # together share a statement).
-    app.state.awaited_reads = (
-        AsyncConnections(libpq_url(settings.database_url), settings.database_pool_size)
-        if engine.dialect.name == "postgresql"
-        else None
-    )
-    app.state.today_queue = (
-        TodayQueue(app.state.awaited_reads, settings.response_cache_seconds)
-        if app.state.awaited_reads is not None
-        else None
-    )
     app.state.secrets = Secrets(settings)
     app.state.sign_in_limiter = SignInLimiter(
         settings.sign_in_rate_limit, settings.rate_limit_storage
@@ -194,11 +175,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def dispose_engines(app: FastAPI) -> None:
+async def dispose_engines(app: FastAPI) -> None:
     """Close every database connection the app holds."""
-    app.state.engine.dispose()
-    if app.state.awaited_reads is not None:
-        app.state.awaited_reads.close()
+    await app.state.engine.dispose()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from app.core.config import Settings
 from app.core.db import make_engine, transaction
 from app.main import create_app, dispose_engines
 from app.patients.models import Patient
+from tests import contract
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "DORSI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -119,8 +120,13 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def make_client(app: FastAPI, *, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
+    """A client of the app whose every response is checked against `openapi.yaml`."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
-    return httpx.AsyncClient(transport=transport, base_url="http://dorsi.test")
+    return httpx.AsyncClient(
+        transport=transport,
+        base_url="http://dorsi.test",
+        event_hooks={"response": [contract.check]},
+    )
 
 
 @pytest.fixture

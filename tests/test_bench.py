@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from app.adherence.models import AdherenceRecord
+from app.core.db import transaction
 from app.main import create_app, dispose_engines
 from bench.adherence_data import load, session_fields
 from tests.conftest import DatabaseFactory, make_client, migrated, settings_for
@@ -21,7 +22,7 @@ async def test_generated_data_reads_back_through_the_api(
 ) -> None:
     if backend != "postgresql":
         pytest.skip("The generator copies into PostgreSQL.")
-    url = migrated(new_database())
+    url = await migrated(new_database())
     data = load(url, patients=12, records=2_000, seed=3)
     assert len(data.patients) == 12
     app = create_app(settings_for(url))
@@ -45,13 +46,14 @@ async def test_generated_data_reads_back_through_the_api(
             )
             assert summary.status_code == 200, summary.text
             totals = summary.json()["totals"]
-            with Session(app.state.engine) as session:
-                stored = session.exec(
+            async with transaction(app.state.engine) as session:
+                counted = await session.exec(
                     select(func.count()).where(
                         AdherenceRecord.patient_id == heavy.id,
                         col(AdherenceRecord.performed_on) >= since,
                     )
-                ).one()
+                )
+                stored = counted.one()
             assert stored > 0
             assert totals["completed"] + totals["partial"] + totals["skipped"] == stored
             assert totals["expected"] > 0
@@ -83,4 +85,4 @@ async def test_generated_data_reads_back_through_the_api(
             )
             assert upload.json()["results"][0]["result"] == "created", upload.text
     finally:
-        dispose_engines(app)
+        await dispose_engines(app)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.main import create_app, dispose_engines
-from tests.conftest import make_client, settings_for
+from tests.conftest import make_client, migrated, settings_for
 
 DORSI = Path(sys.executable).with_name("dorsi")
 START_TIMEOUT_SECONDS = 30
@@ -203,7 +203,7 @@ async def test_a_clinic_and_an_api_client_made_with_the_command_can_sign_in(
                 )
                 assert made_patient.status_code == 201, made_patient.text
     finally:
-        dispose_engines(app)
+        await dispose_engines(app)
 
     # New patients' overview figures are stale until recomputed; the command does it.
     refreshed = dorsi("refresh-adherence")
@@ -213,36 +213,30 @@ async def test_a_clinic_and_an_api_client_made_with_the_command_can_sign_in(
     assert again.stdout.startswith("recomputed 0 patients' figures"), again.stdout
 
 
-def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path) -> None:
+async def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from sqlmodel import Session
-
-    from app.auth import demo
+    from app import demo
     from app.auth.security import Secrets
-    from app.core import migrate
     from app.core.columns import utcnow
-    from app.core.db import make_engine
+    from app.core.db import make_engine, transaction
     from app.patients.models import Patient
 
-    settings = settings_for(f"sqlite:///{tmp_path / 'demo.db'}")
+    settings = settings_for(await migrated(f"sqlite:///{tmp_path / 'demo.db'}"))
     engine = make_engine(settings)
     try:
-        migrate.upgrade(engine)
-        migrate.seed(engine)
-        first = demo.ensure_demo(engine, Secrets(settings), timedelta(minutes=5))
-        with Session(engine) as session:
-            patient = session.get(Patient, uuid.UUID(first.patient_id))
+        first = await demo.ensure_demo(engine, Secrets(settings), timedelta(minutes=5))
+        async with transaction(engine) as session:
+            patient = await session.get(Patient, uuid.UUID(first.patient_id))
             assert patient is not None
             patient.deleted_at = utcnow()
             session.add(patient)
-            session.commit()
-        again = demo.ensure_demo(engine, Secrets(settings), timedelta(minutes=5))
+        again = await demo.ensure_demo(engine, Secrets(settings), timedelta(minutes=5))
         assert again.patient_id == first.patient_id
         assert again.access_code != first.access_code
-        with Session(engine) as session:
-            restored = session.get(Patient, uuid.UUID(first.patient_id))
+        async with transaction(engine) as session:
+            restored = await session.get(Patient, uuid.UUID(first.patient_id))
             assert restored is not None
             assert restored.deleted_at is None
     finally:
-        engine.dispose()
+        await engine.dispose()

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
     response_model=AuditEventPage,
     responses=responses(Unauthorized, Forbidden, InvalidInput),
 )
-def list_audit_events(
+async def list_audit_events(
     session: SessionDep,
     caller: Annotated[Caller, Depends(staff(admin=True))],
     query: Annotated[AuditQuery, Query()],
@@ -33,7 +33,7 @@ def list_audit_events(
         (after_id,) = decode_cursor(query.cursor, 1)
         if type(after_id) is not int or not 0 < after_id < 2**63:
             raise invalid_cursor()
-    rows = service.list_events(
+    rows = await service.list_events(
         session,
         caller.clinic_id,
         patient_id=query.patient_id,

@@ -12,6 +12,7 @@ from app.audit.models import AuditEvent
 from app.auth.principal import Caller
 from app.core.columns import utcnow
 from app.core.bulk import insert_many
+from app.core.db import execute
 
 EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 # One event: a plain INSERT into the table, built once, not an ORM object. Reads record
@@ -68,9 +69,7 @@ async def record(
     patient_id: uuid.UUID | None = None,
 ) -> None:
     """Add an audit event to the session; it commits (or not) with the work it records."""
-    await session.exec(
-        EVENT, params=event(caller, action, resource_type, resource_id, patient_id)
-    )
+    await execute(session, EVENT, event(caller, action, resource_type, resource_id, patient_id))
 
 
 async def record_many(

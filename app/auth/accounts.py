@@ -3,7 +3,9 @@
 import secrets as random
 import uuid
 
-from sqlmodel import Session, col, select
+from anyio import to_thread
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.models import ApiClient, AuthSession, Clinic, Clinician, Role
 from app.auth.principal import Scope
@@ -14,15 +16,20 @@ from app.core.db import flush_or
 from app.core.errors import Conflict, NotFound
 
 
-def create_clinic(session: Session, name: str) -> Clinic:
+async def create_clinic(session: AsyncSession, name: str) -> Clinic:
     clinic = Clinic(name=name)
     session.add(clinic)
-    session.flush()
+    await session.flush()
     return clinic
 
 
-def create_clinician(
-    session: Session,
+async def _hashed(secrets: Secrets, secret: str) -> str:
+    """Argon2 is CPU work by design: it runs on a worker thread, not on the event loop."""
+    return await to_thread.run_sync(secrets.hash_password, secret)
+
+
+async def create_clinician(
+    session: AsyncSession,
     secrets: Secrets,
     clinic_id: uuid.UUID,
     email: str,
@@ -32,36 +39,44 @@ def create_clinician(
     clinician = Clinician(
         clinic_id=clinic_id,
         email=email.strip().lower(),
-        password_hash=secrets.hash_password(password),
+        password_hash=await _hashed(secrets, password),
         role=role,
     )
     session.add(clinician)
-    flush_or(session, Conflict(f"A clinician with email {email!r} exists already."))
+    await flush_or(session, Conflict(f"A clinician with email {email!r} exists already."))
     return clinician
 
 
-def create_api_client(
-    session: Session, secrets: Secrets, clinic_id: uuid.UUID, name: str, scopes: list[Scope]
+async def create_api_client(
+    session: AsyncSession,
+    secrets: Secrets,
+    clinic_id: uuid.UUID,
+    name: str,
+    scopes: list[Scope],
 ) -> tuple[ApiClient, str]:
     """The new client and its secret, which is shown this once and stored only hashed."""
     secret = random.token_urlsafe(32)
     client = ApiClient(
         clinic_id=clinic_id,
         name=name,
-        secret_hash=secrets.hash_password(secret),
+        secret_hash=await _hashed(secrets, secret),
         scopes=sorted(set(scopes)),
     )
     session.add(client)
-    session.flush()
+    await session.flush()
     return client, secret
 
 
-def load_api_client(session: Session, clinic_id: uuid.UUID, client_id: uuid.UUID) -> ApiClient:
-    client = session.exec(
-        select(ApiClient).where(
-            ApiClient.id == client_id,
-            ApiClient.clinic_id == clinic_id,
-            col(ApiClient.revoked_at).is_(None),
+async def load_api_client(
+    session: AsyncSession, clinic_id: uuid.UUID, client_id: uuid.UUID
+) -> ApiClient:
+    client = (
+        await session.exec(
+            select(ApiClient).where(
+                ApiClient.id == client_id,
+                ApiClient.clinic_id == clinic_id,
+                col(ApiClient.revoked_at).is_(None),
+            )
         )
     ).first()
     if client is None:
@@ -69,13 +84,17 @@ def load_api_client(session: Session, clinic_id: uuid.UUID, client_id: uuid.UUID
     return client
 
 
-def revoke_api_client(session: Session, clinic_id: uuid.UUID, client_id: uuid.UUID) -> None:
-    client = load_api_client(session, clinic_id, client_id)
+async def revoke_api_client(
+    session: AsyncSession, clinic_id: uuid.UUID, client_id: uuid.UUID
+) -> None:
+    client = await load_api_client(session, clinic_id, client_id)
     client.revoked_at = utcnow()
     session.add(client)
-    end_client_sessions(session, client.id)
+    await end_client_sessions(session, client.id)
 
 
-def end_client_sessions(session: Session, client_id: uuid.UUID) -> None:
-    ids = session.exec(select(AuthSession.id).where(AuthSession.api_client_id == client_id)).all()
-    end_sessions(session, list(ids))
+async def end_client_sessions(session: AsyncSession, client_id: uuid.UUID) -> None:
+    ids = (
+        await session.exec(select(AuthSession.id).where(AuthSession.api_client_id == client_id))
+    ).all()
+    await end_sessions(session, list(ids))

@@ -1,22 +1,21 @@
 """Authentication and authorization dependencies: who is calling, and may they do this."""
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
-from sqlalchemy import bindparam, select
-from sqlmodel import Session
+from sqlalchemy import Row, RowMapping, Select, bindparam, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.models import ActorKind, ApiClient, AuthSession, Clinician, Role
 from app.auth.principal import Caller, Principal, Scope
 from app.auth.security import Secrets
 from app.core.columns import utcnow
-from app.core.db import SessionDep, table_of
+from app.core.db import SessionDep, execute, table_of
 from app.core.errors import Forbidden, Unauthorized
-from app.patients.models import Patient
 
 TOKEN_URL = "/v1/auth/token"
 SCOPE_DESCRIPTIONS = {
@@ -59,9 +58,8 @@ async def get_secrets(request: Request) -> Secrets:
 SecretsDep = Annotated[Secrets, Depends(get_secrets)]
 
 
-def _session_state() -> Any:
-    sessions, clinicians = table_of(AuthSession), table_of(Clinician)
-    patients, clients = table_of(Patient), table_of(ApiClient)
+def _session_state() -> Select[Any]:
+    sessions, clinicians, clients = table_of(AuthSession), table_of(Clinician), table_of(ApiClient)
     return (
         select(
             sessions.c.clinic_id,
@@ -72,30 +70,33 @@ def _session_state() -> Any:
             sessions.c.scopes,
             sessions.c.expires_at,
             sessions.c.revoked_at,
-            clinicians.c.active,
-            clinicians.c.role,
-            patients.c.deleted_at,
-            clients.c.revoked_at,
+            clinicians.c.active.label("clinician_active"),
+            clinicians.c.role.label("clinician_role"),
+            clients.c.revoked_at.label("client_revoked_at"),
         )
         .outerjoin(clinicians, clinicians.c.id == sessions.c.clinician_id)
-        .outerjoin(patients, patients.c.id == sessions.c.patient_id)
         .outerjoin(clients, clients.c.id == sessions.c.api_client_id)
         .where(sessions.c.id == bindparam("session_id", type_=sessions.c.id.type))
     )
 
 
 # Every request pays for this check, so it is one indexed query returning plain columns,
-# built once.
+# built once. A query of its own may select these columns beside others (by name, so
+# theirs must not reuse these names) and hand its row to `principal_of`.
+# A deleted patient's sessions are revoked when the patient is (`service.revoke_patient`),
+# so the rule needs no patient table.
 SESSION_STATE = _session_state()
 STATE_COLUMNS = len(SESSION_STATE.selected_columns)
 
 
-def resolve(session: Session, secrets: Secrets, token: str | None) -> Principal | None:
+async def resolve(
+    session: AsyncSession, secrets: Secrets, token: str | None
+) -> Principal | None:
     """The principal a bearer token stands for, checked against its session, or None."""
     if not token:
         return None
     session_id = session_of(secrets, token)
-    state = session.connection().execute(SESSION_STATE, {"session_id": session_id}).first()
+    state = (await execute(session, SESSION_STATE, {"session_id": session_id})).first()
     return principal_of(session_id, state)
 
 
@@ -110,44 +111,33 @@ def session_of(secrets: Secrets, token: str) -> uuid.UUID:
         raise Unauthorized("The access token is invalid.") from None
 
 
-def principal_of(session_id: uuid.UUID, state: Sequence[Any] | None) -> Principal:
-    """The principal of a session, from a row that starts with `SESSION_STATE`'s columns
-    (None: no such session), or Unauthorized if the session no longer stands."""
+def principal_of(session_id: uuid.UUID, state: Row[Any] | RowMapping | None) -> Principal:
+    """The principal of a session, from a row holding `SESSION_STATE`'s columns, read by
+    name (None: no such session), or Unauthorized if the session no longer stands.
+
+    The one rule for whether a token's session is valid: every route comes here."""
     if state is None:
         raise Unauthorized("The access token is invalid.")
-    (
-        clinic_id,
-        kind,
-        clinician_id,
-        patient_id,
-        client_id,
-        scopes,
-        expires_at,
-        revoked_at,
-        clinician_active,
-        clinician_role,
-        patient_deleted,
-        client_revoked,
-    ) = state[:STATE_COLUMNS]
+    row = state._mapping if isinstance(state, Row) else state
     if (
-        revoked_at is not None
-        or expires_at <= utcnow()
-        or clinician_active is False
-        or patient_deleted is not None
-        or client_revoked is not None
+        row["revoked_at"] is not None
+        or row["expires_at"] <= utcnow()
+        or row["clinician_active"] is False
+        or row["client_revoked_at"] is not None
     ):
         raise Unauthorized("The access token has been revoked.")
-    actor = clinician_id or patient_id or client_id
+    actor = row["clinician_id"] or row["patient_id"] or row["api_client_id"]
     assert actor is not None
+    role = row["clinician_role"]
     return Principal(
-        kind=ActorKind(kind),
+        kind=ActorKind(row["actor_kind"]),
         id=actor,
-        clinic_id=clinic_id,
+        clinic_id=row["clinic_id"],
         session_id=session_id,
-        scopes=frozenset(scopes),
+        scopes=frozenset(row["scopes"]),
         # From the database, not the token: a demoted admin is demoted at once.
-        role=Role(clinician_role) if clinician_role else None,
-        patient_id=patient_id,
+        role=Role(role) if role else None,
+        patient_id=row["patient_id"],
     )
 
 
@@ -161,14 +151,14 @@ def caller_for(request: Request, principal: Principal) -> Caller:
     )
 
 
-def optional_caller(
+async def optional_caller(
     request: Request,
     session: SessionDep,
     secrets: SecretsDep,
     token: Annotated[str | None, Depends(oauth2)],
 ) -> Caller | None:
     """Anyone; a presented token must be valid."""
-    principal = resolve(session, secrets, _bearer(token))
+    principal = await resolve(session, secrets, _bearer(token))
     return None if principal is None else caller_for(request, principal)
 
 
@@ -205,17 +195,19 @@ def as_staff(principal: Principal, scope: Scope | None = None, *, admin: bool = 
     return principal
 
 
-def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., Caller]:
+def staff(
+    scope: Scope | None = None, *, admin: bool = False
+) -> Callable[..., Awaitable[Caller]]:
     """A dependency for clinic routes: a clinician (admin, if asked) or an API client
     holding ``scope``. Patients are refused; they use `/v1/me`."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         session: SessionDep,
         secrets: SecretsDep,
         token: Annotated[str | None, Depends(oauth2)],
     ) -> Caller:
-        principal = resolve(session, secrets, _bearer(token))
+        principal = await resolve(session, secrets, _bearer(token))
         if principal is None:
             raise Unauthorized()
         return caller_for(request, as_staff(principal, scope, admin=admin))
@@ -223,14 +215,16 @@ def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., C
     return dependency
 
 
-def patient_caller(
+async def patient_caller(
     request: Request,
     session: SessionDep,
     secrets: SecretsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)],
 ) -> Caller:
     """A patient's app, with a token from pairing."""
-    principal = resolve(session, secrets, credentials.credentials if credentials else None)
+    principal = await resolve(
+        session, secrets, credentials.credentials if credentials else None
+    )
     if principal is None:
         raise Unauthorized()
     if principal.kind != ActorKind.patient:

@@ -70,7 +70,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     response_model=TokenResponse,
     responses=responses(BadRequest, Unauthorized, TooManyRequests, InvalidInput),
 )
-def create_token(
+async def create_token(
     request: Request,
     response: Response,
     session: SessionDep,
@@ -87,12 +87,12 @@ def create_token(
         if not username or not password:
             raise BadRequest("The password grant needs `username` and `password`.")
         limiter.hit(("sign-in", "ip", _address(request)), ("sign-in", "account", username.lower()))
-        return service.password_grant(session, secrets, username, password, form.scope)
+        return await service.password_grant(session, secrets, username, password, form.scope)
     client_id, client_secret = _basic_credentials(request) or (form.client_id, form.client_secret)
     if not client_id or not client_secret:
         raise BadRequest("The client_credentials grant needs `client_id` and `client_secret`.")
     limiter.hit(("sign-in", "ip", _address(request)), ("sign-in", "client", client_id))
-    return service.client_credentials_grant(session, secrets, client_id, client_secret, form.scope)
+    return await service.client_credentials_grant(session, secrets, client_id, client_secret, form.scope)
 
 
 @router.post(
@@ -102,7 +102,7 @@ def create_token(
     response_model=TokenResponse,
     responses=responses(Unauthorized, TooManyRequests, InvalidInput),
 )
-def pair_device(
+async def pair_device(
     request: Request,
     response: Response,
     body: PairRequest,
@@ -115,7 +115,7 @@ def pair_device(
     token and a refresh token bound to this device."""
     response.headers.update(NO_STORE)
     limiter.hit(("pair", "ip", _address(request)))
-    return service.pair(
+    return await service.pair(
         session,
         secrets,
         body.code,
@@ -133,7 +133,7 @@ def pair_device(
     response_model=TokenResponse,
     responses=responses(Unauthorized, TooManyRequests, InvalidInput),
 )
-def refresh_token(
+async def refresh_token(
     request: Request,
     body: RefreshRequest,
     session: SessionDep,
@@ -144,7 +144,7 @@ def refresh_token(
     """Each refresh token works once and comes back replaced. Presenting a used one again
     ends the device's session: it has leaked."""
     limiter.hit(("refresh", "ip", _address(request)))
-    tokens, reused = service.refresh(
+    tokens, reused = await service.refresh(
         session, secrets, body.refresh_token, timedelta(days=settings.refresh_token_days)
     )
     if tokens is None:
@@ -170,8 +170,8 @@ def refresh_token(
         **responses(InvalidInput),
     },
 )
-def revoke_token(body: RevokeRequest, session: SessionDep, secrets: SecretsDep) -> Response:
+async def revoke_token(body: RevokeRequest, session: SessionDep, secrets: SecretsDep) -> Response:
     """Ends the sign-in session behind an access or refresh token at once: every token of
     that device or sign-in fails on its next request."""
-    service.revoke(session, secrets, body.token)
+    await service.revoke(session, secrets, body.token)
     return Response(status_code=200, headers=NO_STORE)

@@ -3,8 +3,10 @@
 import uuid
 from datetime import datetime, timedelta
 
+from anyio import to_thread
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import service as audit
 from app.auth.models import (
@@ -20,13 +22,11 @@ from app.auth.schemas import TokenResponse
 from app.auth.security import Secrets, new_opaque_token, normalize_access_code
 from app.core.columns import utcnow
 from app.core.errors import BadRequest, Unauthorized
-from app.patients.models import Patient
 
 INVALID_CREDENTIALS = "The credentials are not valid."
 
 
 def _grant(
-    session: Session,
     secrets: Secrets,
     auth: AuthSession,
     *,
@@ -62,13 +62,18 @@ def _requested(scope: str | None, allowed: frozenset[str]) -> list[str]:
     return sorted(wanted)
 
 
-def password_grant(
-    session: Session, secrets: Secrets, email: str, password: str, scope: str | None
+async def _verified(secrets: Secrets, stored_hash: str | None, password: str) -> bool:
+    """Argon2 is CPU work by design: it runs on a worker thread, not on the event loop."""
+    return await to_thread.run_sync(secrets.verify_password, stored_hash, password)
+
+
+async def password_grant(
+    session: AsyncSession, secrets: Secrets, email: str, password: str, scope: str | None
 ) -> TokenResponse:
-    clinician = session.exec(
-        select(Clinician).where(Clinician.email == email.strip().lower())
+    clinician = (
+        await session.exec(select(Clinician).where(Clinician.email == email.strip().lower()))
     ).first()
-    valid = secrets.verify_password(clinician.password_hash if clinician else None, password)
+    valid = await _verified(secrets, clinician.password_hash if clinician else None, password)
     if clinician is None or not valid or not clinician.active:
         raise Unauthorized(INVALID_CREDENTIALS)
     auth = AuthSession(
@@ -79,18 +84,18 @@ def password_grant(
         expires_at=utcnow() + secrets.access_ttl,
     )
     session.add(auth)
-    session.flush()
-    return _grant(session, secrets, auth, role=clinician.role)
+    await session.flush()
+    return _grant(secrets, auth, role=clinician.role)
 
 
-def client_credentials_grant(
-    session: Session, secrets: Secrets, client_id: str, client_secret: str, scope: str | None
+async def client_credentials_grant(
+    session: AsyncSession, secrets: Secrets, client_id: str, client_secret: str, scope: str | None
 ) -> TokenResponse:
     try:
-        client = session.get(ApiClient, uuid.UUID(client_id))
+        client = await session.get(ApiClient, uuid.UUID(client_id))
     except ValueError:
         client = None
-    valid = secrets.verify_password(client.secret_hash if client else None, client_secret)
+    valid = await _verified(secrets, client.secret_hash if client else None, client_secret)
     if client is None or not valid or client.revoked_at is not None:
         raise Unauthorized(INVALID_CREDENTIALS)
     auth = AuthSession(
@@ -101,12 +106,12 @@ def client_credentials_grant(
         expires_at=utcnow() + secrets.access_ttl,
     )
     session.add(auth)
-    session.flush()
-    return _grant(session, secrets, auth)
+    await session.flush()
+    return _grant(secrets, auth)
 
 
 def _new_refresh_token(
-    session: Session, secrets: Secrets, auth: AuthSession, lifetime: timedelta
+    session: AsyncSession, secrets: Secrets, auth: AuthSession, lifetime: timedelta
 ) -> str:
     token = new_opaque_token()
     session.add(
@@ -119,8 +124,8 @@ def _new_refresh_token(
     return token
 
 
-def pair(
-    session: Session,
+async def pair(
+    session: AsyncSession,
     secrets: Secrets,
     code: str,
     device_name: str | None,
@@ -128,87 +133,98 @@ def pair(
     ip: str | None,
     request_id: str | None,
 ) -> TokenResponse:
-    """Trade a single-use access code for a device session and its first tokens."""
+    """Trade a single-use access code for a device session and its first tokens.
+
+    The code names its patient and clinic. A deleted patient's unused codes were voided
+    with it (`revoke_patient`), so a code that can still be claimed is a live patient's.
+    """
     now = utcnow()
-    found = session.exec(
-        select(AccessCode).where(
-            AccessCode.code_hash == secrets.digest(normalize_access_code(code))
+    found = (
+        await session.exec(
+            select(AccessCode).where(
+                AccessCode.code_hash == secrets.digest(normalize_access_code(code))
+            )
         )
     ).first()
     # The conditional update makes the code single-use even when two apps race for it.
-    claimed = found is not None and _claim_once(session, AccessCode, found.id, now)
-    patient = session.get(Patient, found.patient_id) if found else None
-    if not claimed or found is None or found.expires_at <= now or patient is None:
-        raise Unauthorized("The access code is not valid: wrong, used, or expired.")
-    if patient.deleted_at is not None:
+    claimed = found is not None and await _claim_once(session, AccessCode, found.id, now)
+    if not claimed or found is None or found.expires_at <= now:
         raise Unauthorized("The access code is not valid: wrong, used, or expired.")
     auth = AuthSession(
-        clinic_id=patient.clinic_id,
+        clinic_id=found.clinic_id,
         actor_kind=ActorKind.patient,
-        patient_id=patient.id,
+        patient_id=found.patient_id,
         device_name=device_name,
         scopes=sorted(PATIENT_SCOPES),
         expires_at=now + lifetime,
     )
     session.add(auth)
-    session.flush()
+    await session.flush()
     refresh = _new_refresh_token(session, secrets, auth, lifetime)
     principal = Principal(
         kind=ActorKind.patient,
-        id=patient.id,
-        clinic_id=patient.clinic_id,
+        id=found.patient_id,
+        clinic_id=found.clinic_id,
         session_id=auth.id,
         scopes=PATIENT_SCOPES,
-        patient_id=patient.id,
+        patient_id=found.patient_id,
     )
     caller = Caller(principal=principal, ip=ip, request_id=request_id)
-    audit.record(session, caller, "pair", "device", auth.id, patient.id)
-    return _grant(session, secrets, auth, refresh_token=refresh)
+    await audit.record(session, caller, "pair", "device", auth.id, found.patient_id)
+    return _grant(secrets, auth, refresh_token=refresh)
 
 
-def _claim_once(
-    session: Session, table: type[AccessCode] | type[RefreshToken], row_id: uuid.UUID, now: datetime
+async def _claim_once(
+    session: AsyncSession,
+    table: type[AccessCode] | type[RefreshToken],
+    row_id: uuid.UUID,
+    now: datetime,
 ) -> bool:
-    result = session.execute(
+    result = await session.exec(
         update(table)
         .where(col(table.id) == row_id, col(table.used_at).is_(None))
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return result.rowcount == 1
 
 
-def refresh(
-    session: Session, secrets: Secrets, token: str, lifetime: timedelta
+async def refresh(
+    session: AsyncSession, secrets: Secrets, token: str, lifetime: timedelta
 ) -> tuple[TokenResponse | None, bool]:
     """Rotate a refresh token. Returns the new tokens, or (None, reuse_detected).
 
     A refresh token presented twice means it leaked: the whole device session is revoked
-    (that revocation must commit even though the request fails).
+    (that revocation must commit even though the request fails). A deleted patient's
+    sessions are revoked already (`revoke_patient`).
     """
     now = utcnow()
-    found = session.exec(
-        select(RefreshToken).where(RefreshToken.token_hash == secrets.digest(token))
+    found = (
+        await session.exec(
+            select(RefreshToken).where(RefreshToken.token_hash == secrets.digest(token))
+        )
     ).first()
     if found is None:
         return None, False
-    auth = session.get(AuthSession, found.session_id)
-    if auth is None or auth.revoked_at is not None or auth.expires_at <= now:
+    auth = await session.get(AuthSession, found.session_id)
+    if (
+        auth is None
+        or auth.patient_id is None
+        or auth.revoked_at is not None
+        or auth.expires_at <= now
+    ):
         return None, False
-    if found.expires_at <= now or not _claim_once(session, RefreshToken, found.id, now):
+    if found.expires_at <= now or not await _claim_once(session, RefreshToken, found.id, now):
         auth.revoked_at = now
         session.add(auth)
         return None, True
-    patient = session.get(Patient, auth.patient_id)
-    if patient is None or patient.deleted_at is not None:
-        return None, False
     auth.expires_at = now + lifetime
     session.add(auth)
     new_token = _new_refresh_token(session, secrets, auth, lifetime)
-    return _grant(session, secrets, auth, refresh_token=new_token), False
+    return _grant(secrets, auth, refresh_token=new_token), False
 
 
-def revoke(session: Session, secrets: Secrets, token: str) -> None:
+async def revoke(session: AsyncSession, secrets: Secrets, token: str) -> None:
     """End the session behind an access or refresh token; unknown tokens are ignored."""
     claims = secrets.read_access_token(token)
     session_id: uuid.UUID | None = None
@@ -218,18 +234,54 @@ def revoke(session: Session, secrets: Secrets, token: str) -> None:
         except (ValueError, TypeError):
             session_id = None
     else:
-        found = session.exec(
-            select(RefreshToken).where(RefreshToken.token_hash == secrets.digest(token))
+        found = (
+            await session.exec(
+                select(RefreshToken).where(RefreshToken.token_hash == secrets.digest(token))
+            )
         ).first()
         session_id = found.session_id if found else None
     if session_id is not None:
-        end_sessions(session, [session_id])
+        await end_sessions(session, [session_id])
 
 
-def end_sessions(session: Session, session_ids: list[uuid.UUID]) -> None:
-    session.execute(
+async def end_sessions(session: AsyncSession, session_ids: list[uuid.UUID]) -> None:
+    await session.exec(
         update(AuthSession)
         .where(col(AuthSession.id).in_(session_ids), col(AuthSession.revoked_at).is_(None))
         .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def revoke_patient(
+    session: AsyncSession, clinic_id: uuid.UUID, patient_id: uuid.UUID
+) -> None:
+    """Sign out every app of a patient who is being deleted, and void the access codes
+    not used yet, so that the patient's tokens fail on their next request and no app can
+    pair any more.
+
+    The codes go first. On PostgreSQL that update waits for a pairing that has claimed
+    one of them to commit; the sessions update, a statement later, then sees (and ends)
+    the session that pairing made.
+    """
+    now = utcnow()
+    await session.exec(
+        update(AccessCode)
+        .where(
+            col(AccessCode.clinic_id) == clinic_id,
+            col(AccessCode.patient_id) == patient_id,
+            col(AccessCode.used_at).is_(None),
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.exec(
+        update(AuthSession)
+        .where(
+            col(AuthSession.clinic_id) == clinic_id,
+            col(AuthSession.patient_id) == patient_id,
+            col(AuthSession.revoked_at).is_(None),
+        )
+        .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )

@@ -4,6 +4,11 @@ It keeps what a CDN would: a response to a GET without credentials whose status 
 and whose ``Cache-Control`` says ``public, max-age=N``, for at most N seconds (and never
 longer than the configured ceiling). A hit, or a 304 for a matching ``If-None-Match``,
 is answered without routing, validation or database work. Everything else passes through.
+
+Entries are keyed by path and query only, so only answers that vary on nothing else are
+kept: requests with credentials or an ``Origin`` (whose answer carries CORS headers for
+that origin) pass through, and a response whose ``Vary`` names any header but those is
+not kept.
 """
 
 import time
@@ -15,6 +20,8 @@ from app.core.http import etag_matches
 
 MAX_ENTRIES = 4096
 MAX_BODY_BYTES = 1024 * 1024
+# Requests with these headers are never answered from, nor stored in, the cache.
+BYPASS = frozenset({b"authorization", b"cookie", b"origin"})
 
 
 @dataclass(slots=True)
@@ -39,7 +46,7 @@ class PublicResponseCache:
             return
         if_none_match = None
         for name, value in scope["headers"]:
-            if name in (b"authorization", b"cookie"):
+            if name in BYPASS:
                 await self.app(scope, receive, send)
                 return
             if name == b"if-none-match":
@@ -94,7 +101,7 @@ class PublicResponseCache:
         found = dict(headers)
         max_age = _public_max_age(found.get(b"cache-control", b""))
         etag = found.get(b"etag")
-        if max_age is None or etag is None:
+        if max_age is None or etag is None or not _varies_only_on_bypassed(found):
             return
         if len(self.entries) >= MAX_ENTRIES:
             self._evict()
@@ -129,3 +136,10 @@ def _public_max_age(cache_control: bytes) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def _varies_only_on_bypassed(headers: dict[bytes, bytes]) -> bool:
+    """Whether the response varies on nothing but headers that bypass the cache."""
+    vary = headers.get(b"vary", b"").decode("latin-1").lower()
+    names = {name.strip().encode() for name in vary.split(",") if name.strip()}
+    return names <= BYPASS

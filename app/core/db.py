@@ -6,14 +6,14 @@ SQLite. Statements are built once from the models and run on both.
 """
 
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import Table, event, make_url
+from sqlalchemy import Executable, Result, Table, event, make_url
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
@@ -121,6 +121,19 @@ async def flush_or(session: AsyncSession, error: DorsiError) -> None:
             await session.flush()
     except IntegrityError:
         raise error from None
+
+
+async def execute(
+    session: AsyncSession,
+    statement: Executable,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+) -> Result[Any]:
+    """Run a Core statement (a select of columns, an insert, an update) in the session's
+    transaction, after writing what the session has pending, as ``session.exec`` does for
+    the ORM. (sqlmodel types ``exec`` for its own selects only, and marks ``execute``
+    deprecated.)"""
+    result: Result[Any] = await session.exec(statement, params=params)  # type: ignore[call-overload]
+    return result
 
 
 def dialect_of(session: AsyncSession) -> str:

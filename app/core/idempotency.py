@@ -7,16 +7,16 @@ body, 422; while the first is still running, 409. Keys are 1 to 200 characters.
 """
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Engine, LargeBinary, String, delete, insert, select, update
+from sqlalchemy import Column, LargeBinary, String, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.auth.security import Secrets
 from app.core.columns import JSONType, UTCDateTime, utcnow
 from app.core.errors import problem_response
 
@@ -42,10 +42,13 @@ _table = IdempotentRequest.__table__  # type: ignore[attr-defined]
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, *, engine: Engine, secrets: Secrets) -> None:
+    def __init__(
+        self, app: ASGIApp, *, engine: AsyncEngine, subject_of: Callable[[str], str | None]
+    ) -> None:
+        """``subject_of`` names the caller of a bearer token (None if it names no one)."""
         self.app = app
         self.engine = engine
-        self.secrets = secrets
+        self.subject_of = subject_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
@@ -63,7 +66,7 @@ class IdempotencyMiddleware:
             more = message.get("more_body", False)
         scope_key = self._scope_key(scope, key)
         fingerprint = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
-        found = await run_in_threadpool(self._claim, scope_key, fingerprint)
+        found = await self._claim(scope_key, fingerprint)
         if found == "mismatch":
             await _problem(
                 scope, receive, send, 422, "This Idempotency-Key was used with another request."
@@ -85,16 +88,17 @@ class IdempotencyMiddleware:
 
     def _scope_key(self, scope: Scope, key: str) -> str:
         authorization = _header(scope, b"authorization") or ""
-        claims = self.secrets.read_access_token(authorization.partition(" ")[2])
-        caller = claims["sub"] if claims else hashlib.sha256(authorization.encode()).hexdigest()
+        caller = self.subject_of(authorization.partition(" ")[2]) or (
+            hashlib.sha256(authorization.encode()).hexdigest()
+        )
         return hashlib.sha256(f"{caller}\0{scope['path']}\0{key}".encode()).hexdigest()
 
-    def _claim(self, scope_key: str, fingerprint: str) -> str | dict[str, Any] | None:
+    async def _claim(self, scope_key: str, fingerprint: str) -> str | dict[str, Any] | None:
         """None: this request goes ahead. Else what the earlier one left."""
         now = utcnow()
-        with self.engine.begin() as connection:
-            connection.execute(delete(_table).where(_table.c.created_at < now - KEEP_FOR))
-            connection.execute(
+        async with self.engine.begin() as connection:
+            await connection.execute(delete(_table).where(_table.c.created_at < now - KEEP_FOR))
+            await connection.execute(
                 delete(_table).where(
                     _table.c.key == scope_key,
                     _table.c.status.is_(None),
@@ -102,15 +106,16 @@ class IdempotencyMiddleware:
                 )
             )
             try:
-                with connection.begin_nested():
-                    connection.execute(
+                async with connection.begin_nested():
+                    await connection.execute(
                         insert(_table).values(
                             key=scope_key, fingerprint=fingerprint, created_at=now
                         )
                     )
                 return None
             except IntegrityError:
-                row = connection.execute(select(_table).where(_table.c.key == scope_key)).one()
+                found = await connection.execute(select(_table).where(_table.c.key == scope_key))
+                row = found.one()
         if row.fingerprint != fingerprint:
             return "mismatch"
         if row.status is None:
@@ -143,19 +148,19 @@ class IdempotencyMiddleware:
             # Server errors are not kept, so a retry tries again; nor are answers marked
             # no-store (a new API client's secret, an access code), which hold secrets.
             kept = status is not None and status < 500 and not _no_store(start["headers"])
-            await run_in_threadpool(self._finish, scope_key, start, b"".join(chunks), kept)
+            await self._finish(scope_key, start, b"".join(chunks), kept)
 
-    def _finish(self, scope_key: str, start: dict[str, Any], body: bytes, kept: bool) -> None:
-        with self.engine.begin() as connection:
+    async def _finish(self, scope_key: str, start: dict[str, Any], body: bytes, kept: bool) -> None:
+        async with self.engine.begin() as connection:
             if not kept:
-                connection.execute(delete(_table).where(_table.c.key == scope_key))
+                await connection.execute(delete(_table).where(_table.c.key == scope_key))
                 return
             headers = [
                 [name.decode("latin-1"), value.decode("latin-1")]
                 for name, value in start["headers"]
                 if name not in (b"x-request-id", b"content-length")
             ]
-            connection.execute(
+            await connection.execute(
                 update(_table)
                 .where(_table.c.key == scope_key)
                 .values(status=start["status"], headers=headers, body=body)

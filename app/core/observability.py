@@ -6,6 +6,7 @@ import re
 import secrets
 import time
 
+import structlog
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +23,8 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+
+log = structlog.get_logger(__name__)
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -47,10 +50,12 @@ class RequestContextMiddleware:
         header = (b"x-request-id", request_id.encode())
         status = 500
 
+        started_response = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message["headers"] = _with_defaults(message.get("headers", ()), header)
             await send(message)
 
@@ -60,6 +65,21 @@ class RequestContextMiddleware:
                 await self._too_large(scope, receive, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
+        except Exception:
+            # Whatever layer failed (a route, the cache, idempotency), the failure is logged
+            # here once, with its stack trace and request id, and answered as problem+json
+            # unless an inner layer already answered it. Not raised again: the server
+            # would log it a second time, without the request id.
+            log.exception("request_failed", request_id=request_id, path=scope["path"])
+            if not started_response:
+                response = problem_response(
+                    500,
+                    slug="internal",
+                    detail="An unexpected error occurred.",
+                    instance=scope["path"],
+                    request_id=request_id,
+                )
+                await response(scope, receive, send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - started, request_id)
 

@@ -61,7 +61,7 @@ def _answer(rendered: service.Rendered, if_none_match: str | None, public: bool)
     response_model=ExercisePage,
     responses={**NOT_MODIFIED, **responses(*READ_ERRORS)},
 )
-def list_exercises(
+async def list_exercises(
     session: SessionDep,
     caller: OptionalCaller,
     query: Annotated[ExerciseQuery, Query()],
@@ -69,7 +69,7 @@ def list_exercises(
 ) -> Response:
     """The global catalog, and for a signed-in caller the clinic's own exercises too,
     filtered, in slug order, a page at a time."""
-    page = service.list_exercises(session, _reader_clinic(caller), query)
+    page = await service.list_exercises(session, _reader_clinic(caller), query)
     return _answer(page, if_none_match, public=caller is None)
 
 
@@ -80,19 +80,19 @@ def list_exercises(
     response_model=ExercisePublic,
     responses={**NOT_MODIFIED, **responses(*READ_ERRORS, NotFound)},
 )
-def get_exercise(
+async def get_exercise(
     session: SessionDep,
     caller: OptionalCaller,
     exercise: ExerciseKey,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """One exercise by id or slug."""
-    found = service.get_exercise(session, _reader_clinic(caller), exercise)
+    found = await service.get_exercise(session, _reader_clinic(caller), exercise)
     return _answer(found, if_none_match, public=caller is None)
 
 
-def _written(session: SessionDep, caller: Caller, exercise_id: str, status: int) -> Response:
-    rendered = service.get_exercise(session, caller.clinic_id, exercise_id)
+async def _written(session: SessionDep, caller: Caller, exercise_id: str, status: int) -> Response:
+    rendered = await service.get_exercise(session, caller.clinic_id, exercise_id)
     headers = {"ETag": rendered.etag, "Location": f"/v1/exercises/{exercise_id}"}
     return Response(
         rendered.body, status_code=status, media_type="application/json", headers=headers
@@ -107,10 +107,10 @@ def _written(session: SessionDep, caller: Caller, exercise_id: str, status: int)
     response_model=ExercisePublic,
     responses=responses(*READ_ERRORS, Conflict),
 )
-def create_exercise(body: ExerciseCreate, session: SessionDep, caller: Writer) -> Response:
+async def create_exercise(body: ExerciseCreate, session: SessionDep, caller: Writer) -> Response:
     """An exercise of the caller's clinic, seen by no other clinic."""
-    exercise = service.create(session, caller.clinic_id, body)
-    return _written(session, caller, str(exercise.id), 201)
+    exercise = await service.create(session, caller.clinic_id, body)
+    return await _written(session, caller, str(exercise.id), 201)
 
 
 @router.patch(
@@ -120,7 +120,7 @@ def create_exercise(body: ExerciseCreate, session: SessionDep, caller: Writer) -
     response_model=ExercisePublic,
     responses=responses(*READ_ERRORS, NotFound, Conflict, PreconditionFailed),
 )
-def update_exercise(
+async def update_exercise(
     exercise: ExerciseKey,
     body: ExerciseUpdate,
     session: SessionDep,
@@ -128,8 +128,8 @@ def update_exercise(
     if_match: IfMatch = None,
 ) -> Response:
     """Changes bump `version`. The global catalog answers 403: it is read-only."""
-    updated = service.update(session, caller.clinic_id, exercise, body, if_match)
-    return _written(session, caller, str(updated.id), 200)
+    updated = await service.update(session, caller.clinic_id, exercise, body, if_match)
+    return await _written(session, caller, str(updated.id), 200)
 
 
 @router.delete(
@@ -139,7 +139,7 @@ def update_exercise(
     status_code=204,
     responses=responses(*READ_ERRORS, NotFound),
 )
-def delete_exercise(exercise: ExerciseKey, session: SessionDep, caller: Writer) -> Response:
+async def delete_exercise(exercise: ExerciseKey, session: SessionDep, caller: Writer) -> Response:
     """The global catalog answers 403: it is read-only."""
-    service.delete(session, caller.clinic_id, exercise)
+    await service.delete(session, caller.clinic_id, exercise)
     return Response(status_code=204)

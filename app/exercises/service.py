@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 from sqlalchemy import ColumnElement, or_, tuple_
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.columns import utcnow
 from app.core.db import flush_or
@@ -26,6 +28,7 @@ from app.core.sql import json_array_contains
 from app.exercises.models import Exercise
 from app.exercises.schemas import (
     ExerciseCreate,
+    ExercisePage,
     ExercisePublic,
     ExerciseQuery,
     ExerciseRef,
@@ -41,8 +44,10 @@ class Rendered:
     etag: str
 
 
-def render(payload: Any) -> Rendered:
-    body = orjson.dumps(payload)
+def render(model: BaseModel) -> Rendered:
+    """The body of ``model``, a route's response model, exactly as FastAPI would send it
+    (serialized through the model itself, so it cannot drift from the contract)."""
+    body = orjson.dumps(model.model_dump(mode="json"))
     return Rendered(body, '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"')
 
 
@@ -75,7 +80,9 @@ def visible_to(clinic_id: uuid.UUID | None) -> ColumnElement[bool]:
     return or_(owner.is_(None), owner == clinic_id) & col(Exercise.deleted_at).is_(None)
 
 
-def list_exercises(session: Session, clinic_id: uuid.UUID | None, query: ExerciseQuery) -> Rendered:
+async def list_exercises(
+    session: AsyncSession, clinic_id: uuid.UUID | None, query: ExerciseQuery
+) -> Rendered:
     """A page of the visible exercises matching every given filter, in slug order."""
     statement = select(Exercise).where(visible_to(clinic_id))
     for field in ("body_region", "mode", "position"):
@@ -101,16 +108,16 @@ def list_exercises(session: Session, clinic_id: uuid.UUID | None, query: Exercis
             raise invalid_cursor() from None
         statement = statement.where(tuple_(col(Exercise.slug), col(Exercise.id)) > position)
     statement = statement.order_by(col(Exercise.slug), col(Exercise.id)).limit(query.limit + 1)
-    rows = list(session.exec(statement).all())
+    rows = list((await session.exec(statement)).all())
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    refs = _variants(session, rows)
-    items = [to_public(row, refs).model_dump(mode="json") for row in rows]
+    refs = await _variants(session, rows)
+    items = [to_public(row, refs) for row in rows]
     next_cursor = encode_cursor([rows[-1].slug, str(rows[-1].id)]) if more else None
-    return render({"items": items, "next_cursor": next_cursor})
+    return render(ExercisePage(items=items, next_cursor=next_cursor))
 
 
-def find(session: Session, clinic_id: uuid.UUID | None, id_or_slug: str) -> Exercise:
+async def find(session: AsyncSession, clinic_id: uuid.UUID | None, id_or_slug: str) -> Exercise:
     """A visible exercise by id or slug. A slug names one exercise at most: clinic slugs may
     not repeat a global one."""
     statement = select(Exercise).where(visible_to(clinic_id))
@@ -118,34 +125,39 @@ def find(session: Session, clinic_id: uuid.UUID | None, id_or_slug: str) -> Exer
         statement = statement.where(Exercise.id == uuid.UUID(id_or_slug))
     except ValueError:
         statement = statement.where(Exercise.slug == id_or_slug)
-    exercise = session.exec(statement).first()
+    exercise = (await session.exec(statement)).first()
     if exercise is None:
         raise NotFound(f"No exercise {id_or_slug!r}.")
     return exercise
 
 
-def get_exercise(session: Session, clinic_id: uuid.UUID | None, id_or_slug: str) -> Rendered:
-    exercise = find(session, clinic_id, id_or_slug)
-    return render(to_public(exercise, _variants(session, [exercise])).model_dump(mode="json"))
+async def get_exercise(
+    session: AsyncSession, clinic_id: uuid.UUID | None, id_or_slug: str
+) -> Rendered:
+    exercise = await find(session, clinic_id, id_or_slug)
+    return render(to_public(exercise, await _variants(session, [exercise])))
 
 
-def _variants(session: Session, rows: list[Exercise]) -> dict[uuid.UUID, Exercise]:
+async def _variants(session: AsyncSession, rows: list[Exercise]) -> dict[uuid.UUID, Exercise]:
     ids = {i for row in rows for i in (row.easier_variant_id, row.harder_variant_id) if i}
     if not ids:
         return {}
-    return {e.id: e for e in session.exec(select(Exercise).where(col(Exercise.id).in_(ids)))}
+    found = await session.exec(select(Exercise).where(col(Exercise.id).in_(ids)))
+    return {e.id: e for e in found}
 
 
-def _check_links(
-    session: Session, clinic_id: uuid.UUID, values: dict[str, Any], own_id: uuid.UUID | None
+async def _check_links(
+    session: AsyncSession, clinic_id: uuid.UUID, values: dict[str, Any], own_id: uuid.UUID | None
 ) -> None:
     errors = []
     for field in ("easier_variant_id", "harder_variant_id"):
         target = values.get(field)
         if target is None:
             continue
-        found = session.exec(
-            select(Exercise.id).where(Exercise.id == target, visible_to(clinic_id))
+        found = (
+            await session.exec(
+                select(Exercise.id).where(Exercise.id == target, visible_to(clinic_id))
+            )
         ).first()
         if found is None or target == own_id:
             errors.append(
@@ -155,54 +167,56 @@ def _check_links(
         raise InvalidInput(errors)
 
 
-def _check_slug(session: Session, clinic_id: uuid.UUID, slug: str) -> None:
-    taken = session.exec(
-        select(Exercise.id).where(
-            Exercise.slug == slug,
-            or_(col(Exercise.clinic_id).is_(None), col(Exercise.clinic_id) == clinic_id),
+async def _check_slug(session: AsyncSession, clinic_id: uuid.UUID, slug: str) -> None:
+    taken = (
+        await session.exec(
+            select(Exercise.id).where(
+                Exercise.slug == slug,
+                or_(col(Exercise.clinic_id).is_(None), col(Exercise.clinic_id) == clinic_id),
+            )
         )
     ).first()
     if taken is not None:
         raise Conflict(f"The slug {slug!r} is taken.")
 
 
-def create(session: Session, clinic_id: uuid.UUID, data: ExerciseCreate) -> Exercise:
+async def create(session: AsyncSession, clinic_id: uuid.UUID, data: ExerciseCreate) -> Exercise:
     values = data.model_dump(mode="json")
     values["easier_variant_id"] = data.easier_variant_id
     values["harder_variant_id"] = data.harder_variant_id
-    _check_slug(session, clinic_id, data.slug)
-    _check_links(session, clinic_id, values, None)
+    await _check_slug(session, clinic_id, data.slug)
+    await _check_links(session, clinic_id, values, None)
     exercise = Exercise(clinic_id=clinic_id, **values)
     session.add(exercise)
-    flush_or(session, Conflict(f"The slug {data.slug!r} is taken."))
+    await flush_or(session, Conflict(f"The slug {data.slug!r} is taken."))
     return exercise
 
 
-def _own(session: Session, clinic_id: uuid.UUID, id_or_slug: str) -> Exercise:
-    exercise = find(session, clinic_id, id_or_slug)
+async def _own(session: AsyncSession, clinic_id: uuid.UUID, id_or_slug: str) -> Exercise:
+    exercise = await find(session, clinic_id, id_or_slug)
     if exercise.clinic_id is None:
         raise Forbidden("The global catalog is read-only; create a clinic exercise instead.")
     return exercise
 
 
-def update(
-    session: Session,
+async def update(
+    session: AsyncSession,
     clinic_id: uuid.UUID,
     id_or_slug: str,
     data: ExerciseUpdate,
     if_match: str | None,
 ) -> Exercise:
-    exercise = _own(session, clinic_id, id_or_slug)
-    current = get_exercise(session, clinic_id, str(exercise.id))
+    exercise = await _own(session, clinic_id, id_or_slug)
+    current = await get_exercise(session, clinic_id, str(exercise.id))
     if if_match is not None and not etag_matches_strongly(if_match, current.etag):
         raise PreconditionFailed("The exercise changed since you read it; read it again.")
     values = data.model_dump(mode="json", exclude_unset=True)
     for field in ("easier_variant_id", "harder_variant_id"):
         if field in values:
             values[field] = getattr(data, field)
-    _check_links(session, clinic_id, values, exercise.id)
+    await _check_links(session, clinic_id, values, exercise.id)
     if "slug" in values and values["slug"] != exercise.slug:
-        _check_slug(session, clinic_id, values["slug"])
+        await _check_slug(session, clinic_id, values["slug"])
     required = {
         "slug",
         "name",
@@ -231,12 +245,12 @@ def update(
         exercise.version += 1
         exercise.updated_at = utcnow()
         session.add(exercise)
-        session.flush()
+        await session.flush()
     return exercise
 
 
-def delete(session: Session, clinic_id: uuid.UUID, id_or_slug: str) -> None:
+async def delete(session: AsyncSession, clinic_id: uuid.UUID, id_or_slug: str) -> None:
     """Soft delete, so that plans which used the exercise can still show it."""
-    exercise = _own(session, clinic_id, id_or_slug)
+    exercise = await _own(session, clinic_id, id_or_slug)
     exercise.deleted_at = utcnow()
     session.add(exercise)

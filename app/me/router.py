@@ -2,14 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Response
 
 from app.audit import service as audit
-from app.auth.deps import PatientCaller, patient_bearer
+from app.auth.deps import PatientCaller
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, NotFound, Unauthorized, responses
+from app.core.http import JSON_MEDIA_TYPE, NOT_MODIFIED, PRIVATE, IfNoneMatch, conditional_json
 from app.me import service, today
 from app.me.schemas import Me, Today
 from app.plans import service as plans
@@ -25,8 +24,8 @@ router = APIRouter(prefix="/v1/me", tags=["me"])
     response_model=Me,
     responses=responses(Unauthorized, Forbidden),
 )
-def get_me(session: SessionDep, caller: PatientCaller) -> Me:
-    return service.me(session, caller)
+async def get_me(session: SessionDep, caller: PatientCaller) -> Me:
+    return await service.me(session, caller)
 
 
 @router.get(
@@ -34,18 +33,21 @@ def get_me(session: SessionDep, caller: PatientCaller) -> Me:
     operation_id="getMyPlan",
     summary="My active plan",
     response_model=PlanPublic,
-    responses=responses(Unauthorized, Forbidden, NotFound),
+    responses={**NOT_MODIFIED, **responses(Unauthorized, Forbidden, NotFound)},
 )
-def get_my_plan(session: SessionDep, caller: PatientCaller) -> PlanPublic:
-    """404 when no plan is active."""
+async def get_my_plan(
+    session: SessionDep, caller: PatientCaller, if_none_match: IfNoneMatch = None
+) -> Response:
+    """404 when no plan is active. The ETag is the plan's, as `getPlan` sends it."""
     patient_id = caller.principal.patient_id
     assert patient_id is not None
-    found = service.active_plan(session, patient_id)
+    found = await service.active_plan(session, patient_id)
     if found is None:
         raise NotFound("No active plan.")
     plan, version = found
-    audit.record(session, caller, "read", "plan", plan.id, patient_id)
-    return plans.plan_public(session, plan, version)
+    await audit.record(session, caller, "read", "plan", plan.id, patient_id)
+    body = (await plans.plan_public(session, plan, version)).model_dump_json().encode()
+    return conditional_json(body, plans.plan_etag(plan), if_none_match, PRIVATE)
 
 
 @router.get(
@@ -56,22 +58,11 @@ def get_my_plan(session: SessionDep, caller: PatientCaller) -> PlanPublic:
     responses=responses(Unauthorized, Forbidden),
 )
 async def get_my_today(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)],
+    session: SessionDep,
+    caller: PatientCaller,
+    exercises: Annotated[today.ExerciseCache, Depends(today.exercise_cache)],
 ) -> Response:
     """Today's items in the patient's own time zone, each with its dose, the exercise's
     steps and what is already recorded today."""
-    # On PostgreSQL, app.me.endpoint answers first; this answers what it passes on.
-    token = credentials.credentials if credentials else None
-    client = request.client
-    state = request.app.state
-    body = await run_in_threadpool(
-        today.today,
-        state.engine,
-        state.secrets,
-        token,
-        client.host if client else None,
-        request.scope.get("state", {}).get("request_id"),
-        state.settings.response_cache_seconds,
-    )
-    return Response(body, media_type="application/json")
+    body = await today.today(session, caller, exercises)
+    return Response(body, media_type=JSON_MEDIA_TYPE)

@@ -1,11 +1,12 @@
 """What the patient app reads."""
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.adherence.models import SessionStatus
 from app.patients.models import Side
 from app.plans.models import BandColour
 from app.plans.schemas import ITEM_PUBLIC_EXAMPLE
@@ -53,6 +54,29 @@ class TodayExercise(BaseModel):
     steps: list[str]
 
 
+TODAY_RECORD_EXAMPLE: dict[str, Any] = {
+    "id": "6c1f0d6e-93b2-4c57-b4c8-2f0b1d7e9a10",
+    "status": "completed",
+    "performed_at": "2026-11-23T18:30:00Z",
+    "sets_done": 3,
+    "reps_done": 10,
+    "pain": 2,
+}
+
+
+class TodayRecord(BaseModel):
+    """A session of this item the patient already recorded today."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [TODAY_RECORD_EXAMPLE]})
+
+    id: uuid.UUID
+    status: SessionStatus
+    performed_at: datetime = Field(description="When, with the offset it was recorded with.")
+    sets_done: int | None
+    reps_done: int | None
+    pain: int | None
+
+
 TODAY_ITEM_EXAMPLE: dict[str, Any] = {
     "item_id": ITEM_PUBLIC_EXAMPLE["id"],
     "order": 1,
@@ -95,7 +119,7 @@ class TodayItem(BaseModel):
     times_per_day: int
     due: Literal["scheduled", "flexible"]
     sessions_per_week: int | None
-    recorded: list[dict[str, Any]] = Field(
+    recorded: list[TodayRecord] = Field(
         description="What the patient already recorded for this item today."
     )
 

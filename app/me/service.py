@@ -4,7 +4,8 @@ import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Caller
@@ -14,16 +15,16 @@ from app.patients.models import Patient, Side
 from app.plans.models import Plan, PlanStatus, PlanVersion
 
 
-def _patient(session: Session, caller: Caller) -> Patient:
-    patient = session.get(Patient, caller.principal.patient_id)
+async def _patient(session: AsyncSession, caller: Caller) -> Patient:
+    patient = await session.get(Patient, caller.principal.patient_id)
     if patient is None or patient.deleted_at is not None:
         raise NotFound("No such patient.")
     return patient
 
 
-def me(session: Session, caller: Caller) -> Me:
-    patient = _patient(session, caller)
-    audit.record(session, caller, "read", "patient", patient.id, patient.id)
+async def me(session: AsyncSession, caller: Caller) -> Me:
+    patient = await _patient(session, caller)
+    await audit.record(session, caller, "read", "patient", patient.id, patient.id)
     today = datetime.now(ZoneInfo(patient.time_zone)).date()
     return Me(
         id=patient.id,
@@ -33,13 +34,17 @@ def me(session: Session, caller: Caller) -> Me:
     )
 
 
-def active_plan(session: Session, patient_id: uuid.UUID) -> tuple[Plan, PlanVersion] | None:
-    row = session.exec(
-        select(Plan, PlanVersion)
-        .join(
-            PlanVersion,
-            (col(PlanVersion.plan_id) == Plan.id) & (col(PlanVersion.number) == Plan.version),
+async def active_plan(
+    session: AsyncSession, patient_id: uuid.UUID
+) -> tuple[Plan, PlanVersion] | None:
+    row = (
+        await session.exec(
+            select(Plan, PlanVersion)
+            .join(
+                PlanVersion,
+                (col(PlanVersion.plan_id) == Plan.id) & (col(PlanVersion.number) == Plan.version),
+            )
+            .where(Plan.patient_id == patient_id, Plan.status == PlanStatus.active)
         )
-        .where(Plan.patient_id == patient_id, Plan.status == PlanStatus.active)
     ).first()
     return (row[0], row[1]) if row else None

@@ -3,9 +3,8 @@
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import text
+from sqlalchemy import literal, select
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.core.errors import Problem, problem_response
@@ -36,14 +35,9 @@ async def healthz() -> Health:
 )
 async def readyz(request: Request) -> Response | Health:
     """Answers 200 when the database answers a query, 503 otherwise."""
-    engine = request.app.state.engine
-
-    def ping() -> None:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-
     try:
-        await run_in_threadpool(ping)
+        async with request.app.state.engine.connect() as connection:
+            await connection.execute(select(literal(1)))
     except SQLAlchemyError:
         return problem_response(
             503,

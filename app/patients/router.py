@@ -50,10 +50,10 @@ def _public(patient: object) -> bytes:
     response_model=PatientPublic,
     responses=responses(*AUTH_ERRORS, Conflict),
 )
-def create_patient(
+async def create_patient(
     request: Request, body: PatientCreate, session: SessionDep, caller: Writer
 ) -> Response:
-    patient = service.create(session, caller, body)
+    patient = await service.create(session, caller, body)
     return Response(
         _public(patient),
         status_code=201,
@@ -69,10 +69,10 @@ def create_patient(
     response_model=PatientPage,
     responses=responses(*AUTH_ERRORS),
 )
-def list_patients(
+async def list_patients(
     session: SessionDep, caller: Reader, query: Annotated[PatientQuery, Query()]
 ) -> PatientPage:
-    rows, cursor = service.list_page(session, caller, query)
+    rows, cursor = await service.list_page(session, caller, query)
     return PatientPage(
         items=[PatientPublic.model_validate(row) for row in rows], next_cursor=cursor
     )
@@ -85,13 +85,13 @@ def list_patients(
     response_model=PatientPublic,
     responses={**NOT_MODIFIED, **responses(*AUTH_ERRORS, NotFound)},
 )
-def get_patient(
+async def get_patient(
     patient_id: uuid.UUID,
     session: SessionDep,
     caller: Reader,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    patient = service.read(session, caller, patient_id)
+    patient = await service.read(session, caller, patient_id)
     return conditional_json(_public(patient), service.etag(patient), if_none_match, PRIVATE)
 
 
@@ -102,14 +102,14 @@ def get_patient(
     response_model=PatientPublic,
     responses=responses(*AUTH_ERRORS, NotFound, Conflict, PreconditionFailed),
 )
-def update_patient(
+async def update_patient(
     patient_id: uuid.UUID,
     body: PatientUpdate,
     session: SessionDep,
     caller: Writer,
     if_match: IfMatch = None,
 ) -> Response:
-    patient = service.update(session, caller, patient_id, body, if_match)
+    patient = await service.update(session, caller, patient_id, body, if_match)
     return Response(
         _public(patient), media_type="application/json", headers={"ETag": service.etag(patient)}
     )
@@ -122,10 +122,10 @@ def update_patient(
     status_code=204,
     responses=responses(*AUTH_ERRORS, NotFound),
 )
-def delete_patient(patient_id: uuid.UUID, session: SessionDep, caller: Writer) -> Response:
+async def delete_patient(patient_id: uuid.UUID, session: SessionDep, caller: Writer) -> Response:
     """The patient disappears from the API and their apps are signed out; the record is kept
     for the audit trail."""
-    service.delete(session, caller, patient_id)
+    await service.delete(session, caller, patient_id)
     return Response(status_code=204)
 
 
@@ -137,7 +137,7 @@ def delete_patient(patient_id: uuid.UUID, session: SessionDep, caller: Writer) -
     response_model=AccessCodePublic,
     responses=responses(*AUTH_ERRORS, NotFound),
 )
-def create_access_code(
+async def create_access_code(
     request: Request,
     response: Response,
     patient_id: uuid.UUID,
@@ -149,7 +149,7 @@ def create_access_code(
     `POST /v1/auth/pair`. It expires after `DORSI_ACCESS_CODE_MINUTES`."""
     response.headers["Cache-Control"] = "no-store"
     minutes = request.app.state.settings.access_code_minutes
-    return service.issue_access_code(
+    return await service.issue_access_code(
         session, caller, secrets, patient_id, timedelta(minutes=minutes)
     )
 
@@ -161,10 +161,12 @@ def create_access_code(
     response_model=list[DevicePublic],
     responses=responses(*AUTH_ERRORS, NotFound),
 )
-def list_devices(patient_id: uuid.UUID, session: SessionDep, caller: Reader) -> list[DevicePublic]:
+async def list_devices(
+    patient_id: uuid.UUID, session: SessionDep, caller: Reader
+) -> list[DevicePublic]:
     return [
         DevicePublic.model_validate(device)
-        for device in service.list_devices(session, caller, patient_id)
+        for device in await service.list_devices(session, caller, patient_id)
     ]
 
 
@@ -175,9 +177,9 @@ def list_devices(patient_id: uuid.UUID, session: SessionDep, caller: Reader) -> 
     status_code=204,
     responses=responses(*AUTH_ERRORS, NotFound),
 )
-def revoke_device(
+async def revoke_device(
     patient_id: uuid.UUID, device_id: uuid.UUID, session: SessionDep, caller: Writer
 ) -> Response:
     """The app's tokens fail on their next request."""
-    service.revoke_device(session, caller, patient_id, device_id)
+    await service.revoke_device(session, caller, patient_id, device_id)
     return Response(status_code=204)

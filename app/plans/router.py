@@ -60,13 +60,13 @@ def _json(model: Any, etag: str, status: int = 200, location: str | None = None)
     response_model=TemplatePage,
     responses=responses(*ERRORS),
 )
-def list_plan_templates(
+async def list_plan_templates(
     session: SessionDep, caller: Reader, query: Annotated[PlanQuery, Query()]
 ) -> TemplatePage:
     """The global foot-drop template and the clinic's own."""
-    rows, cursor = service.list_templates(session, caller.clinic_id, query)
+    rows, cursor = await service.list_templates(session, caller.clinic_id, query)
     return TemplatePage(
-        items=[service.template_public(session, row) for row in rows], next_cursor=cursor
+        items=[await service.template_public(session, row) for row in rows], next_cursor=cursor
     )
 
 
@@ -78,10 +78,12 @@ def list_plan_templates(
     response_model=TemplatePublic,
     responses=responses(*ERRORS),
 )
-def create_plan_template(body: TemplateCreate, session: SessionDep, caller: Writer) -> Response:
-    template = service.create_template(session, caller.clinic_id, body)
+async def create_plan_template(
+    body: TemplateCreate, session: SessionDep, caller: Writer
+) -> Response:
+    template = await service.create_template(session, caller.clinic_id, body)
     return _json(
-        service.template_public(session, template),
+        await service.template_public(session, template),
         service.template_etag(template),
         201,
         f"/v1/plan-templates/{template.id}",
@@ -95,11 +97,11 @@ def create_plan_template(body: TemplateCreate, session: SessionDep, caller: Writ
     response_model=TemplatePublic,
     responses={**NOT_MODIFIED, **responses(*ERRORS, NotFound)},
 )
-def get_plan_template(
+async def get_plan_template(
     template_id: uuid.UUID, session: SessionDep, caller: Reader, if_none_match: IfNoneMatch = None
 ) -> Response:
-    template = service.get_template(session, caller.clinic_id, template_id)
-    body = service.template_public(session, template).model_dump_json().encode()
+    template = await service.get_template(session, caller.clinic_id, template_id)
+    body = (await service.template_public(session, template)).model_dump_json().encode()
     return conditional_json(body, service.template_etag(template), if_none_match, PRIVATE)
 
 
@@ -110,7 +112,7 @@ def get_plan_template(
     response_model=TemplatePublic,
     responses=responses(*ERRORS, NotFound, PreconditionFailed),
 )
-def update_plan_template(
+async def update_plan_template(
     template_id: uuid.UUID,
     body: TemplateUpdate,
     session: SessionDep,
@@ -119,8 +121,8 @@ def update_plan_template(
 ) -> Response:
     """The clinic's own templates; the global one answers 403 (copy it instead). Plans made
     from a template earlier keep their own copy."""
-    template = service.update_template(session, caller.clinic_id, template_id, body, if_match)
-    return _json(service.template_public(session, template), service.template_etag(template))
+    template = await service.update_template(session, caller.clinic_id, template_id, body, if_match)
+    return _json(await service.template_public(session, template), service.template_etag(template))
 
 
 @router.delete(
@@ -130,8 +132,10 @@ def update_plan_template(
     status_code=204,
     responses=responses(*ERRORS, NotFound),
 )
-def delete_plan_template(template_id: uuid.UUID, session: SessionDep, caller: Writer) -> Response:
-    service.delete_template(session, caller.clinic_id, template_id)
+async def delete_plan_template(
+    template_id: uuid.UUID, session: SessionDep, caller: Writer
+) -> Response:
+    await service.delete_template(session, caller.clinic_id, template_id)
     return Response(status_code=204)
 
 
@@ -143,12 +147,12 @@ def delete_plan_template(template_id: uuid.UUID, session: SessionDep, caller: Wr
     response_model=TemplatePublic,
     responses=responses(*ERRORS, NotFound),
 )
-def copy_plan_template(
+async def copy_plan_template(
     template_id: uuid.UUID, body: TemplateCopy, session: SessionDep, caller: Writer
 ) -> Response:
-    template = service.copy_template(session, caller.clinic_id, template_id, body)
+    template = await service.copy_template(session, caller.clinic_id, template_id, body)
     return _json(
-        service.template_public(session, template),
+        await service.template_public(session, template),
         service.template_etag(template),
         201,
         f"/v1/plan-templates/{template.id}",
@@ -166,14 +170,17 @@ def copy_plan_template(
     response_model=PlanPublic,
     responses=responses(*ERRORS, NotFound),
 )
-def create_plan(
+async def create_plan(
     patient_id: uuid.UUID, body: PlanCreate, session: SessionDep, caller: Writer
 ) -> Response:
     """A draft plan for the patient, from a template or from items. Activate it with
     `PATCH /v1/plans/{id}` and `{"status": "active"}`."""
-    plan = service.create_plan(session, caller, patient_id, body)
+    plan = await service.create_plan(session, caller, patient_id, body)
     return _json(
-        service.plan_public(session, plan), service.plan_etag(plan), 201, f"/v1/plans/{plan.id}"
+        await service.plan_public(session, plan),
+        service.plan_etag(plan),
+        201,
+        f"/v1/plans/{plan.id}",
     )
 
 
@@ -184,11 +191,13 @@ def create_plan(
     response_model=PlanPage,
     responses=responses(*ERRORS, NotFound),
 )
-def list_plans(
+async def list_plans(
     patient_id: uuid.UUID, session: SessionDep, caller: Reader, query: Annotated[PlanQuery, Query()]
 ) -> PlanPage:
-    rows, cursor = service.list_plans(session, caller, patient_id, query)
-    return PlanPage(items=[service.plan_public(session, row) for row in rows], next_cursor=cursor)
+    rows, cursor = await service.list_plans(session, caller, patient_id, query)
+    return PlanPage(
+        items=[await service.plan_public(session, row) for row in rows], next_cursor=cursor
+    )
 
 
 @router.get(
@@ -198,11 +207,11 @@ def list_plans(
     response_model=PlanPublic,
     responses={**NOT_MODIFIED, **responses(*ERRORS, NotFound)},
 )
-def get_plan(
+async def get_plan(
     plan_id: uuid.UUID, session: SessionDep, caller: Reader, if_none_match: IfNoneMatch = None
 ) -> Response:
-    plan = service.read_plan(session, caller, plan_id)
-    body = service.plan_public(session, plan).model_dump_json().encode()
+    plan = await service.read_plan(session, caller, plan_id)
+    body = (await service.plan_public(session, plan)).model_dump_json().encode()
     return conditional_json(body, service.plan_etag(plan), if_none_match, PRIVATE)
 
 
@@ -213,7 +222,7 @@ def get_plan(
     response_model=PlanPublic,
     responses=responses(*ERRORS, NotFound, Conflict, PreconditionFailed, PreconditionRequired),
 )
-def update_plan(
+async def update_plan(
     plan_id: uuid.UUID,
     body: PlanUpdate,
     session: SessionDep,
@@ -223,8 +232,8 @@ def update_plan(
     """Needs `If-Match` (428 without it, 412 when stale). Status moves draft → active →
     paused / completed / cancelled (409 otherwise); at most one active plan per patient;
     a plan without items cannot be activated."""
-    plan = service.update_plan(session, caller, plan_id, body, if_match)
-    return _json(service.plan_public(session, plan), service.plan_etag(plan))
+    plan = await service.update_plan(session, caller, plan_id, body, if_match)
+    return _json(await service.plan_public(session, plan), service.plan_etag(plan))
 
 
 @router.get(
@@ -234,12 +243,12 @@ def update_plan(
     response_model=list[PlanVersionPublic],
     responses=responses(*ERRORS, NotFound),
 )
-def list_plan_versions(
+async def list_plan_versions(
     plan_id: uuid.UUID, session: SessionDep, caller: Reader
 ) -> list[PlanVersionPublic]:
     return [
-        service.version_public(session, version)
-        for version in service.list_versions(session, caller, plan_id)
+        await service.version_public(session, version)
+        for version in await service.list_versions(session, caller, plan_id)
     ]
 
 
@@ -250,10 +259,11 @@ def list_plan_versions(
     response_model=PlanVersionPublic,
     responses=responses(*ERRORS, NotFound),
 )
-def get_plan_version(
+async def get_plan_version(
     plan_id: uuid.UUID,
     number: Annotated[int, Path(ge=1, le=2**31 - 1)],
     session: SessionDep,
     caller: Reader,
 ) -> PlanVersionPublic:
-    return service.version_public(session, service.get_version(session, caller, plan_id, number))
+    version = await service.get_version(session, caller, plan_id, number)
+    return await service.version_public(session, version)

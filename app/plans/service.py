@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Caller
@@ -58,17 +59,17 @@ from app.sync.outbox import record_change
 # ---------------------------------------------------------------------------- items
 
 
-def _exercises(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Exercise]:
+async def _exercises(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Exercise]:
     if not ids:
         return {}
-    return {e.id: e for e in session.exec(select(Exercise).where(col(Exercise.id).in_(ids)))}
+    return {e.id: e for e in await session.exec(select(Exercise).where(col(Exercise.id).in_(ids)))}
 
 
-def _check_exercises(
-    session: Session, clinic_id: uuid.UUID, items: Sequence[TemplateItemIn]
+async def _check_exercises(
+    session: AsyncSession, clinic_id: uuid.UUID, items: Sequence[TemplateItemIn]
 ) -> None:
     """Every item's exercise must be one the clinic can prescribe: global or its own, live."""
-    found = _exercises(session, {item.exercise_id for item in items})
+    found = await _exercises(session, {item.exercise_id for item in items})
     errors = [
         FieldError(
             location="body",
@@ -88,10 +89,10 @@ def _stored(item: TemplateItemIn, item_id: uuid.UUID) -> dict[str, Any]:
     return {**item.model_dump(mode="json", exclude={"id"}), "id": str(item_id)}
 
 
-def _render_items(
-    session: Session, items: list[dict[str, Any]], kind: type[PlanItemPublic]
+async def _render_items(
+    session: AsyncSession, items: list[dict[str, Any]], kind: type[PlanItemPublic]
 ) -> list[Any]:
-    exercises = _exercises(session, {uuid.UUID(item["exercise_id"]) for item in items})
+    exercises = await _exercises(session, {uuid.UUID(item["exercise_id"]) for item in items})
     rendered = []
     for order, item in enumerate(items, start=1):
         exercise = exercises[uuid.UUID(item["exercise_id"])]
@@ -112,16 +113,17 @@ def _render_items(
 # ------------------------------------------------------------------------ templates
 
 
-def _visible_template(
-    session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID
+async def _visible_template(
+    session: AsyncSession, clinic_id: uuid.UUID, template_id: uuid.UUID
 ) -> PlanTemplate:
-    template = session.exec(
+    found = await session.exec(
         select(PlanTemplate).where(
             PlanTemplate.id == template_id,
             or_(col(PlanTemplate.clinic_id).is_(None), col(PlanTemplate.clinic_id) == clinic_id),
             col(PlanTemplate.deleted_at).is_(None),
         )
-    ).first()
+    )
+    template = found.first()
     if template is None:
         raise NotFound(f"No plan template {template_id}.")
     return template
@@ -131,21 +133,21 @@ def template_etag(template: PlanTemplate) -> str:
     return f'"{template.id}-{template.version}"'
 
 
-def template_public(session: Session, template: PlanTemplate) -> TemplatePublic:
+async def template_public(session: AsyncSession, template: PlanTemplate) -> TemplatePublic:
     return TemplatePublic(
         id=template.id,
         name=template.name,
         description=template.description,
         owner="global" if template.clinic_id is None else "clinic",
         version=template.version,
-        items=_render_items(session, template.items, TemplateItemPublic),
+        items=await _render_items(session, template.items, TemplateItemPublic),
         created_at=template.created_at,
         updated_at=template.updated_at,
     )
 
 
-def list_templates(
-    session: Session, clinic_id: uuid.UUID, query: PlanQuery
+async def list_templates(
+    session: AsyncSession, clinic_id: uuid.UUID, query: PlanQuery
 ) -> tuple[list[PlanTemplate], str | None]:
     statement = select(PlanTemplate).where(
         or_(col(PlanTemplate.clinic_id).is_(None), col(PlanTemplate.clinic_id) == clinic_id),
@@ -157,16 +159,21 @@ def list_templates(
             statement = statement.where(col(PlanTemplate.id) > uuid.UUID(str(last)))
         except ValueError:
             raise invalid_cursor() from None
-    rows = list(session.exec(statement.order_by(col(PlanTemplate.id)).limit(query.limit + 1)).all())
+    found = await session.exec(statement.order_by(col(PlanTemplate.id)).limit(query.limit + 1))
+    rows = list(found.all())
     return split_page(rows, query.limit, lambda row: [str(row.id)])
 
 
-def get_template(session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID) -> PlanTemplate:
-    return _visible_template(session, clinic_id, template_id)
+async def get_template(
+    session: AsyncSession, clinic_id: uuid.UUID, template_id: uuid.UUID
+) -> PlanTemplate:
+    return await _visible_template(session, clinic_id, template_id)
 
 
-def create_template(session: Session, clinic_id: uuid.UUID, data: TemplateCreate) -> PlanTemplate:
-    _check_exercises(session, clinic_id, data.items)
+async def create_template(
+    session: AsyncSession, clinic_id: uuid.UUID, data: TemplateCreate
+) -> PlanTemplate:
+    await _check_exercises(session, clinic_id, data.items)
     template = PlanTemplate(
         clinic_id=clinic_id,
         name=data.name,
@@ -174,30 +181,32 @@ def create_template(session: Session, clinic_id: uuid.UUID, data: TemplateCreate
         items=[_stored(item, uuid.uuid4()) for item in data.items],
     )
     session.add(template)
-    session.flush()
-    record_change(session, clinic_id, "plan_template", template.id, "create", version=1)
+    await session.flush()
+    await record_change(session, clinic_id, "plan_template", template.id, "create", version=1)
     return template
 
 
-def _own_template(session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID) -> PlanTemplate:
-    template = _visible_template(session, clinic_id, template_id)
+async def _own_template(
+    session: AsyncSession, clinic_id: uuid.UUID, template_id: uuid.UUID
+) -> PlanTemplate:
+    template = await _visible_template(session, clinic_id, template_id)
     if template.clinic_id is None:
         raise Forbidden("The global template is read-only; copy it to make it your own.")
     return template
 
 
-def update_template(
-    session: Session,
+async def update_template(
+    session: AsyncSession,
     clinic_id: uuid.UUID,
     template_id: uuid.UUID,
     data: TemplateUpdate,
     if_match: str | None,
 ) -> PlanTemplate:
-    template = _own_template(session, clinic_id, template_id)
+    template = await _own_template(session, clinic_id, template_id)
     if if_match is not None and not etag_matches_strongly(if_match, template_etag(template)):
         raise PreconditionFailed("The template changed since you read it; read it again.")
     if data.items is not None:
-        _check_exercises(session, clinic_id, data.items)
+        await _check_exercises(session, clinic_id, data.items)
         template.items = [_stored(item, uuid.uuid4()) for item in data.items]
     if data.name is not None:
         template.name = data.name
@@ -206,23 +215,25 @@ def update_template(
     template.version += 1
     template.updated_at = utcnow()
     session.add(template)
-    record_change(
+    await record_change(
         session, clinic_id, "plan_template", template.id, "update", version=template.version
     )
     return template
 
 
-def delete_template(session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID) -> None:
-    template = _own_template(session, clinic_id, template_id)
+async def delete_template(
+    session: AsyncSession, clinic_id: uuid.UUID, template_id: uuid.UUID
+) -> None:
+    template = await _own_template(session, clinic_id, template_id)
     template.deleted_at = utcnow()
     session.add(template)
-    record_change(session, clinic_id, "plan_template", template.id, "delete")
+    await record_change(session, clinic_id, "plan_template", template.id, "delete")
 
 
-def copy_template(
-    session: Session, clinic_id: uuid.UUID, template_id: uuid.UUID, data: TemplateCopy
+async def copy_template(
+    session: AsyncSession, clinic_id: uuid.UUID, template_id: uuid.UUID, data: TemplateCopy
 ) -> PlanTemplate:
-    source = _visible_template(session, clinic_id, template_id)
+    source = await _visible_template(session, clinic_id, template_id)
     copy = PlanTemplate(
         clinic_id=clinic_id,
         name=data.name or source.name,
@@ -230,8 +241,8 @@ def copy_template(
         items=[{**item, "id": str(uuid.uuid4())} for item in source.items],
     )
     session.add(copy)
-    session.flush()
-    record_change(session, clinic_id, "plan_template", copy.id, "create", version=1)
+    await session.flush()
+    await record_change(session, clinic_id, "plan_template", copy.id, "create", version=1)
     return copy
 
 
@@ -242,16 +253,19 @@ def plan_etag(plan: Plan) -> str:
     return f'"{plan.id}-{plan.version}"'
 
 
-def _current(session: Session, plan: Plan) -> PlanVersion:
-    return session.exec(
+async def _current(session: AsyncSession, plan: Plan) -> PlanVersion:
+    found = await session.exec(
         select(PlanVersion).where(
             PlanVersion.plan_id == plan.id, PlanVersion.number == plan.version
         )
-    ).one()
+    )
+    return found.one()
 
 
-def plan_public(session: Session, plan: Plan, version: PlanVersion | None = None) -> PlanPublic:
-    current = version or _current(session, plan)
+async def plan_public(
+    session: AsyncSession, plan: Plan, version: PlanVersion | None = None
+) -> PlanPublic:
+    current = version or await _current(session, plan)
     return PlanPublic(
         id=plan.id,
         patient_id=plan.patient_id,
@@ -262,13 +276,13 @@ def plan_public(session: Session, plan: Plan, version: PlanVersion | None = None
         notes=current.notes,
         start_date=current.start_date,
         end_date=current.end_date,
-        items=_render_items(session, current.items, PlanItemPublic),
+        items=await _render_items(session, current.items, PlanItemPublic),
         created_at=plan.created_at,
         updated_at=plan.updated_at,
     )
 
 
-def version_public(session: Session, version: PlanVersion) -> PlanVersionPublic:
+async def version_public(session: AsyncSession, version: PlanVersion) -> PlanVersionPublic:
     return PlanVersionPublic(
         plan_id=version.plan_id,
         number=version.number,
@@ -277,7 +291,7 @@ def version_public(session: Session, version: PlanVersion) -> PlanVersionPublic:
         notes=version.notes,
         start_date=version.start_date,
         end_date=version.end_date,
-        items=_render_items(session, version.items, PlanItemPublic),
+        items=await _render_items(session, version.items, PlanItemPublic),
         created_at=version.created_at,
         created_by=version.created_by,
     )
@@ -319,8 +333,10 @@ def _plan_items(
     return stored
 
 
-def create_plan(session: Session, caller: Caller, patient_id: uuid.UUID, data: PlanCreate) -> Plan:
-    patient = patients.load(session, caller, patient_id)
+async def create_plan(
+    session: AsyncSession, caller: Caller, patient_id: uuid.UUID, data: PlanCreate
+) -> Plan:
+    patient = await patients.load(session, caller, patient_id)
     clinic_id = caller.clinic_id
     if data.template_id is not None and data.items is not None:
         raise InvalidInput(
@@ -334,7 +350,7 @@ def create_plan(session: Session, caller: Caller, patient_id: uuid.UUID, data: P
         )
     title = data.title or "Home program"
     if data.template_id is not None:
-        template = _visible_template(session, clinic_id, data.template_id)
+        template = await _visible_template(session, clinic_id, data.template_id)
         title = data.title or template.name
         # A copy: later template edits don't touch the plan.
         items = [
@@ -343,7 +359,7 @@ def create_plan(session: Session, caller: Caller, patient_id: uuid.UUID, data: P
         ]
     else:
         given = data.items or []
-        _check_exercises(session, clinic_id, given)
+        await _check_exercises(session, clinic_id, given)
         items = _plan_items(
             [item.model_copy(update={"id": None}) for item in given], patient, set()
         )
@@ -359,7 +375,7 @@ def create_plan(session: Session, caller: Caller, patient_id: uuid.UUID, data: P
         updated_at=now,
     )
     session.add(plan)
-    session.flush()
+    await session.flush()
     session.add(
         PlanVersion(
             plan_id=plan.id,
@@ -375,13 +391,13 @@ def create_plan(session: Session, caller: Caller, patient_id: uuid.UUID, data: P
             created_by=caller.principal.id,
         )
     )
-    record_change(session, clinic_id, "plan", plan.id, "create", version=1)
-    audit.record(session, caller, "create", "plan", plan.id, patient.id)
+    await record_change(session, clinic_id, "plan", plan.id, "create", version=1)
+    await audit.record(session, caller, "create", "plan", plan.id, patient.id)
     return plan
 
 
-def load_plan(session: Session, caller: Caller, plan_id: uuid.UUID) -> Plan:
-    plan = session.exec(
+async def load_plan(session: AsyncSession, caller: Caller, plan_id: uuid.UUID) -> Plan:
+    found = await session.exec(
         select(Plan)
         .join(Patient, col(Patient.id) == Plan.patient_id)
         .where(
@@ -389,22 +405,23 @@ def load_plan(session: Session, caller: Caller, plan_id: uuid.UUID) -> Plan:
             Plan.clinic_id == caller.clinic_id,
             col(Patient.deleted_at).is_(None),
         )
-    ).first()
+    )
+    plan = found.first()
     if plan is None:
         raise NotFound(f"No plan {plan_id}.")
     return plan
 
 
-def read_plan(session: Session, caller: Caller, plan_id: uuid.UUID) -> Plan:
-    plan = load_plan(session, caller, plan_id)
-    audit.record(session, caller, "read", "plan", plan.id, plan.patient_id)
+async def read_plan(session: AsyncSession, caller: Caller, plan_id: uuid.UUID) -> Plan:
+    plan = await load_plan(session, caller, plan_id)
+    await audit.record(session, caller, "read", "plan", plan.id, plan.patient_id)
     return plan
 
 
-def list_plans(
-    session: Session, caller: Caller, patient_id: uuid.UUID, query: PlanQuery
+async def list_plans(
+    session: AsyncSession, caller: Caller, patient_id: uuid.UUID, query: PlanQuery
 ) -> tuple[list[Plan], str | None]:
-    patient = patients.load(session, caller, patient_id)
+    patient = await patients.load(session, caller, patient_id)
     statement = select(Plan).where(Plan.patient_id == patient.id)
     if query.status is not None:
         statement = statement.where(Plan.status == query.status)
@@ -413,24 +430,28 @@ def list_plans(
         statement = statement.where(tuple_(col(Plan.created_at), col(Plan.id)) < position)
     statement = statement.order_by(col(Plan.created_at).desc(), col(Plan.id).desc())
     rows, cursor = split_page(
-        list(session.exec(statement.limit(query.limit + 1)).all()), query.limit, time_key
+        list((await session.exec(statement.limit(query.limit + 1))).all()), query.limit, time_key
     )
-    audit.record(session, caller, "list", "plan", None, patient.id)
+    await audit.record(session, caller, "list", "plan", None, patient.id)
     return rows, cursor
 
 
-def update_plan(
-    session: Session, caller: Caller, plan_id: uuid.UUID, data: PlanUpdate, if_match: str | None
+async def update_plan(
+    session: AsyncSession,
+    caller: Caller,
+    plan_id: uuid.UUID,
+    data: PlanUpdate,
+    if_match: str | None,
 ) -> Plan:
-    plan = load_plan(session, caller, plan_id)
+    plan = await load_plan(session, caller, plan_id)
     if if_match is None:
         raise PreconditionRequired(
             "Send If-Match with the plan's ETag, so that concurrent edits are not lost."
         )
     if not etag_matches_strongly(if_match, plan_etag(plan)):
         raise PreconditionFailed("The plan changed since you read it; read it again.")
-    current = _current(session, plan)
-    patient = session.get(Patient, plan.patient_id)
+    current = await _current(session, plan)
+    patient = await session.get(Patient, plan.patient_id)
     assert patient is not None
     status = PlanStatus(plan.status)
     target = data.status or status
@@ -440,7 +461,7 @@ def update_plan(
         raise Conflict(f"A {status} plan cannot change.")
     items = current.items
     if data.items is not None:
-        _check_exercises(session, caller.clinic_id, data.items)
+        await _check_exercises(session, caller.clinic_id, data.items)
         items = _plan_items(data.items, patient, {item["id"] for item in current.items})
     if target == PlanStatus.active and not items:
         raise Conflict("A plan without items cannot be activated.")
@@ -464,47 +485,49 @@ def update_plan(
         for field in ("status", "title", "notes", "start_date", "end_date", "items")
     )
     if unchanged:
-        audit.record(session, caller, "read", "plan", plan.id, plan.patient_id)
+        await audit.record(session, caller, "read", "plan", plan.id, plan.patient_id)
         return plan
     try:
-        with session.begin_nested():
+        async with session.begin_nested():
             # Compare-and-swap on the version: of two edits made from the same read, the
             # second finds the version moved on (its UPDATE waits for the first) and is a 412.
-            swapped = session.execute(
+            swapped = await session.exec(
                 update(Plan)
                 .where(col(Plan.id) == plan.id, col(Plan.version) == plan.version)
                 .values(version=new.number, status=target, updated_at=new.created_at)
                 .execution_options(synchronize_session=False)
             )
-            if swapped.rowcount != 1:  # type: ignore[attr-defined]
+            if swapped.rowcount != 1:
                 raise PreconditionFailed("The plan changed since you read it; read it again.")
             session.add(new)
-            session.flush()
+            await session.flush()
     except IntegrityError:
         # After the swap, only the one-active-plan-per-patient index can refuse the write.
         raise Conflict("The patient has another active plan; pause or end it first.") from None
-    session.refresh(plan)
-    record_change(session, plan.clinic_id, "plan", plan.id, "update", version=plan.version)
-    audit.record(session, caller, "update", "plan", plan.id, plan.patient_id)
+    await session.refresh(plan)
+    await record_change(session, plan.clinic_id, "plan", plan.id, "update", version=plan.version)
+    await audit.record(session, caller, "update", "plan", plan.id, plan.patient_id)
     return plan
 
 
-def list_versions(session: Session, caller: Caller, plan_id: uuid.UUID) -> list[PlanVersion]:
-    plan = read_plan(session, caller, plan_id)
-    return list(
-        session.exec(
-            select(PlanVersion)
-            .where(PlanVersion.plan_id == plan.id)
-            .order_by(col(PlanVersion.number))
-        ).all()
+async def list_versions(
+    session: AsyncSession, caller: Caller, plan_id: uuid.UUID
+) -> list[PlanVersion]:
+    plan = await read_plan(session, caller, plan_id)
+    found = await session.exec(
+        select(PlanVersion).where(PlanVersion.plan_id == plan.id).order_by(col(PlanVersion.number))
     )
+    return list(found.all())
 
 
-def get_version(session: Session, caller: Caller, plan_id: uuid.UUID, number: int) -> PlanVersion:
-    plan = read_plan(session, caller, plan_id)
-    version = session.exec(
+async def get_version(
+    session: AsyncSession, caller: Caller, plan_id: uuid.UUID, number: int
+) -> PlanVersion:
+    plan = await read_plan(session, caller, plan_id)
+    found = await session.exec(
         select(PlanVersion).where(PlanVersion.plan_id == plan.id, PlanVersion.number == number)
-    ).first()
+    )
+    version = found.first()
     if version is None:
         raise NotFound(f"Plan {plan_id} has no version {number}.")
     return version

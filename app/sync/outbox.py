@@ -8,15 +8,15 @@ earlier one has committed or rolled back. SQLite: the database write lock alread
 import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.columns import utcnow
 from app.core.bulk import insert_many
-from app.core.db import dialect_of
+from app.core.db import dialect_of, execute
 from app.sync.models import Change
 
-LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+LOCK = select(func.pg_advisory_xact_lock(bindparam("key")))
 
 
 def _lock_key(clinic_id: uuid.UUID) -> int:
@@ -26,7 +26,7 @@ def _lock_key(clinic_id: uuid.UUID) -> int:
 async def _lock(session: AsyncSession, clinic_id: uuid.UUID) -> None:
     if dialect_of(session) == "postgresql":
         # Re-entrant within a transaction, and released by its commit or rollback.
-        await session.exec(LOCK, params={"key": _lock_key(clinic_id)})
+        await execute(session, LOCK, {"key": _lock_key(clinic_id)})
 
 
 async def record_change(

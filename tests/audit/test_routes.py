@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
-from sqlmodel import Session
 
 from app.auth import accounts
 from app.auth.models import Role
 from app.core.columns import utcnow
+from app.core.db import transaction
 from app.core.pagination import encode_cursor
 from tests.conftest import PASSWORD, Actor, World, make_client
 from tests.core.problems import assert_problem
@@ -76,11 +76,10 @@ async def patient_with_history(client: AsyncClient, world: World) -> tuple[dict[
 async def admin2(app: FastAPI, client: AsyncClient, world: World) -> Actor:
     """An admin of clinic 2, signed in through the token endpoint."""
     email = f"admin2-{uuid.uuid4().hex[:8]}@clinic.test"
-    with Session(app.state.engine, expire_on_commit=False) as session:
-        person = accounts.create_clinician(
+    async with transaction(app.state.engine) as session:
+        person = await accounts.create_clinician(
             session, app.state.secrets, world.clinic2, email, PASSWORD, Role.admin
         )
-        session.commit()
     response = await client.post(
         "/v1/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD}
     )

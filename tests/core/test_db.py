@@ -9,39 +9,44 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
+from app.core.bulk import insert_many
 from app.core.columns import utcnow
-from app.core.db import insert_many, libpq_url
+from app.core.db import libpq_url, transaction
 from app.sync.models import Change
 from tests.conftest import World
 
 CHANGES = Change.__table__  # type: ignore[attr-defined]
 
 
-def test_rows_go_in_in_the_order_given_each_with_the_shared_values(
+async def test_rows_go_in_in_the_order_given_each_with_the_shared_values(
     app: FastAPI, world: World
 ) -> None:
     resource_ids = [str(uuid.uuid4()) for _ in range(5)]
     now = utcnow()
-    with Session(app.state.engine) as session:
-        insert_many(
+    async with transaction(app.state.engine) as session:
+        await insert_many(
             session,
             CHANGES,
             [{"resource_id": r, "operation": "create", "version": 1} for r in resource_ids],
             common={"clinic_id": world.clinic1, "resource_type": "test_row", "occurred_at": now},
         )
-        stored = session.exec(
-            select(Change.resource_id, Change.clinic_id, Change.resource_type, Change.occurred_at)
-            .where(col(Change.resource_id).in_(resource_ids))
-            .order_by(col(Change.id))
+        stored = (
+            await session.exec(
+                select(
+                    Change.resource_id, Change.clinic_id, Change.resource_type, Change.occurred_at
+                )
+                .where(col(Change.resource_id).in_(resource_ids))
+                .order_by(col(Change.id))
+            )
         ).all()
-        session.rollback()
+        await session.rollback()
     assert [row[0] for row in stored] == resource_ids
     assert {row[1:] for row in stored} == {(world.clinic1, "test_row", now)}
 
 
-def test_skipping_conflicts_gives_back_only_the_keys_it_inserted(
+async def test_skipping_conflicts_gives_back_only_the_keys_it_inserted(
     app: FastAPI, world: World
 ) -> None:
     taken, new = 10**12 + uuid.uuid4().int % 10**6, 2 * 10**12 + uuid.uuid4().int % 10**6
@@ -51,41 +56,42 @@ def test_skipping_conflicts_gives_back_only_the_keys_it_inserted(
         "operation": "create",
         "occurred_at": utcnow(),
     }
-    with Session(app.state.engine) as session:
-        first = insert_many(
+    async with transaction(app.state.engine) as session:
+        first = await insert_many(
             session, CHANGES, [{"id": taken, "resource_id": "first"}], common=common
         )
-        again = insert_many(
+        again = await insert_many(
             session,
             CHANGES,
             [{"id": taken, "resource_id": "again"}, {"id": new, "resource_id": "new"}],
             common=common,
             skip_conflicts=True,
         )
-        kept = session.get_one(Change, taken).resource_id
-        session.rollback()
+        kept = (await session.get_one(Change, taken)).resource_id
+        await session.rollback()
     assert first == set()
     assert again == {new}
     assert kept == "first"
 
 
-def test_a_value_too_long_for_its_column_is_refused_not_cut_short(
+async def test_a_value_too_long_for_its_column_is_refused_not_cut_short(
     app: FastAPI, world: World, backend: str
 ) -> None:
     if backend == "sqlite":
         pytest.skip("SQLite does not hold strings to a column's length.")
     too_long = psycopg.errors.StringDataRightTruncation
-    with Session(app.state.engine) as session, pytest.raises(too_long):
-        insert_many(
-            session,
-            CHANGES,
-            [{"resource_id": "x" * 65, "operation": "create"}],  # the column holds 64
-            common={
-                "clinic_id": world.clinic1,
-                "resource_type": "test_row",
-                "occurred_at": utcnow(),
-            },
-        )
+    with pytest.raises(too_long):
+        async with transaction(app.state.engine) as session:
+            await insert_many(
+                session,
+                CHANGES,
+                [{"resource_id": "x" * 65, "operation": "create"}],  # the column holds 64
+                common={
+                    "clinic_id": world.clinic1,
+                    "resource_type": "test_row",
+                    "occurred_at": utcnow(),
+                },
+            )
 
 
 async def test_a_request_after_the_database_ended_the_pooled_connections_is_answered(

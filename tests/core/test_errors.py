@@ -1,6 +1,6 @@
 """Every failure, whatever raised it, answers an RFC 9457 problem that names its request."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI, Request
@@ -23,14 +23,14 @@ async def count_body(request: Request) -> dict[str, int]:
 
 
 @pytest.fixture
-def probe_app(settings: Settings) -> Iterator[FastAPI]:
+async def probe_app(settings: Settings) -> AsyncIterator[FastAPI]:
     """The real app plus two routes no shipped route provides: one that crashes, one that
     reads its whole body."""
     application = create_app(settings)
     application.add_api_route("/probe/crash", fail_unexpectedly, methods=["GET"])
     application.add_api_route("/probe/body", count_body, methods=["POST"])
     yield application
-    dispose_engines(application)
+    await dispose_engines(application)
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ import uuid
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlmodel import Session, col, func, select
+from sqlmodel import col, func, select
 
+from app.core.db import transaction
 from app.patients.models import Patient
 from tests.conftest import World
 from tests.core.problems import assert_problem
@@ -21,10 +22,12 @@ def patient_body() -> dict[str, str]:
     }
 
 
-def count(app: FastAPI, reference: str) -> int:
-    with Session(app.state.engine) as session:
-        found = session.exec(
-            select(func.count()).select_from(Patient).where(col(Patient.reference) == reference)
+async def count(app: FastAPI, reference: str) -> int:
+    async with transaction(app.state.engine) as session:
+        found = (
+            await session.exec(
+                select(func.count()).select_from(Patient).where(col(Patient.reference) == reference)
+            )
         ).one()
     return int(found)
 
@@ -41,7 +44,7 @@ async def test_a_retried_create_answers_the_same_and_writes_once(
     assert again.headers["location"] == first.headers["location"]
     assert again.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
-    assert count(app, body["reference"]) == 1
+    assert await count(app, body["reference"]) == 1
 
 
 async def test_the_same_key_with_another_body_is_refused(
@@ -52,7 +55,7 @@ async def test_the_same_key_with_another_body_is_refused(
     other = patient_body()
     refused = await client.post("/v1/patients", headers=headers, json=other)
     assert_problem(refused, 422, "validation")
-    assert count(app, other["reference"]) == 0
+    assert await count(app, other["reference"]) == 0
 
 
 async def test_keys_belong_to_their_caller(world: World, client: AsyncClient) -> None:

@@ -6,11 +6,11 @@ from typing import Any
 import pytest
 import yaml
 from httpx import AsyncClient
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from app.core.config import Settings
-from app.core.db import make_engine
-from app.exercises.catalog import CATALOG_FILE, load_catalog
+from app.core.db import make_engine, transaction
+from app.exercises.catalog import CATALOG_FILE, load_catalog, read_catalog
 from app.exercises.models import Exercise
 from tests.conftest import DatabaseFactory, migrated
 
@@ -169,27 +169,29 @@ async def test_progressions_link_both_ways(client: AsyncClient) -> None:
     assert active["easier_variant"]["id"] == passive["id"]
 
 
-def test_loading_is_idempotent_and_versions_changes(
+async def test_loading_is_idempotent_and_versions_changes(
     new_database: DatabaseFactory, tmp_path: Path
 ) -> None:
-    engine = make_engine(Settings(database_url=migrated(new_database())))
+    engine = make_engine(Settings(database_url=await migrated(new_database())))
     try:
-        with Session(engine) as session:
-            assert load_catalog(session) == {"created": 0, "updated": 0, "unchanged": 8}
-            session.commit()
+        async with transaction(engine) as session:
+            counts = await load_catalog(session, read_catalog())
+            assert counts == {"created": 0, "updated": 0, "unchanged": 8}
         data = yaml.safe_load(CATALOG_FILE.read_text(encoding="utf-8"))
         data["exercises"][0]["summary"] = "A reworded summary."
         changed = tmp_path / "catalog.yaml"
         changed.write_text(yaml.safe_dump(data), encoding="utf-8")
-        with Session(engine) as session:
-            assert load_catalog(session, changed) == {"created": 0, "updated": 1, "unchanged": 7}
-            session.commit()
-        with Session(engine) as session:
-            assert load_catalog(session, changed)["updated"] == 0
-            row = session.exec(
-                select(Exercise).where(Exercise.slug == data["exercises"][0]["slug"])
+        async with transaction(engine) as session:
+            counts = await load_catalog(session, read_catalog(changed))
+            assert counts == {"created": 0, "updated": 1, "unchanged": 7}
+        async with transaction(engine) as session:
+            assert (await load_catalog(session, read_catalog(changed)))["updated"] == 0
+            row = (
+                await session.exec(
+                    select(Exercise).where(Exercise.slug == data["exercises"][0]["slug"])
+                )
             ).one()
             assert (row.summary, row.version) == ("A reworded summary.", 2)
             assert row.updated_at > row.created_at
     finally:
-        engine.dispose()
+        await engine.dispose()

@@ -1,11 +1,17 @@
 """The patient app's own view: who I am, my plan, and what is due today where I am."""
 
-from datetime import date, timedelta
+import asyncio
+import uuid
+from datetime import date, datetime, timedelta
 from typing import Any
+from unittest.mock import ANY
+from zoneinfo import ZoneInfo
 
 import pytest
 from httpx import AsyncClient
 
+from app.me import today as today_module
+from app.me.today import ExerciseCache
 from tests.conftest import Actor, World
 from tests.core.problems import assert_problem
 from tests.plans import (
@@ -55,6 +61,48 @@ def due_ids(body: dict[str, Any]) -> list[str]:
     return [entry["item_id"] for entry in body["items"]]
 
 
+def session_record(plan: dict[str, Any], index: int, **fields: Any) -> dict[str, Any]:
+    """A completed session of the plan's item at ``index``, with a new id."""
+    return {
+        "id": str(uuid.uuid4()),
+        "plan_id": plan["id"],
+        "plan_version": plan["version"],
+        "item_id": plan["items"][index]["id"],
+        "status": "completed",
+        "sets_done": 3,
+        "reps_done": 10,
+        **fields,
+    }
+
+
+async def upload(client: AsyncClient, app: dict[str, str], *records: dict[str, Any]) -> None:
+    response = await client.post(
+        "/v1/adherence/batch", headers=app, json={"records": list(records)}
+    )
+    assert response.status_code == 200, response.text
+    assert [r["result"] for r in response.json()["results"]] == ["created"] * len(records)
+
+
+def with_id(headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    request_id = f"today-{uuid.uuid4().hex}"
+    return request_id, {**headers, "X-Request-ID": request_id}
+
+
+async def today_events(client: AsyncClient, admin: Actor, patient_id: str) -> list[dict[str, Any]]:
+    """The audit events of the patient's reads of today, as a clinic admin sees them."""
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        query = {"patient_id": patient_id, **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/v1/audit-events", params=query, headers=admin.headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        found += [e for e in page["items"] if e["resource_type"] == "today"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return found
+
+
 # --- who I am and my plan -----------------------------------------------------------------
 
 
@@ -88,6 +136,29 @@ async def test_my_plan_is_the_active_plan(client: AsyncClient, clinician: Actor)
 
     await changed_plan(client, clinician, plan["id"], etag, status="paused")
     assert_problem(await client.get("/v1/me/plan", headers=app), 404, "not-found")
+
+
+async def test_my_plan_has_the_plans_etag(client: AsyncClient, clinician: Actor) -> None:
+    patient, app = await patient_with_app(client, clinician)
+    plan, etag = await active_plan(client, clinician, patient["id"])
+
+    mine = await client.get("/v1/me/plan", headers=app)
+    assert mine.status_code == 200, mine.text
+    assert mine.headers["etag"] == etag
+    assert mine.headers["cache-control"] == "private, no-cache"
+    unchanged = await client.get("/v1/me/plan", headers={**app, "If-None-Match": etag})
+    assert unchanged.status_code == 304
+    assert unchanged.headers["etag"] == etag
+    assert unchanged.content == b""
+
+    plan, new_etag = await changed_plan(
+        client, clinician, plan["id"], etag, items=[item("hip-rotation", reps=6)]
+    )
+    assert new_etag != etag
+    changed = await client.get("/v1/me/plan", headers={**app, "If-None-Match": etag})
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["etag"] == new_etag
+    assert changed.json() == plan
 
 
 # --- what is due today --------------------------------------------------------------------
@@ -251,6 +322,70 @@ async def test_without_a_plan_nothing_is_due(client: AsyncClient, clinician: Act
     assert (body["plan_id"], body["plan_version"], body["items"]) == (None, None, [])
 
 
+async def test_today_shows_what_was_recorded_today(client: AsyncClient, clinician: Actor) -> None:
+    zone = "Asia/Kolkata"
+    patient, app = await patient_with_app(client, clinician, time_zone=zone)
+    plan, _ = await active_plan(
+        client,
+        clinician,
+        patient["id"],
+        items=[
+            item(schedule={"days_of_week": EVERY_DAY}),
+            item("hip-rotation", schedule={"sessions_per_week": 3}),
+        ],
+    )
+    now = datetime.now(ZoneInfo(zone)).replace(microsecond=0).isoformat()
+    done = [
+        session_record(plan, 0, performed_at=now, pain=3),
+        session_record(plan, 1, performed_at=now, status="skipped", skip_reason="pain", pain=6)
+        | dict.fromkeys(("sets_done", "reps_done")),
+    ]
+    await upload(client, app, *done)
+
+    body = await today(client, app, zone)
+    recorded = {entry["item_id"]: entry["recorded"] for entry in body["items"]}
+    assert recorded == {
+        plan["items"][index]["id"]: [
+            {
+                "id": sent["id"],
+                "status": sent["status"],
+                "performed_at": now,  # with the offset it was recorded with
+                "sets_done": sent["sets_done"],
+                "reps_done": sent["reps_done"],
+                "pain": sent["pain"],
+            }
+        ]
+        for index, sent in enumerate(done)
+    }
+
+
+async def test_concurrent_requests_each_get_their_own_answer_and_audit_event(
+    client: AsyncClient, world: World, clinician: Actor
+) -> None:
+    apps: list[tuple[str, str, dict[str, str]]] = []  # patient id, plan id, app headers
+    for _ in range(3):
+        patient, app = await patient_with_app(client, clinician)
+        plan, _ = await active_plan(client, clinician, patient["id"])
+        apps.append((patient["id"], plan["id"], app))
+    calls = [
+        (patient_id, plan_id, *with_id(app)) for patient_id, plan_id, app in apps for _ in range(8)
+    ]
+
+    responses = await asyncio.gather(
+        *(client.get("/v1/me/today", headers=headers) for *_, headers in calls)
+    )
+
+    for (_, plan_id, request_id, _), response in zip(calls, responses, strict=True):
+        assert response.status_code == 200, response.text
+        assert response.headers["x-request-id"] == request_id
+        assert response.json()["plan_id"] == plan_id
+    for patient_id, _, _ in apps:
+        sent = sorted(request_id for p, _, request_id, _ in calls if p == patient_id)
+        found = await today_events(client, world["admin1"], patient_id)
+        assert sorted(e["request_id"] for e in found) == sent
+        assert {(e["action"], e["actor_id"]) for e in found} == {("read", patient_id)}
+
+
 # --- who may ask --------------------------------------------------------------------------
 
 
@@ -297,3 +432,68 @@ async def test_a_patient_sees_only_their_own_data(
         "/v1/patients",
     ):
         assert_problem(await client.get(path, headers=without_app), 403, "forbidden")
+
+
+async def test_a_revoked_app_is_refused_and_not_audited(
+    client: AsyncClient, world: World, clinician: Actor
+) -> None:
+    patient, app = await patient_with_app(client, clinician)
+    await active_plan(client, clinician, patient["id"])
+    assert (await client.get("/v1/me/today", headers=app)).status_code == 200
+    devices = await client.get(f"/v1/patients/{patient['id']}/devices", headers=clinician.headers)
+    for device in devices.json():
+        path = f"/v1/patients/{patient['id']}/devices/{device['id']}"
+        assert (await client.delete(path, headers=clinician.headers)).status_code == 204
+
+    request_id, headers = with_id(app)
+    for path in ME_PATHS:
+        assert_problem(await client.get(path, headers=headers), 401, "unauthorized")
+    found = await today_events(client, world["admin1"], patient["id"])
+    assert request_id not in [e["request_id"] for e in found]
+
+
+# --- exercise details kept in process ----------------------------------------------------
+
+
+def exercise_row(n: int) -> tuple[uuid.UUID, str, str, list[str]]:
+    return (uuid.UUID(int=n), f"slug-{n}", f"Exercise {n}", [f"Step {n}"])
+
+
+def test_the_exercise_cache_is_bounded_and_forgets_the_least_recently_used() -> None:
+    cache = ExerciseCache(maxsize=3, ttl=60)
+    found: dict[str, dict[str, Any]] = {}
+    cache.keep([exercise_row(n) for n in (1, 2, 3)], found)
+    assert len(found) == len(cache) == 3
+    assert found[str(uuid.UUID(int=1))] == {
+        "id": str(uuid.UUID(int=1)),
+        "slug": "slug-1",
+        "name": "Exercise 1",
+        "steps": ["Step 1"],
+    }
+    cache.get({str(uuid.UUID(int=1))})  # 1 is now the most recently used, 2 the least
+    cache.keep([exercise_row(4)], {})
+    assert len(cache) == 3
+    kept, missing = cache.get({str(uuid.UUID(int=n)) for n in (1, 2, 3, 4)})
+    assert set(kept) == {str(uuid.UUID(int=n)) for n in (1, 3, 4)}
+    assert missing == {str(uuid.UUID(int=2))}
+
+
+def test_the_exercise_cache_forgets_after_its_time_to_live(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(today_module.time, "monotonic", lambda: now[0])
+    cache = ExerciseCache(maxsize=10, ttl=60)
+    wanted = {str(uuid.UUID(int=1))}
+    cache.keep([exercise_row(1)], {})
+    now[0] += 59
+    assert cache.get(wanted) == ({str(uuid.UUID(int=1)): ANY}, set())
+    now[0] += 1
+    assert cache.get(wanted) == ({}, wanted)
+    assert len(cache) == 0
+
+    nothing_kept = ExerciseCache(maxsize=10, ttl=0)
+    into: dict[str, dict[str, Any]] = {}
+    nothing_kept.keep([exercise_row(1)], into)
+    assert set(into) == wanted  # the request still gets what it read
+    assert len(nothing_kept) == 0

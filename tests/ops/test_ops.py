@@ -38,7 +38,7 @@ async def test_readyz_is_503_problem_when_the_database_is_unreachable(settings: 
             response = await http.get("/readyz")
             alive = await http.get("/healthz")
     finally:
-        dispose_engines(app)
+        await dispose_engines(app)
     assert_problem(response, 503, "database-unavailable")
     assert "127.0.0.1" not in response.text
     assert alive.status_code == 200

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
-from sqlmodel import Session
 
 from app.auth.models import AccessCode
 from app.auth.security import new_access_code
 from app.core.columns import utcnow
+from app.core.db import transaction
 from app.core.pagination import encode_cursor
 from tests.conftest import Actor, World, make_client
 from tests.core.problems import assert_problem
@@ -412,7 +412,7 @@ async def test_an_expired_code_does_not_pair(
 ) -> None:
     patient = await create_patient(client, world["clinician1"])
     code = new_access_code()
-    with Session(app.state.engine) as session:
+    async with transaction(app.state.engine) as session:
         session.add(
             AccessCode(
                 clinic_id=world.clinic1,
@@ -421,7 +421,6 @@ async def test_an_expired_code_does_not_pair(
                 expires_at=utcnow() + expires_in,
             )
         )
-        session.commit()
     response = await pair(client, code)
     assert response.status_code == status, response.text
 

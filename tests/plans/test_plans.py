@@ -1,16 +1,20 @@
 """Patients' plans: prescribing, versions, If-Match, status rules, scoping and the outbox."""
 
 import asyncio
-import threading
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.http import etag_matches_strongly
+from app.auth.principal import Caller
+from app.core.db import transaction
+from app.plans import service as plans_service
+from app.plans.models import Plan
 from app.sync.models import Change
 from app.sync.outbox import record_change
 from tests.conftest import Actor, World, make_client
@@ -45,20 +49,39 @@ def pointers(response: Response) -> list[str]:
     return [error["pointer"] for error in problem["errors"]]
 
 
-def changes(app: FastAPI, plan_id: object) -> list[Change]:
+async def changes(app: FastAPI, plan_id: object) -> list[Change]:
     """The outbox rows written for a plan, oldest first."""
-    with Session(app.state.engine) as session:
-        return list(
-            session.exec(
-                select(Change)
-                .where(Change.resource_type == "plan", Change.resource_id == str(plan_id))
-                .order_by(col(Change.id))
-            ).all()
+    async with transaction(app.state.engine) as session:
+        found = await session.exec(
+            select(Change)
+            .where(Change.resource_type == "plan", Change.resource_id == str(plan_id))
+            .order_by(col(Change.id))
         )
+        return list(found.all())
 
 
-def recorded(app: FastAPI, plan_id: object) -> list[tuple[str, int | None]]:
-    return [(change.operation, change.version) for change in changes(app, plan_id)]
+async def recorded(app: FastAPI, plan_id: object) -> list[tuple[str, int | None]]:
+    return [(change.operation, change.version) for change in await changes(app, plan_id)]
+
+
+LoadPlan = Callable[[AsyncSession, Caller, uuid.UUID], Awaitable[Plan]]
+
+
+def loading_together(parties: int) -> LoadPlan:
+    """`load_plan` that lets the plan's ETag be checked only once ``parties`` requests
+    have read their plan: the race that a real pair of clinicians (or server processes)
+    meets when they click at once. Routes share one event loop, so the wait is a
+    coroutine's, not a thread's."""
+    barrier = asyncio.Barrier(parties)
+    load = plans_service.load_plan
+
+    async def load_together(session: AsyncSession, caller: Caller, plan_id: uuid.UUID) -> Plan:
+        plan = await load(session, caller, plan_id)
+        async with asyncio.timeout(10):
+            await barrier.wait()
+        return plan
+
+    return load_together
 
 
 async def get_plan(client: AsyncClient, actor: Actor, plan_id: object) -> dict[str, Any]:
@@ -331,7 +354,7 @@ async def test_a_patch_that_changes_nothing_makes_no_version(
     same, same_etag = await changed_plan(client, clinician, plan["id"], etag, title="Same")
     assert (same["version"], same_etag) == (1, etag)
     assert len(await versions(client, clinician, plan["id"])) == 1
-    assert recorded(app, plan["id"]) == [("create", 1)]
+    assert await recorded(app, plan["id"]) == [("create", 1)]
 
 
 async def test_items_keep_their_ids_across_versions(
@@ -458,7 +481,7 @@ async def test_the_second_patch_with_the_same_etag_is_412(
     assert winner.status_code == 200
     assert_problem(loser, 412, "precondition-failed")
     assert (await get_plan(client, clinician, plan["id"]))["title"] == "Mine"
-    assert recorded(app, plan["id"]) == [("create", 1), ("update", 2)]
+    assert await recorded(app, plan["id"]) == [("create", 1), ("update", 2)]
 
 
 async def test_two_concurrent_patches_with_the_same_etag_one_wins_the_other_is_412(
@@ -472,16 +495,8 @@ async def test_two_concurrent_patches_with_the_same_etag_one_wins_the_other_is_4
         pytest.skip("SQLite runs write transactions one at a time: this race cannot happen")
     async with make_client(app, raise_app_exceptions=False) as client:
         plan, etag = await new_plan(client, clinician, patient["id"])
-        # Both requests get past the If-Match check before either writes: the race that
-        # a real pair of clinicians (or server processes) meets when they click at once.
-        both_checked = threading.Barrier(2, timeout=10)
-
-        def check_together(if_match: str, current: str) -> bool:
-            matched = etag_matches_strongly(if_match, current)
-            both_checked.wait()
-            return matched
-
-        monkeypatch.setattr("app.plans.service.etag_matches_strongly", check_together)
+        # Both requests get past the If-Match check before either writes.
+        monkeypatch.setattr("app.plans.service.load_plan", loading_together(2))
         answers = await asyncio.gather(
             patch_plan(client, clinician, plan["id"], etag, title="Mine"),
             patch_plan(client, clinician, plan["id"], etag, title="Theirs"),
@@ -493,7 +508,7 @@ async def test_two_concurrent_patches_with_the_same_etag_one_wins_the_other_is_4
         winner = by_status[200].json()
         assert await get_plan(client, clinician, plan["id"]) == winner
         assert len(await versions(client, clinician, plan["id"])) == 2
-    assert recorded(app, plan["id"]) == [("create", 1), ("update", 2)]
+    assert await recorded(app, plan["id"]) == [("create", 1), ("update", 2)]
 
 
 async def test_two_racing_activations_leave_one_active_plan(
@@ -507,14 +522,7 @@ async def test_two_racing_activations_leave_one_active_plan(
         pytest.skip("SQLite runs write transactions one at a time: this race cannot happen")
     async with make_client(app, raise_app_exceptions=False) as client:
         drafts = [await new_plan(client, clinician, patient["id"]) for _ in range(2)]
-        both_checked = threading.Barrier(2, timeout=10)
-
-        def check_together(if_match: str, current: str) -> bool:
-            matched = etag_matches_strongly(if_match, current)
-            both_checked.wait()
-            return matched
-
-        monkeypatch.setattr("app.plans.service.etag_matches_strongly", check_together)
+        monkeypatch.setattr("app.plans.service.load_plan", loading_together(2))
         answers = await asyncio.gather(
             *(patch_plan(client, clinician, p["id"], etag, status="active") for p, etag in drafts)
         )
@@ -526,7 +534,7 @@ async def test_two_racing_activations_leave_one_active_plan(
             headers=clinician.headers,
         )
         assert len(active.json()["items"]) == 1
-    outbox = [recorded(app, p["id"]) for p, _ in drafts]
+    outbox = [await recorded(app, p["id"]) for p, _ in drafts]
     assert sorted(outbox) == [[("create", 1)], [("create", 1), ("update", 2)]]
 
 
@@ -626,11 +634,11 @@ async def test_every_create_and_update_writes_one_outbox_row(
     app: FastAPI, world: World, client: AsyncClient, clinician: Actor, patient: dict[str, Any]
 ) -> None:
     plan, etag = await new_plan(client, clinician, patient["id"])
-    assert recorded(app, plan["id"]) == [("create", 1)]
+    assert await recorded(app, plan["id"]) == [("create", 1)]
     plan, etag = await changed_plan(client, clinician, plan["id"], etag, title="Renamed")
     plan, etag = await changed_plan(client, clinician, plan["id"], etag, status="active")
-    assert recorded(app, plan["id"]) == [("create", 1), ("update", 2), ("update", 3)]
-    rows = changes(app, plan["id"])
+    assert await recorded(app, plan["id"]) == [("create", 1), ("update", 2), ("update", 3)]
+    rows = await changes(app, plan["id"])
     assert {row.clinic_id for row in rows} == {world.clinic1}
 
     other, other_etag = await new_plan(client, clinician, patient["id"])
@@ -642,10 +650,10 @@ async def test_every_create_and_update_writes_one_outbox_row(
         await patch_plan(client, clinician, other["id"], other_etag, status="active"),
     ]
     assert [f.status_code for f in failures] == [428, 412, 409, 422, 409]
-    assert recorded(app, plan["id"]) == [("create", 1), ("update", 2), ("update", 3)]
-    assert recorded(app, other["id"]) == [("create", 1)]
+    assert await recorded(app, plan["id"]) == [("create", 1), ("update", 2), ("update", 3)]
+    assert await recorded(app, other["id"]) == [("create", 1)]
     # Ids grow in the order the writes committed, across the clinic's plans.
-    ids = [row.id or 0 for row in [*rows, *changes(app, other["id"])]]
+    ids = [row.id or 0 for row in [*rows, *await changes(app, other["id"])]]
     assert ids == sorted(set(ids))
 
 
@@ -658,24 +666,23 @@ async def test_change_ids_follow_commit_order_when_writers_overlap(
     later one of the same clinic: a reader already past the later id would skip it."""
     async with make_client(app, raise_app_exceptions=False) as client:
         patients = [await new_patient(client, clinician) for _ in range(2)]
-        slow_drew, release = threading.Event(), threading.Event()
+        slow_drew, release = asyncio.Event(), asyncio.Event()
         calls = 0
-        lock = threading.Lock()
 
-        def slow_first(session: Session, *args: Any, **kwargs: Any) -> None:
+        async def slow_first(session: AsyncSession, *args: Any, **kwargs: Any) -> None:
             nonlocal calls
-            record_change(session, *args, **kwargs)
-            with lock:
-                calls += 1
-                first = calls == 1
-            if first:
-                session.flush()  # its change id is drawn now; the commit comes later
+            await record_change(session, *args, **kwargs)
+            calls += 1
+            if calls == 1:
+                await session.flush()  # its change id is drawn now; the commit comes later
                 slow_drew.set()
-                release.wait(10)
+                async with asyncio.timeout(10):
+                    await release.wait()
 
         monkeypatch.setattr("app.plans.service.record_change", slow_first)
         slow = asyncio.create_task(post_plan(client, clinician, patients[0]["id"], items=[item()]))
-        assert await asyncio.to_thread(slow_drew.wait, 10)
+        async with asyncio.timeout(10):
+            await slow_drew.wait()
         fast = asyncio.create_task(post_plan(client, clinician, patients[1]["id"], items=[item()]))
         await asyncio.sleep(0.5)
         fast_committed_first = fast.done()
@@ -683,8 +690,8 @@ async def test_change_ids_follow_commit_order_when_writers_overlap(
         answers = [await slow, await fast]
         monkeypatch.undo()
     assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
-    (slow_change,) = changes(app, answers[0].json()["id"])
-    (fast_change,) = changes(app, answers[1].json()["id"])
+    (slow_change,) = await changes(app, answers[0].json()["id"])
+    (fast_change,) = await changes(app, answers[1].json()["id"])
     slow_id, fast_id = slow_change.id or 0, fast_change.id or 0
     # Whichever committed first must have the smaller id (with the clinic's lock, the
     # later writer waits, so that is the slow one).
@@ -703,7 +710,7 @@ async def test_a_write_whose_outbox_row_fails_leaves_nothing_behind(
     async with make_client(app, raise_app_exceptions=False) as client:
         plan, etag = await new_plan(client, clinician, patient["id"])
 
-        def broken(*args: Any, **kwargs: Any) -> None:
+        async def broken(*args: Any, **kwargs: Any) -> None:
             raise RuntimeError("the outbox is unavailable")
 
         monkeypatch.setattr("app.plans.service.record_change", broken)
@@ -716,4 +723,4 @@ async def test_a_write_whose_outbox_row_fails_leaves_nothing_behind(
         listed = await client.get(f"/v1/patients/{patient['id']}/plans", headers=clinician.headers)
         assert listed.json()["items"] == [plan]
         assert len(await versions(client, clinician, plan["id"])) == 1
-    assert recorded(app, plan["id"]) == [("create", 1)]
+    assert await recorded(app, plan["id"]) == [("create", 1)]

@@ -1,0 +1,102 @@
+"""API clients (clinic systems) of the caller's clinic; clinic admins only."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from app.auth import accounts
+from app.auth.deps import SecretsDep, staff
+from app.auth.principal import Caller
+from app.clinics import service
+from app.clinics.schemas import (
+    ApiClientCreate,
+    ApiClientCreated,
+    ApiClientPublic,
+    ApiClientUpdate,
+)
+from app.core.db import SessionDep
+from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, responses
+
+router = APIRouter(prefix="/v1/api-clients", tags=["auth"])
+Admin = Annotated[Caller, Depends(staff(admin=True))]
+ERRORS = (Unauthorized, Forbidden, InvalidInput)
+
+
+@router.post(
+    "",
+    operation_id="createApiClient",
+    summary="Create an API client",
+    status_code=201,
+    response_model=ApiClientCreated,
+    responses=responses(*ERRORS),
+)
+async def create_api_client(
+    body: ApiClientCreate,
+    response: Response,
+    session: SessionDep,
+    secrets: SecretsDep,
+    caller: Admin,
+) -> ApiClientCreated:
+    """The answer holds the secret, shown this once."""
+    response.headers["Cache-Control"] = "no-store"
+    client, secret = await accounts.create_api_client(
+        session, secrets, caller.clinic_id, body.name, body.scopes
+    )
+    public = ApiClientPublic.model_validate(client)
+    return ApiClientCreated(**public.model_dump(), client_secret=secret)
+
+
+@router.get(
+    "",
+    operation_id="listApiClients",
+    summary="List API clients",
+    response_model=list[ApiClientPublic],
+    responses=responses(*ERRORS),
+)
+async def list_api_clients(session: SessionDep, caller: Admin) -> list[ApiClientPublic]:
+    rows = await service.list_api_clients(session, caller)
+    return [ApiClientPublic.model_validate(row) for row in rows]
+
+
+@router.get(
+    "/{client_id}",
+    operation_id="getApiClient",
+    summary="Get an API client",
+    response_model=ApiClientPublic,
+    responses=responses(*ERRORS, NotFound),
+)
+async def get_api_client(
+    client_id: uuid.UUID, session: SessionDep, caller: Admin
+) -> ApiClientPublic:
+    return ApiClientPublic.model_validate(
+        await accounts.load_api_client(session, caller.clinic_id, client_id)
+    )
+
+
+@router.patch(
+    "/{client_id}",
+    operation_id="updateApiClient",
+    summary="Update an API client",
+    response_model=ApiClientPublic,
+    responses=responses(*ERRORS, NotFound),
+)
+async def update_api_client(
+    client_id: uuid.UUID, body: ApiClientUpdate, session: SessionDep, caller: Admin
+) -> ApiClientPublic:
+    """Renames it or changes its scopes; its secret stays as it is."""
+    client = await service.update_api_client(session, caller, client_id, body)
+    return ApiClientPublic.model_validate(client)
+
+
+@router.delete(
+    "/{client_id}",
+    operation_id="deleteApiClient",
+    summary="Revoke an API client",
+    status_code=204,
+    responses=responses(*ERRORS, NotFound),
+)
+async def delete_api_client(client_id: uuid.UUID, session: SessionDep, caller: Admin) -> Response:
+    """Its tokens fail on their next request."""
+    await accounts.revoke_api_client(session, caller.clinic_id, client_id)
+    return Response(status_code=204)

@@ -1,0 +1,117 @@
+"""The caller's clinic, its settings, and the clinicians and API clients its admins manage.
+
+Every query is scoped to the caller's clinic: another clinic's id answers 404.
+"""
+
+import uuid
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audit import service as audit
+from app.auth import accounts
+from app.auth.models import ApiClient, Clinic, Clinician, Role
+from app.auth.principal import Caller
+from app.clinics.schemas import ApiClientUpdate, ClinicianUpdate, ClinicUpdate
+from app.core.errors import Conflict, NotFound
+
+# ------------------------------------------------------------------------ clinic settings
+
+
+async def read_clinic(session: AsyncSession, caller: Caller) -> Clinic:
+    return await session.get_one(Clinic, caller.clinic_id)
+
+
+async def update_clinic(session: AsyncSession, caller: Caller, data: ClinicUpdate) -> Clinic:
+    """The adherence overview reads the thresholds at its next request; nothing here has
+    to tell it (the tenancy layer knows no adherence)."""
+    clinic = await session.get_one(Clinic, caller.clinic_id)
+    for name, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+        setattr(clinic, name, value)
+    session.add(clinic)
+    await session.flush()
+    await audit.record(session, caller, "update", "clinic", clinic.id)
+    return clinic
+
+
+# ----------------------------------------------------------------------------- clinicians
+
+
+async def load_clinician(
+    session: AsyncSession, caller: Caller, clinician_id: uuid.UUID
+) -> Clinician:
+    clinician = (
+        await session.exec(
+            select(Clinician).where(
+                Clinician.id == clinician_id, Clinician.clinic_id == caller.clinic_id
+            )
+        )
+    ).first()
+    if clinician is None:
+        raise NotFound(f"No clinician {clinician_id}.")
+    return clinician
+
+
+async def list_clinicians(session: AsyncSession, caller: Caller) -> list[Clinician]:
+    return list(
+        (
+            await session.exec(
+                select(Clinician)
+                .where(Clinician.clinic_id == caller.clinic_id)
+                .order_by(col(Clinician.created_at), col(Clinician.id))
+            )
+        ).all()
+    )
+
+
+async def update_clinician(
+    session: AsyncSession, caller: Caller, clinician_id: uuid.UUID, data: ClinicianUpdate
+) -> Clinician:
+    """A deactivated clinician's tokens fail on their next request (the session check
+    reads `active`). An admin cannot demote or deactivate themselves, so a clinic always
+    keeps one."""
+    clinician = await load_clinician(session, caller, clinician_id)
+    if clinician.id == caller.principal.id and (
+        data.active is False or data.role == Role.clinician
+    ):
+        raise Conflict("Admins cannot demote or deactivate themselves.")
+    if data.role is not None:
+        clinician.role = data.role
+    if data.active is not None:
+        clinician.active = data.active
+    session.add(clinician)
+    await session.flush()
+    return clinician
+
+
+# ---------------------------------------------------------------------------- API clients
+
+
+async def list_api_clients(session: AsyncSession, caller: Caller) -> list[ApiClient]:
+    return list(
+        (
+            await session.exec(
+                select(ApiClient)
+                .where(
+                    ApiClient.clinic_id == caller.clinic_id, col(ApiClient.revoked_at).is_(None)
+                )
+                .order_by(col(ApiClient.created_at))
+            )
+        ).all()
+    )
+
+
+async def update_api_client(
+    session: AsyncSession, caller: Caller, client_id: uuid.UUID, data: ApiClientUpdate
+) -> ApiClient:
+    """Renames it or changes its scopes; its secret stays as it is. New scopes sign its
+    current tokens out."""
+    client = await accounts.load_api_client(session, caller.clinic_id, client_id)
+    if data.name is not None:
+        client.name = data.name
+    if data.scopes is not None and sorted(set(data.scopes)) != client.scopes:
+        client.scopes = sorted(set(data.scopes))
+        await accounts.end_client_sessions(session, client.id)
+    session.add(client)
+    await session.flush()
+    return client

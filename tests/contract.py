@@ -1,0 +1,97 @@
+"""Every response a test receives is checked against the committed contract, `openapi.yaml`,
+for its path, method and status: a hand-rendered body can never drift from its schema.
+
+`make_client` in conftest hooks `check` into every httpx client the tests use.
+"""
+
+from functools import cache
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import httpx
+from openapi_core import OpenAPI
+from openapi_core.datatypes import RequestParameters
+from openapi_core.templating.paths.exceptions import PathNotFound
+from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+CONTRACT = Path(__file__).resolve().parents[1] / "openapi.yaml"
+
+
+@cache
+def contract() -> OpenAPI:
+    return OpenAPI.from_file_path(str(CONTRACT))
+
+
+class ContractRequest:
+    """An httpx request as openapi-core reads one."""
+
+    def __init__(self, request: httpx.Request) -> None:
+        self.request = request
+        self.parameters = RequestParameters(
+            query=ImmutableMultiDict(parse_qs(request.url.query.decode())),
+            header=Headers(dict(request.headers)),
+            cookie=ImmutableMultiDict(),
+        )
+
+    @property
+    def host_url(self) -> str:
+        return f"{self.request.url.scheme}://{self.request.url.netloc.decode()}"
+
+    @property
+    def path(self) -> str:
+        return self.request.url.path
+
+    @property
+    def method(self) -> str:
+        return self.request.method.lower()
+
+    @property
+    def body(self) -> bytes | None:
+        return self.request.content or None
+
+    @property
+    def content_type(self) -> str:
+        return self.request.headers.get("content-type", "")
+
+
+class ContractResponse:
+    """An httpx response as openapi-core reads one."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    @property
+    def content_type(self) -> str:
+        return self.response.headers.get("content-type", "")
+
+    @property
+    def headers(self) -> Headers:
+        return Headers(dict(self.response.headers))
+
+    @property
+    def data(self) -> bytes | None:
+        return self.response.content or None
+
+
+# Served by the app but not part of the API contract: the docs and the contract itself.
+UNDOCUMENTED = ("/docs", "/redoc", "/openapi.json", "/static/")
+
+
+async def check(response: httpx.Response) -> None:
+    """Raises if the response does not match what the contract says of its operation and
+    status. Paths the contract does not name (a 404 for an unknown path) are not checked."""
+    path = response.request.url.path
+    if path.startswith(UNDOCUMENTED):
+        return
+    await response.aread()
+    try:
+        contract().validate_response(
+            ContractRequest(response.request), ContractResponse(response)
+        )
+    except PathNotFound:
+        if response.status_code not in (404, 405):
+            raise
