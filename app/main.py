@@ -13,12 +13,12 @@ from starlette.types import ASGIApp
 
 from app.adherence.router import router as adherence_router
 from app.audit.router import router as audit_router
-from app.auth.clients_router import router as api_clients_router
-from app.auth.clinic_router import router as clinic_router
-from app.auth.clinicians_router import router as clinicians_router
 from app.auth.ratelimit import SignInLimiter
 from app.auth.router import router as auth_router
 from app.auth.security import Secrets
+from app.clinics.api_clients_router import router as api_clients_router
+from app.clinics.clinicians_router import router as clinicians_router
+from app.clinics.router import router as clinic_router
 from app.core.cache import PublicResponseCache
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
@@ -180,6 +180,12 @@ async def dispose_engines(app: FastAPI) -> None:
     await app.state.engine.dispose()
 
 
+UNPLANNED = {
+    "500": "Internal Server Error: logged with the request id the answer carries.",
+    "503": "Service Unavailable: the database is busy or away; try again after `Retry-After`.",
+}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = get_openapi(
@@ -190,8 +196,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
             tags=app.openapi_tags,
         )
+        problem = {"$ref": "#/components/schemas/Problem"}
         for path in schema["paths"].values():
             for operation in path.values():
+                # Any route may fail unexpectedly, or find the database busy or away.
+                for status, description in UNPLANNED.items():
+                    operation["responses"].setdefault(
+                        status,
+                        {
+                            "description": description,
+                            "content": {PROBLEM_MEDIA_TYPE: {"schema": problem}},
+                        },
+                    )
                 for status, answer in operation.get("responses", {}).items():
                     # Errors are only ever problem+json; FastAPI would also list JSON.
                     content = answer.get("content", {})

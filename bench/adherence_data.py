@@ -17,17 +17,20 @@ the ones the API would have written:
   partial, 10 % skipped; pain mostly low, now and then 7 or more. They are copied in upload
   order, so a patient's records are spread over the table as they would be in production;
 - the outbox changes of those plans and records, and every patient's rollup row, stale and
-  carrying the last upload.
+  carrying the last upload (as uploads leave them; the overview would otherwise make the
+  rows itself on its first request).
 
 Audit events are left out. One patient, ``Dataset.patient``, has ``HEAVY`` records (a
 diligent year); the others share the rest, about as many each.
 """
 
 import argparse
+import asyncio
 import random
 import time as clock
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -35,14 +38,13 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlmodel import Session
 
 from app.adherence.models import AdherenceRecord, SessionStatus, SkipReason, Source
 from app.auth import accounts
 from app.auth.models import Role
 from app.auth.security import Secrets
 from app.core.config import Settings
-from app.core.db import libpq_url, make_engine
+from app.core.db import libpq_url, make_engine, transaction
 from app.exercises.catalog import catalog_id
 from app.patients.models import Cause, Side
 from app.plans.models import PlanStatus
@@ -168,20 +170,28 @@ def _counts(rng: random.Random, patients: int, records: int) -> list[int]:
 
 
 def _clinic(database_url: str, at: datetime) -> tuple[uuid.UUID, uuid.UUID]:
-    """The clinic and its clinician, made as ``dorsi create-clinic`` does, dated ``at``."""
+    """The clinic and its clinician, made as ``dorsi create-clinic`` does, dated ``at``.
+
+    The services are coroutines and `load` is not (a script's and a test's helper, whose
+    caller may be running an event loop already): they run on a loop of their own, in a
+    thread of their own."""
     settings = Settings(database_url=database_url, secret_key="bench-secret-" + "x" * 32)
-    engine = make_engine(settings)
-    try:
-        with Session(engine) as session:
-            clinic = accounts.create_clinic(session, "Bench Clinic")
-            clinician = accounts.create_clinician(
-                session, Secrets(settings), clinic.id, EMAIL, PASSWORD, Role.clinician
-            )
-            clinic.created_at = clinician.created_at = at
-            session.commit()
+
+    async def make() -> tuple[uuid.UUID, uuid.UUID]:
+        engine = make_engine(settings)
+        try:
+            async with transaction(engine) as session:
+                clinic = await accounts.create_clinic(session, "Bench Clinic")
+                clinician = await accounts.create_clinician(
+                    session, Secrets(settings), clinic.id, EMAIL, PASSWORD, Role.clinician
+                )
+                clinic.created_at = clinician.created_at = at
             return clinic.id, clinician.id
-    finally:
-        engine.dispose()
+        finally:
+            await engine.dispose()
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, make()).result()
 
 
 def _people(

@@ -17,7 +17,6 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import make_url
 
-from app.adherence import overview
 from app.auth import accounts
 from app.auth import service as auth_service
 from app.auth.models import AccessCode, Role
@@ -206,7 +205,6 @@ async def build_world(app: FastAPI) -> World:
             )
             session.add(patient)
             await session.flush()
-            await overview.create(session, patient)
             patients[name] = patient.id
             code = new_access_code()
             session.add(

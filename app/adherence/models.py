@@ -95,11 +95,15 @@ STALE = datetime(1970, 1, 1, tzinfo=UTC)
 class AdherenceRollup(SQLModel, table=True):
     """The clinic overview's figures for one patient, as of a local date.
 
-    Every patient has one row, made with the patient. The windows are complete local days,
-    so the figures hold until the patient's next midnight (``valid_until``) unless a record
-    changes: every write to a patient's records, and a change of the patient's time zone or
-    of the clinic's pain threshold, marks the row stale (``STALE``) and bumps ``generation``,
-    so a recomputation that read older records cannot overwrite the mark.
+    A patient's row is made when the overview (or an upload) first needs it. The windows
+    are complete local days, so the figures hold until the patient's next midnight
+    (``valid_until``) unless something they were computed from changes. The overview
+    notices by itself what other packages change: a row computed in another time zone
+    than the patient's now, or with another pain alert level than the clinic's now, is
+    recomputed before it is read (the adherence threshold is compared at read time; a
+    plan's new version governs from the day it is made, never the past days the windows
+    hold). A write to the patient's records marks the row stale (``STALE``) and bumps
+    ``generation``, so a recomputation that read older records cannot overwrite the mark.
     """
 
     __tablename__ = "adherence_rollup"
@@ -129,3 +133,6 @@ class AdherenceRollup(SQLModel, table=True):
     pain_alerts_7d: int = 0
     max_pain_7d: int | None = None
     last_upload_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # What the figures were computed with (None: never computed).
+    time_zone: str | None = Field(default=None, sa_type=String(64))
+    pain_alert_at: int | None = None

@@ -1,16 +1,14 @@
 """Adherence routes: the app's offline batch upload, and the clinic reading records back."""
 
 import uuid
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic_core import to_json
 
-from app.adherence import service
+from app.adherence import overview, records, summary, uploads
 from app.adherence.models import AdherenceRecord
 from app.adherence.schemas import (
     BatchIn,
@@ -43,17 +41,18 @@ from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, condition
 router = APIRouter(tags=["adherence"])
 
 
-def patient_or_staff(scope: Scope) -> Callable[..., Caller]:
+def patient_or_staff(scope: Scope) -> Callable[..., Awaitable[Caller]]:
     """A patient's app (its own records only), or staff holding ``scope``."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         session: SessionDep,
         secrets: SecretsDep,
         _staff: Annotated[str | None, Depends(oauth2)],
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)],
     ) -> Caller:
-        principal = resolve(session, secrets, credentials.credentials if credentials else None)
+        token = credentials.credentials if credentials else None
+        principal = await resolve(session, secrets, token)
         if principal is None:
             raise Unauthorized()
         if principal.kind != ActorKind.patient and scope not in principal.scopes:
@@ -65,6 +64,7 @@ def patient_or_staff(scope: Scope) -> Callable[..., Caller]:
 
 Recorder = Annotated[Caller, Depends(patient_or_staff(Scope.adherence_write))]
 Reader = Annotated[Caller, Depends(patient_or_staff(Scope.adherence_read))]
+Staff = Annotated[Caller, Depends(staff(Scope.adherence_read))]
 RECORD_ERRORS = (Unauthorized, Forbidden, InvalidInput, NotFound)
 
 
@@ -75,7 +75,7 @@ RECORD_ERRORS = (Unauthorized, Forbidden, InvalidInput, NotFound)
     response_model=BatchResult,
     responses=responses(Unauthorized, Forbidden, InvalidInput),
 )
-def upload_adherence(body: BatchIn, session: SessionDep, caller: Recorder) -> Response:
+async def upload_adherence(body: BatchIn, session: SessionDep, caller: Recorder) -> Response:
     """Up to 500 records, each answered on its own: `created`, `unchanged` (an exact
     replay), `conflict` (the id holds other content, returned), or `rejected` (with a
     pointer per problem). Replaying an upload, even two at once, never duplicates a record;
@@ -84,7 +84,7 @@ def upload_adherence(body: BatchIn, session: SessionDep, caller: Recorder) -> Re
     patient of their clinic (`source` says who). The whole body must fit
     `DORSI_MAX_BODY_BYTES` (1 MiB by default: 500 records with short notes do)."""
     # Built from validated values by the service: rendered as they are, not validated again.
-    results = service.upload(session, caller, body)
+    results = await uploads.upload(session, caller, body)
     return Response(to_json({"results": results}), media_type="application/json")
 
 
@@ -95,15 +95,15 @@ def upload_adherence(body: BatchIn, session: SessionDep, caller: Recorder) -> Re
     response_model=RecordPage,
     responses=responses(Unauthorized, Forbidden, InvalidInput, NotFound),
 )
-def list_adherence(
+async def list_adherence(
     patient_id: uuid.UUID,
     session: SessionDep,
-    caller: Annotated[Caller, Depends(staff(Scope.adherence_read))],
+    caller: Staff,
     query: Annotated[RecordQuery, Query()],
 ) -> RecordPage:
     """Newest first; `from` and `to` are the patient's local dates, inclusive."""
-    rows, cursor = service.list_records(session, caller, patient_id, query)
-    return RecordPage(items=[service.public(row) for row in rows], next_cursor=cursor)
+    rows, cursor = await records.list_records(session, caller, patient_id, query)
+    return RecordPage(items=[records.public(row) for row in rows], next_cursor=cursor)
 
 
 @router.get(
@@ -113,9 +113,9 @@ def list_adherence(
     response_model=Overview,
     responses=responses(Unauthorized, Forbidden, InvalidInput),
 )
-def get_adherence_overview(
+async def get_adherence_overview(
     session: SessionDep,
-    caller: Annotated[Caller, Depends(staff(Scope.adherence_read))],
+    caller: Staff,
     query: Annotated[OverviewQuery, Query()],
 ) -> Response:
     """Every patient of the clinic with adherence over the 7 and 30 complete days before
@@ -124,13 +124,13 @@ def get_adherence_overview(
     `adherence_threshold_percent`, 70 by default), sessions in the last 7 days with pain at
     or above the clinic's `pain_alert_at` (7 by default), and when their last new record
     arrived. Sorted by the database and paged with a cursor; `limit` 1 to 100."""
-    body = to_json(service.overview(session, caller, query))
+    body = to_json(await overview.read(session, caller, query))
     return Response(body, media_type="application/json")
 
 
 def _record_response(record: AdherenceRecord) -> Response:
-    body = service.public(record).model_dump_json().encode()
-    return Response(body, media_type="application/json", headers={"ETag": service.etag(record)})
+    body = records.public(record).model_dump_json().encode()
+    return Response(body, media_type="application/json", headers={"ETag": records.etag(record)})
 
 
 @router.get(
@@ -140,15 +140,15 @@ def _record_response(record: AdherenceRecord) -> Response:
     response_model=RecordPublic,
     responses={**NOT_MODIFIED, **responses(*RECORD_ERRORS)},
 )
-def get_adherence_record(
+async def get_adherence_record(
     record_id: uuid.UUID,
     session: SessionDep,
     caller: Reader,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    record = service.read(session, caller, record_id)
-    body = service.public(record).model_dump_json().encode()
-    return conditional_json(body, service.etag(record), if_none_match, PRIVATE)
+    record = await records.read(session, caller, record_id)
+    body = records.public(record).model_dump_json().encode()
+    return conditional_json(body, records.etag(record), if_none_match, PRIVATE)
 
 
 @router.patch(
@@ -158,7 +158,7 @@ def get_adherence_record(
     response_model=RecordPublic,
     responses=responses(*RECORD_ERRORS, PreconditionFailed, PreconditionRequired),
 )
-def correct_adherence_record(
+async def correct_adherence_record(
     record_id: uuid.UUID,
     body: RecordUpdate,
     session: SessionDep,
@@ -166,7 +166,8 @@ def correct_adherence_record(
     if_match: IfMatch = None,
 ) -> Response:
     """Makes a new version; earlier ones stay readable at `/versions`."""
-    return _record_response(service.correct(session, caller, record_id, body, if_match))
+    corrected = await records.correct(session, caller, record_id, body, if_match)
+    return _record_response(corrected)
 
 
 @router.delete(
@@ -176,11 +177,11 @@ def correct_adherence_record(
     status_code=204,
     responses=responses(*RECORD_ERRORS),
 )
-def delete_adherence_record(
+async def delete_adherence_record(
     record_id: uuid.UUID, session: SessionDep, caller: Recorder
 ) -> Response:
     """Soft: gone from lists, kept for the record; the change feed gets a tombstone."""
-    service.delete(session, caller, record_id)
+    await records.delete(session, caller, record_id)
     return Response(status_code=204)
 
 
@@ -191,10 +192,10 @@ def delete_adherence_record(
     response_model=list[RecordVersionPublic],
     responses=responses(*RECORD_ERRORS),
 )
-def list_adherence_record_versions(
+async def list_adherence_record_versions(
     record_id: uuid.UUID, session: SessionDep, caller: Reader
 ) -> list[RecordVersionPublic]:
-    return service.versions(session, caller, record_id)
+    return await records.versions(session, caller, record_id)
 
 
 @router.get(
@@ -206,10 +207,10 @@ def list_adherence_record_versions(
     responses=responses(Unauthorized, Forbidden, InvalidInput, NotFound),
 )
 async def get_adherence_summary(
-    request: Request,
     patient_id: uuid.UUID,
     query: Annotated[SummaryQuery, Query()],
-    authorization: Annotated[str | None, Depends(oauth2)],
+    session: SessionDep,
+    caller: Staff,
 ) -> Response:
     """Expected sessions against what was done over a period of the patient's local dates
     (`from` and `to` inclusive, at most 366 days; by default the 28 days up to today): in
@@ -221,20 +222,5 @@ async def get_adherence_summary(
     days; sessions-per-week items `sessions_per_week * times_per_day` a week, in proportion
     to the days they were in force. A completed session counts 1, a partial one half, never
     more than was expected of the day (or week)."""
-    state = request.app.state
-    caller_of = partial(caller_for, request)
-    if state.awaited_reads is not None:  # PostgreSQL
-        body = await service.summary_awaiting(
-            state.awaited_reads, state.secrets, authorization, caller_of, patient_id, query
-        )
-    else:  # The whole request in one worker thread, on one connection.
-        body = await run_in_threadpool(
-            service.summary,
-            state.engine,
-            state.secrets,
-            authorization,
-            caller_of,
-            patient_id,
-            query,
-        )
+    body = await summary.summary(session, caller, patient_id, query)
     return Response(body, media_type="application/json")

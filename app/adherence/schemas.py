@@ -4,7 +4,17 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from app.adherence.models import AssistiveDevice, SessionStatus, SkipReason, Source
 from app.core.errors import FieldError
@@ -79,6 +89,23 @@ class RecordIn(BaseModel):
         return value
 
 
+class DocumentedAs:
+    """Validates as the annotated type, documented as ``records``: a list of objects that
+    the upload checks one at a time, each against `RecordIn`, is shown to clients as the
+    list of RecordIn it must be."""
+
+    def __init__(self, records: type[BaseModel]) -> None:
+        self.records = records
+
+    def __get_pydantic_json_schema__(
+        self, _schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        listed = core_schema.list_schema(
+            self.records.__pydantic_core_schema__, min_length=1, max_length=MAX_BATCH
+        )
+        return handler(listed)
+
+
 class BatchIn(BaseModel):
     """Up to 500 records. Each is checked on its own: one bad record does not stop the rest."""
 
@@ -86,7 +113,13 @@ class BatchIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"records": [RECORD_EXAMPLE]}]}
     )
 
-    records: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH)]
+    # Objects here, each validated as a RecordIn by the upload, so that a bad record is
+    # answered `rejected` with its pointer while the others are stored.
+    records: Annotated[
+        list[dict[str, Any]],
+        Field(min_length=1, max_length=MAX_BATCH),
+        DocumentedAs(RecordIn),
+    ]
 
 
 RECORD_PUBLIC_EXAMPLE: dict[str, Any] = {

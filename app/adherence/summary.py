@@ -8,6 +8,9 @@ Weekday items expect `times_per_day` on their weekdays. Sessions-per-week items 
 they were in force (rounded half up). The database counts what was done, by local date,
 item and status; a completed session earns 1 and a partial one half, never more than was
 expected of that day (or of that week, for sessions-per-week items).
+
+A request reads the patient with their plans' versions, then the period's records counted
+by the database, on the request's session; the read leaves an audit event beside it.
 """
 
 import math
@@ -16,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import cache, lru_cache
+from functools import lru_cache
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -25,32 +28,31 @@ from zoneinfo import ZoneInfo
 import orjson
 from sqlalchemy import (
     CompoundSelect,
-    Connection,
     DateTime,
     Integer,
+    Row,
     Select,
     String,
-    and_,
     bindparam,
     func,
     null,
+    select,
     union_all,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy import select as sa_select
-from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
-from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.adherence.models import AdherenceRecord, SessionStatus
-from app.adherence.schemas import Counts
+from app.adherence.schemas import MAX_SUMMARY_DAYS, Counts, SummaryQuery
 from app.audit import service as audit
-from app.auth.deps import SESSION_STATE, STATE_COLUMNS
-from app.auth.models import AuthSession, Clinic
+from app.auth.models import Clinic
+from app.auth.principal import Caller
 from app.core.columns import as_utc
-from app.core.db import table_of
+from app.core.db import execute, table_of
+from app.core.errors import FieldError, InvalidInput, NotFound
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanStatus, PlanVersion
 
@@ -196,12 +198,10 @@ def _uuid(text: str) -> uuid.UUID:
     return uuid.UUID(text)
 
 
-def plan_versions(session: Session, patient_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Version]]:
-    """Every plan version of these patients, in the order they were made."""
-    version, plan = PlanVersion.__table__.c, Plan.__table__.c  # type: ignore[attr-defined]
-    found: dict[uuid.UUID, list[Version]] = defaultdict(list)
-    for row in session.execute(
-        sa_select(
+def _versions_of_patients() -> Select[Any]:
+    version, plan = table_of(PlanVersion).c, table_of(Plan).c
+    return (
+        select(
             plan.patient_id,
             version.plan_id,
             version.created_at,
@@ -210,11 +210,34 @@ def plan_versions(session: Session, patient_ids: list[uuid.UUID]) -> dict[uuid.U
             version.end_date,
             version["items"],
         )
-        .join_from(PlanVersion.__table__, Plan.__table__, plan.id == version.plan_id)  # type: ignore[attr-defined]
-        .where(plan.patient_id.in_(patient_ids))
+        .join_from(table_of(PlanVersion), table_of(Plan), plan.id == version.plan_id)
+        .where(plan.patient_id.in_(bindparam("patient_ids")))
         .order_by(version.created_at, version.number)
-    ):
-        found[row.patient_id].append(Version(*row[1:]))
+    )
+
+
+VERSIONS_OF_PATIENTS = _versions_of_patients()
+
+
+def version_of(row: Row[Any]) -> Version:
+    """A plan version, from a row holding `Version`'s columns by name."""
+    return Version(
+        plan_id=row.plan_id,
+        created_at=row.created_at,
+        status=row.status,
+        start_date=row.start_date,
+        end_date=row.end_date,
+        items=row._mapping["items"],
+    )
+
+
+async def plan_versions(
+    session: AsyncSession, patient_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[Version]]:
+    """Every plan version of these patients, in the order they were made."""
+    found: dict[uuid.UUID, list[Version]] = defaultdict(list)
+    for row in await execute(session, VERSIONS_OF_PATIENTS, {"patient_ids": patient_ids}):
+        found[row.patient_id].append(version_of(row))
     return found
 
 
@@ -388,48 +411,14 @@ class Subject:
     versions: list[Version]
 
 
-# Where `CALLER_AND_SUBJECT`'s columns after the caller's session begin.
-SUBJECT = STATE_COLUMNS
-
-
-def subject(rows: Sequence[Any], clinic_id: uuid.UUID, patient_id: uuid.UUID) -> Subject | None:
-    """The patient in `CALLER_AND_SUBJECT`'s rows; None if there is no such patient (or
-    it is another clinic's)."""
-    if not rows or rows[0][SUBJECT] is None:
-        return None
-    return Subject(
-        id=patient_id,
-        clinic_id=clinic_id,
-        time_zone=rows[0][SUBJECT],
-        pain_alert_at=rows[0][SUBJECT + 1],
-        versions=[Version(*row[SUBJECT + 2 :]) for row in rows if row[SUBJECT + 2] is not None],
-    )
-
-
-def _caller_and_subject() -> Select[Any]:
-    """The caller's session (`SESSION_STATE`, to be checked before anything else is used),
-    with the patient of the caller's clinic, the clinic's pain alert level and every
-    version of the patient's plans in the order they were made: a row per version."""
-    sessions = table_of(AuthSession)
-    patient, clinic = table_of(Patient).alias("subject"), table_of(Clinic)
+def _subject() -> Select[Any]:
+    """A living patient of a clinic, with the clinic's pain alert level and every version
+    of the patient's plans in the order they were made: a row per version (one row with
+    no version for a patient without plans; none for no such patient)."""
+    patient, clinic = table_of(Patient), table_of(Clinic)
     plan, version = table_of(Plan), table_of(PlanVersion)
-    joined = (
-        SESSION_STATE.get_final_froms()[0]
-        .outerjoin(
-            patient,
-            and_(
-                patient.c.id == bindparam("patient_id", type_=patient.c.id.type),
-                patient.c.clinic_id == sessions.c.clinic_id,
-                patient.c.deleted_at.is_(None),
-            ),
-        )
-        .outerjoin(clinic, clinic.c.id == patient.c.clinic_id)
-        .outerjoin(plan, plan.c.patient_id == patient.c.id)
-        .outerjoin(version, version.c.plan_id == plan.c.id)
-    )
     return (
-        sa_select(
-            *SESSION_STATE.selected_columns,
+        select(
             patient.c.time_zone,
             clinic.c.pain_alert_at,
             version.c.plan_id,
@@ -439,9 +428,38 @@ def _caller_and_subject() -> Select[Any]:
             version.c.end_date,
             version.c["items"],
         )
-        .select_from(joined)
-        .where(SESSION_STATE.whereclause)
+        .select_from(
+            patient.join(clinic, clinic.c.id == patient.c.clinic_id)
+            .outerjoin(plan, plan.c.patient_id == patient.c.id)
+            .outerjoin(version, version.c.plan_id == plan.c.id)
+        )
+        .where(
+            patient.c.id == bindparam("patient_id", type_=patient.c.id.type),
+            patient.c.clinic_id == bindparam("clinic_id", type_=patient.c.clinic_id.type),
+            patient.c.deleted_at.is_(None),
+        )
         .order_by(version.c.created_at, version.c.number)
+    )
+
+
+SUBJECT = _subject()
+
+
+async def subject(
+    session: AsyncSession, clinic_id: uuid.UUID, patient_id: uuid.UUID
+) -> Subject | None:
+    """The clinic's patient, with what a summary needs of them; None if there is no such
+    patient (or it is another clinic's)."""
+    values = {"clinic_id": clinic_id, "patient_id": patient_id}
+    rows = (await execute(session, SUBJECT, values)).all()
+    if not rows:
+        return None
+    return Subject(
+        id=patient_id,
+        clinic_id=clinic_id,
+        time_zone=rows[0].time_zone,
+        pain_alert_at=rows[0].pain_alert_at,
+        versions=[version_of(row) for row in rows if row.plan_id is not None],
     )
 
 
@@ -477,7 +495,7 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
     zone: `as_utc` reads the latest); item ids come as text."""
     record = table_of(AdherenceRecord).c
     period = (
-        sa_select(
+        select(
             record.id,
             record.performed_on,
             record.item_id,
@@ -505,7 +523,7 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
 
     # Item ids as text: strings load faster than UUIDs.
     item_text = uuid_text(period.item_id)
-    sessions = sa_select(
+    sessions = select(
         period.performed_on,
         item_text.label("item_id"),
         count(SessionStatus.completed),
@@ -517,7 +535,7 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
         none(record.id.type).label("alert_id"),
     ).group_by(period.performed_on, period.item_id)
     # One row, with no date: the latest time of all.
-    latest = sa_select(
+    latest = select(
         none(record.performed_on.type),
         none(String),
         none(Integer),
@@ -529,7 +547,7 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
         none(record.id.type),
     )
     alerts = (
-        sa_select(
+        select(
             period.performed_on,
             item_text.label("item_id"),
             none(Integer).label("completed"),
@@ -548,31 +566,14 @@ def _sessions_and_alerts() -> CompoundSelect[Any]:
 
 
 DRIVER_TIME = DateTime(timezone=True)
-CALLER_AND_SUBJECT = _caller_and_subject()
 SESSIONS_AND_ALERTS = _sessions_and_alerts()
-# On PostgreSQL the read's audit event is a data-modifying CTE of it: one round trip, and
-# the event is written if and only if the read is.
-AUDITED_SESSIONS_AND_ALERTS = SESSIONS_AND_ALERTS.add_cte(audit.EVENT.cte("audit"))
 
 
-def read(
-    connection: Connection, patient: Subject, start: date, end: date, audit_event: dict[str, Any]
-) -> Sequence[Any]:
-    """The period's rows (`SESSIONS_AND_ALERTS`), the read's audit event (the values of
-    `audit.EVENT`) written with them in the connection's transaction. (PostgreSQL awaits
-    `read_statement` instead.)"""
-    connection.execute(audit.EVENT, audit_event)
-    return connection.execute(SESSIONS_AND_ALERTS, parameters(patient, start, end)).all()
-
-
-def read_statement(
-    patient: Subject, start: date, end: date, audit_event: dict[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    """`read` on PostgreSQL, as psycopg takes it: one statement, the audit event a
-    data-modifying CTE of it, so that it is written if and only if the read is."""
-    sql, defaults = postgresql(AUDITED_SESSIONS_AND_ALERTS)
-    event = {**audit_event, "event_actor_kind": str(audit_event["event_actor_kind"])}
-    return sql, {**defaults, **parameters(patient, start, end), **event}
+async def read(
+    session: AsyncSession, patient: Subject, start: date, end: date
+) -> Sequence[Row[Any]]:
+    """The period's rows (`SESSIONS_AND_ALERTS`), read in the session's transaction."""
+    return (await execute(session, SESSIONS_AND_ALERTS, parameters(patient, start, end))).all()
 
 
 def parameters(patient: Subject, start: date, end: date) -> dict[str, Any]:
@@ -605,14 +606,30 @@ def outlook(patient: Subject, start: date, end: date, today: date) -> Outlook:
     return Outlook(patient, start, end, today, expected, expectations(expected))
 
 
-def summarize(outlook: Outlook, rows: Sequence[Any]) -> bytes:
-    """The summary as JSON, shaped as the `Summary` schema, from the rows `read` gave."""
+def summarize(outlook: Outlook, rows: Sequence[Row[Any]]) -> bytes:
+    """The summary as JSON, shaped as the `Summary` schema, from the rows `read` gave: a
+    session row has a date and no alert id, the latest time's row no date, an alert row
+    its record's id."""
     patient, start, end, today = outlook.patient, outlook.start, outlook.end, outlook.today
     expected = outlook.expected
-    sessions = [row[:7] for row in rows if row[0] is not None and row[8] is None]
+    sessions = [
+        (
+            row.performed_on,
+            row.item_id,
+            row.completed,
+            row.partial,
+            row.skipped,
+            row.pain,
+            row.pain_count,
+        )
+        for row in rows
+        if row.performed_on is not None and row.alert_id is None
+    ]
     tally = credit_days(expected, sessions, outlook.credit)
-    latest = next((row[7] for row in rows if row[0] is None), None)
-    alerts = sorted((row for row in rows if row[8] is not None), key=_performed_at, reverse=True)
+    latest = next((row.performed_at for row in rows if row.performed_on is None), None)
+    alerts = sorted(
+        (row for row in rows if row.alert_id is not None), key=_performed_at, reverse=True
+    )
     current, longest = _streaks(tally.day_state, today)
     body = {
         "from": start,
@@ -633,21 +650,49 @@ def summarize(outlook: Outlook, rows: Sequence[Any]) -> bytes:
         "last_activity": as_utc(latest),
         "pain": _pain(tally.pain),
         "pain_alerts": [
-            {"id": alert_id, "item_id": item_id, "performed_on": day, "pain": pain}
-            for day, item_id, _, _, _, pain, _, _, alert_id in alerts
+            {
+                "id": alert.alert_id,
+                "item_id": alert.item_id,
+                "performed_on": alert.performed_on,
+                "pain": alert.pain,
+            }
+            for alert in alerts
         ],
     }
     return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
-_performed_at = itemgetter(7)
+def _performed_at(row: Row[Any]) -> datetime:
+    performed: datetime = row.performed_at
+    return performed
 
 
-@cache
-def postgresql(statement: CompoundSelect[Any] | Select[Any]) -> tuple[str, dict[str, Any]]:
-    """The statement as psycopg takes it, with the values it binds itself (the limit)."""
-    compiled = statement.compile(dialect=psycopg.dialect())  # type: ignore[no-untyped-call]
-    return str(compiled), dict(compiled.params)
+async def summary(
+    session: AsyncSession, caller: Caller, patient_id: uuid.UUID, query: SummaryQuery
+) -> bytes:
+    """A patient's summary as JSON, for staff of their clinic; the read leaves an audit
+    event in the same transaction."""
+    patient = await subject(session, caller.clinic_id, patient_id)
+    if patient is None:
+        raise NotFound(f"No patient {patient_id}.")
+    today = datetime.now(ZoneInfo(patient.time_zone)).date()
+    until = query.until or today
+    since = query.since or until - timedelta(days=27)
+    if since > until:
+        raise InvalidInput([FieldError(location="query", pointer="#/from", detail="After `to`.")])
+    if (until - since).days >= MAX_SUMMARY_DAYS:
+        raise InvalidInput(
+            [
+                FieldError(
+                    location="query",
+                    pointer="#/from",
+                    detail=f"At most {MAX_SUMMARY_DAYS} days at a time.",
+                )
+            ]
+        )
+    await audit.record(session, caller, "read", "adherence_summary", None, patient.id)
+    rows = await read(session, patient, since, until)
+    return summarize(outlook(patient, since, until, today), rows)
 
 
 def _streaks(day_state: dict[date, bool], today: date) -> tuple[int, int]:

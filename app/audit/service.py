@@ -2,17 +2,40 @@
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, bindparam, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.models import AuditEvent
-from app.auth.principal import Caller
 from app.core.columns import utcnow
 from app.core.bulk import insert_many
 from app.core.db import execute
+
+
+class Actor(Protocol):
+    """Who acts, as the trail records them: `app.auth.principal.Principal` is one. (The
+    trail sits below identity, so it names only what it reads.)"""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def clinic_id(self) -> uuid.UUID: ...
+
+
+class Caller(Protocol):
+    """An actor and where the request came from: `app.auth.principal.Caller` is one."""
+
+    @property
+    def principal(self) -> Actor: ...
+    @property
+    def ip(self) -> str | None: ...
+    @property
+    def request_id(self) -> str | None: ...
+
 
 EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 # One event: a plain INSERT into the table, built once, not an ORM object. Reads record

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
-from sqlalchemy import Row, RowMapping, Select, bindparam, select
+from sqlalchemy import Row, RowMapping, bindparam, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.models import ActorKind, ApiClient, AuthSession, Clinician, Role
@@ -58,7 +58,7 @@ async def get_secrets(request: Request) -> Secrets:
 SecretsDep = Annotated[Secrets, Depends(get_secrets)]
 
 
-def _session_state() -> Select[Any]:
+def _session_state() -> Any:
     sessions, clinicians, clients = table_of(AuthSession), table_of(Clinician), table_of(ApiClient)
     return (
         select(
@@ -86,12 +86,9 @@ def _session_state() -> Select[Any]:
 # A deleted patient's sessions are revoked when the patient is (`service.revoke_patient`),
 # so the rule needs no patient table.
 SESSION_STATE = _session_state()
-STATE_COLUMNS = len(SESSION_STATE.selected_columns)
 
 
-async def resolve(
-    session: AsyncSession, secrets: Secrets, token: str | None
-) -> Principal | None:
+async def resolve(session: AsyncSession, secrets: Secrets, token: str | None) -> Principal | None:
     """The principal a bearer token stands for, checked against its session, or None."""
     if not token:
         return None
@@ -195,9 +192,7 @@ def as_staff(principal: Principal, scope: Scope | None = None, *, admin: bool = 
     return principal
 
 
-def staff(
-    scope: Scope | None = None, *, admin: bool = False
-) -> Callable[..., Awaitable[Caller]]:
+def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., Awaitable[Caller]]:
     """A dependency for clinic routes: a clinician (admin, if asked) or an API client
     holding ``scope``. Patients are refused; they use `/v1/me`."""
 
@@ -222,9 +217,7 @@ async def patient_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)],
 ) -> Caller:
     """A patient's app, with a token from pairing."""
-    principal = await resolve(
-        session, secrets, credentials.credentials if credentials else None
-    )
+    principal = await resolve(session, secrets, credentials.credentials if credentials else None)
     if principal is None:
         raise Unauthorized()
     if principal.kind != ActorKind.patient:

@@ -92,9 +92,7 @@ async def list_api_clients(session: AsyncSession, caller: Caller) -> list[ApiCli
         (
             await session.exec(
                 select(ApiClient)
-                .where(
-                    ApiClient.clinic_id == caller.clinic_id, col(ApiClient.revoked_at).is_(None)
-                )
+                .where(ApiClient.clinic_id == caller.clinic_id, col(ApiClient.revoked_at).is_(None))
                 .order_by(col(ApiClient.created_at))
             )
         ).all()

@@ -5,11 +5,15 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 import orjson
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+log = structlog.get_logger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://dorsi.dev/problems/"
@@ -209,6 +213,17 @@ def _field_errors(error: RequestValidationError) -> list[FieldError]:
     return result
 
 
+# SQLSTATEs of failures that the same request may well not meet again: a deadlock, a
+# serialization failure, the database shutting down or refusing connections for now.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "57P01", "57P03", "08000", "08003", "08006"})
+
+
+def transient(error: DBAPIError) -> bool:
+    """Whether a database error is worth trying again (by the request or the client)."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return error.connection_invalidated or sqlstate in TRANSIENT_SQLSTATES
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def dorsi_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, DorsiError)
@@ -256,6 +271,23 @@ def install_error_handlers(app: FastAPI) -> None:
             errors=[e.model_dump() for e in errors],
         )
 
+    async def database_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DBAPIError)
+        if transient(exc):
+            log.warning(
+                "database_busy",
+                request_id=request.scope.get("state", {}).get("request_id"),
+                exc_info=exc,
+            )
+            return problem_response(
+                503,
+                slug="database-busy",
+                detail="The database could not complete this request now; try again.",
+                request=request,
+                headers={"Retry-After": "1"},
+            )
+        return await unexpected_error(request, exc)
+
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         return problem_response(
             500, slug="internal", detail="An unexpected error occurred.", request=request
@@ -264,4 +296,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DorsiError, dorsi_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -13,7 +13,7 @@ that time. See `ExerciseCache`.
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -126,9 +126,12 @@ class ExerciseCache:
     the least recently used go first. One per app (`exercise_cache`); ``ttl`` 0 keeps
     nothing."""
 
-    def __init__(self, maxsize: int, ttl: float) -> None:
+    def __init__(
+        self, maxsize: int, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.maxsize = maxsize
         self.ttl = ttl
+        self._clock = clock
         self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -136,7 +139,7 @@ class ExerciseCache:
 
     def get(self, ids: set[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
         """The details of ``ids`` still kept, and the ids that must be read again."""
-        now = time.monotonic()
+        now = self._clock()
         found: dict[str, dict[str, Any]] = {}
         for exercise_id in ids:
             cached = self._entries.get(exercise_id)
@@ -151,7 +154,7 @@ class ExerciseCache:
 
     def keep(self, rows: Iterable[Sequence[Any]], into: dict[str, dict[str, Any]]) -> None:
         """Adds (id, slug, name, steps) rows to ``into``, and keeps them for ``ttl``."""
-        expires = time.monotonic() + self.ttl
+        expires = self._clock() + self.ttl
         for exercise_id, slug, name, steps in rows:
             key = str(exercise_id)
             entry = {"id": key, "slug": slug, "name": name, "steps": steps}

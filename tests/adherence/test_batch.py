@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlmodel import Session, col, func, select
+from sqlmodel import col, func, select
 
 from app.adherence.models import AdherenceRecord
 from app.audit.models import AuditEvent
+from app.core.db import transaction
 from app.sync.models import Change
 from tests.conftest import Actor, World
 from tests.core.problems import assert_problem
@@ -122,34 +123,38 @@ def content(stored: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in stored.items() if k not in ("created_at", "updated_at")}
 
 
-def rows(app: FastAPI, ids: Iterable[str]) -> int:
+async def rows(app: FastAPI, ids: Iterable[str]) -> int:
     """How many adherence records with these ids the database holds."""
     wanted = [uuid.UUID(i) for i in ids]
-    with Session(app.state.engine) as session:
+    async with transaction(app.state.engine) as session:
         statement = select(func.count()).where(col(AdherenceRecord.id).in_(wanted))
-        return session.exec(statement).one()
+        return (await session.exec(statement)).one()
 
 
-def outbox(app: FastAPI, ids: Iterable[str]) -> list[tuple[str, str, int | None]]:
-    with Session(app.state.engine) as session:
-        changes = session.exec(
-            select(Change)
-            .where(Change.resource_type == "adherence_record", col(Change.resource_id).in_(ids))
-            .order_by(col(Change.id))
+async def outbox(app: FastAPI, ids: Iterable[str]) -> list[tuple[str, str, int | None]]:
+    async with transaction(app.state.engine) as session:
+        changes = (
+            await session.exec(
+                select(Change)
+                .where(Change.resource_type == "adherence_record", col(Change.resource_id).in_(ids))
+                .order_by(col(Change.id))
+            )
         ).all()
     return [(c.resource_id, c.operation, c.version) for c in changes]
 
 
-def audit_trail(app: FastAPI, patient_id: str) -> list[tuple[str, str, str | None]]:
+async def audit_trail(app: FastAPI, patient_id: str) -> list[tuple[str, str, str | None]]:
     """(action, actor kind, actor id) of the patient's adherence audit events, in order."""
-    with Session(app.state.engine) as session:
-        events = session.exec(
-            select(AuditEvent)
-            .where(
-                AuditEvent.patient_id == uuid.UUID(patient_id),
-                AuditEvent.resource_type == "adherence_record",
+    async with transaction(app.state.engine) as session:
+        events = (
+            await session.exec(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.patient_id == uuid.UUID(patient_id),
+                    AuditEvent.resource_type == "adherence_record",
+                )
+                .order_by(col(AuditEvent.id))
             )
-            .order_by(col(AuditEvent.id))
         ).all()
     return [(e.action, e.actor_kind, str(e.actor_id) if e.actor_id else None) for e in events]
 
@@ -191,20 +196,20 @@ async def test_a_replay_is_unchanged_and_an_altered_one_conflicts(
     stored = created["record"]
     assert content(stored) == as_stored(sent, patient)
     assert stored["performed_at"] == PERFORMED_AT
-    assert rows(app, [sent["id"]]) == 1
+    assert await rows(app, [sent["id"]]) == 1
 
     # The same record again, even with its empty fields spelled out and its id in capitals.
     replay = {**dict.fromkeys(OPTIONAL), **sent, "id": sent["id"].upper()}
     [unchanged] = await upload(client, patient.app, replay)
     assert unchanged == {**created, "result": "unchanged"}
-    assert rows(app, [sent["id"]]) == 1
+    assert await rows(app, [sent["id"]]) == 1
 
     [conflict] = await upload(client, patient.app, {**sent, **change})
     assert conflict == {**created, "result": "conflict"}
-    assert rows(app, [sent["id"]]) == 1
+    assert await rows(app, [sent["id"]]) == 1
     listed = await client.get(f"/v1/patients/{patient.id}/adherence", headers=clinician.headers)
     assert listed.json()["items"] == [stored]
-    assert outbox(app, [sent["id"]]) == [(sent["id"], "create", 1)]
+    assert await outbox(app, [sent["id"]]) == [(sent["id"], "create", 1)]
 
 
 async def test_the_change_feed_lists_a_batch_in_the_order_it_was_sent(
@@ -215,7 +220,7 @@ async def test_the_change_feed_lists_a_batch_in_the_order_it_was_sent(
     results = await upload(client, patient.app, *sent)
     assert {r["result"] for r in results} == {"created"}
     ids = [r["id"] for r in sent]
-    assert outbox(app, ids) == [(i, "create", 1) for i in ids]
+    assert await outbox(app, ids) == [(i, "create", 1) for i in ids]
 
 
 async def test_a_partly_replayed_batch_stores_only_what_is_new(
@@ -231,9 +236,10 @@ async def test_a_partly_replayed_batch_stores_only_what_is_new(
     for sent, result in zip((second, first, third), results, strict=True):
         assert content(result["record"]) == as_stored(sent, patient)
     ids = [first["id"], second["id"], third["id"]]
-    assert rows(app, ids) == 3
+    assert await rows(app, ids) == 3
     # The change feed follows the uploads, and within one the order records were sent in.
-    assert outbox(app, ids) == [(i, "create", 1) for i in (first["id"], second["id"], third["id"])]
+    in_order = (first["id"], second["id"], third["id"])
+    assert await outbox(app, ids) == [(i, "create", 1) for i in in_order]
 
 
 async def test_a_bad_record_is_rejected_and_the_rest_are_stored(
@@ -260,9 +266,9 @@ async def test_a_bad_record_is_rejected_and_the_rest_are_stored(
             }
         ],
     }
-    assert rows(app, [good["id"], also_good["id"]]) == 2
-    assert rows(app, [bad["id"]]) == 0
-    assert outbox(app, [bad["id"]]) == []
+    assert await rows(app, [good["id"], also_good["id"]]) == 2
+    assert await rows(app, [bad["id"]]) == 0
+    assert await outbox(app, [bad["id"]]) == []
 
 
 async def test_one_id_twice_in_a_batch_is_stored_once(
@@ -275,8 +281,8 @@ async def test_one_id_twice_in_a_batch_is_stored_once(
     assert [r["id"] for r in results] == [sent["id"]] * 3
     # The first one is kept; the later ones are compared with it.
     assert [content(r["record"]) for r in results] == [as_stored(sent, patient)] * 3
-    assert rows(app, [sent["id"]]) == 1
-    assert outbox(app, [sent["id"]]) == [(sent["id"], "create", 1)]
+    assert await rows(app, [sent["id"]]) == 1
+    assert await outbox(app, [sent["id"]]) == [(sent["id"], "create", 1)]
 
 
 async def test_a_rejected_first_copy_lets_a_good_second_copy_in(
@@ -287,7 +293,7 @@ async def test_a_rejected_first_copy_lets_a_good_second_copy_in(
     results = await upload(client, patient.app, {**sent, "pain": 11}, sent)
     assert [r["result"] for r in results] == ["rejected", "created"]
     assert pointers(results[0]) == ["#/records/0/pain"]
-    assert rows(app, [sent["id"]]) == 1
+    assert await rows(app, [sent["id"]]) == 1
 
 
 # --- the batch itself -----------------------------------------------------------------------
@@ -321,7 +327,7 @@ async def test_a_malformed_batch_is_422_and_stores_nothing(
     response = await client.post(BATCH, headers=patient.app, json=make(one))
     problem = assert_problem(response, 422, "validation")
     assert [e["pointer"] for e in problem["errors"]] == [pointer]
-    assert rows(app, [r["id"] for r in made]) == 0
+    assert await rows(app, [r["id"] for r in made]) == 0
 
 
 async def test_a_batch_of_500_is_stored(
@@ -331,7 +337,7 @@ async def test_a_batch_of_500_is_stored(
     sent = [record(patient.plan, i % 2, note="n" * 1000) for i in range(500)]
     results = await upload(client, patient.app, *sent)
     assert {r["result"] for r in results} == {"created"}
-    assert rows(app, [r["id"] for r in sent]) == 500
+    assert await rows(app, [r["id"] for r in sent]) == 500
 
 
 # --- the rules, each with its pointer -------------------------------------------------------
@@ -466,8 +472,8 @@ async def test_each_rule_rejects_with_its_pointer_and_the_limits_are_accepted(
     assert unknown_field["errors"][0]["detail"] == "Unknown field."
     created = [r["id"] for r in results if r["result"] == "created"]
     refused = [r["id"] for r in results if r["result"] == "rejected" and r["id"]]
-    assert rows(app, created) == len(created)
-    assert rows(app, refused) == 0
+    assert await rows(app, created) == len(created)
+    assert await rows(app, refused) == 0
 
 
 # --- local dates and offsets ----------------------------------------------------------------
@@ -552,7 +558,7 @@ async def test_the_patient_and_their_clinic_record_for_patient_a(
     assert result["result"] == "created", result
     assert result["record"]["source"] == source
     assert result["record"]["patient_id"] == str(world.patient_a)
-    assert rows(app, [sent["id"]]) == 1
+    assert await rows(app, [sent["id"]]) == 1
 
 
 @pytest.mark.parametrize("name", ["patient_b", "patient_c", "clinician2"])
@@ -566,7 +572,7 @@ async def test_others_cannot_record_against_patient_as_plan(
     assert pointers(results[0]) == ["#/records/0/plan_id"]
     # Patient A's plan answers exactly like a plan that does not exist.
     assert results[0]["errors"][0]["detail"] == results[1]["errors"][0]["detail"]
-    assert rows(app, [theirs["id"]]) == 0
+    assert await rows(app, [theirs["id"]]) == 0
 
 
 @pytest.mark.parametrize(
@@ -580,7 +586,7 @@ async def test_uploading_needs_a_patient_or_adherence_write(
     sent = record(plan)
     response = await client.post(BATCH, headers=world[name].headers, json={"records": [sent]})
     assert_problem(response, status, slug)
-    assert rows(app, [sent["id"]]) == 0
+    assert await rows(app, [sent["id"]]) == 0
 
 
 async def test_someone_elses_record_id_is_rejected_without_revealing_it(
@@ -615,10 +621,10 @@ async def test_someone_elses_record_id_is_rejected_without_revealing_it(
                 }
             ],
         }
-    assert rows(app, [sent["id"]]) == 1
-    assert outbox(app, [sent["id"]]) == [(sent["id"], "create", 1)]
+    assert await rows(app, [sent["id"]]) == 1
+    assert await outbox(app, [sent["id"]]) == [(sent["id"], "create", 1)]
     for other in (same_clinic, other_clinic):
-        assert audit_trail(app, other.id) == []
+        assert await audit_trail(app, other.id) == []
     listed = await client.get(f"/v1/patients/{mine.id}/adherence", headers=clinician.headers)
     assert listed.json()["items"] == [original["record"]]
 
@@ -645,8 +651,8 @@ async def test_two_identical_uploads_racing_store_each_record_once(
             assert sorted((one["result"], other["result"])) == ["created", "unchanged"]
             assert one["record"] == other["record"]
         ids = [r["id"] for r in sent]
-        assert rows(app, ids) == len(sent)
-        assert sorted(outbox(app, ids)) == sorted((i, "create", 1) for i in ids)
+        assert await rows(app, ids) == len(sent)
+        assert sorted(await outbox(app, ids)) == sorted((i, "create", 1) for i in ids)
 
 
 # --- the outbox and the audit trail ---------------------------------------------------------
@@ -663,23 +669,23 @@ async def test_created_records_reach_the_outbox_and_the_audit_trail(
     await upload(client, clinician.headers, *staff_upload)
 
     ids = [r["id"] for r in app_upload + staff_upload]
-    assert outbox(app, ids) == [(i, "create", 1) for i in ids]
-    with Session(app.state.engine) as session:
-        clinics = session.exec(
-            select(Change.clinic_id).where(col(Change.resource_id).in_(ids))
+    assert await outbox(app, ids) == [(i, "create", 1) for i in ids]
+    async with transaction(app.state.engine) as session:
+        clinics = (
+            await session.exec(select(Change.clinic_id).where(col(Change.resource_id).in_(ids)))
         ).all()
     assert set(clinics) == {world.clinic1}
     # One event per upload and patient, by whoever uploaded.
-    assert audit_trail(app, first.id) == [
+    assert await audit_trail(app, first.id) == [
         ("create", "patient", first.id),
         ("create", "clinician", str(clinician.id)),
     ]
-    assert audit_trail(app, second.id) == [("create", "clinician", str(clinician.id))]
+    assert await audit_trail(app, second.id) == [("create", "clinician", str(clinician.id))]
 
     # A replay stores nothing, so it writes nothing to the outbox.
     results = await upload(client, clinician.headers, *app_upload, *staff_upload)
     assert {r["result"] for r in results} == {"unchanged"}
-    assert outbox(app, ids) == [(i, "create", 1) for i in ids]
+    assert await outbox(app, ids) == [(i, "create", 1) for i in ids]
 
 
 # --- reading records back -------------------------------------------------------------------

@@ -6,8 +6,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
+from app.core.db import transaction
 from app.sync.models import Change
 from tests.conftest import Actor, World
 from tests.plans import GLOBAL_TEMPLATE_ID, active_plan, new_patient, paired_headers
@@ -43,10 +44,12 @@ async def uploaded(
     return patient, app_headers, answer.json()["results"][0]["record"]
 
 
-def changes(app: FastAPI, record_id: str) -> list[tuple[str, int | None]]:
-    with Session(app.state.engine) as session:
-        rows = session.exec(
-            select(Change).where(Change.resource_id == record_id).order_by(col(Change.id))
+async def changes(app: FastAPI, record_id: str) -> list[tuple[str, int | None]]:
+    async with transaction(app.state.engine) as session:
+        rows = (
+            await session.exec(
+                select(Change).where(Change.resource_id == record_id).order_by(col(Change.id))
+            )
         ).all()
     return [(row.operation, row.version) for row in rows]
 
@@ -85,7 +88,7 @@ async def test_a_correction_makes_a_new_version_and_keeps_the_old(
     assert versions[0]["record"] == record
     assert versions[0]["replaced_by"] is not None
     assert versions[1]["record"] == body
-    assert changes(app, record["id"]) == [("create", 1), ("update", 2)]
+    assert await changes(app, record["id"]) == [("create", 1), ("update", 2)]
 
 
 @pytest.mark.parametrize(
@@ -120,7 +123,7 @@ async def test_a_deleted_record_leaves_a_tombstone_and_every_list(
     assert (await client.get(path, headers=app_headers)).status_code == 404
     listed = await client.get(f"/v1/patients/{patient['id']}/adherence", headers=clinician.headers)
     assert listed.json()["items"] == []
-    assert changes(app, record["id"]) == [("create", 1), ("delete", 1)]
+    assert await changes(app, record["id"]) == [("create", 1), ("delete", 1)]
 
 
 async def test_a_replay_of_a_deleted_record_is_rejected_and_it_stays_deleted(
@@ -154,7 +157,7 @@ async def test_a_replay_of_a_deleted_record_is_rejected_and_it_stays_deleted(
     assert (await client.get(path, headers=app_headers)).status_code == 404
     listed = await client.get(f"/v1/patients/{patient['id']}/adherence", headers=clinician.headers)
     assert listed.json()["items"] == []
-    assert changes(app, record["id"]) == [("create", 1), ("delete", 1)]
+    assert await changes(app, record["id"]) == [("create", 1), ("delete", 1)]
 
 
 async def test_only_the_patient_and_their_clinic_reach_a_record(

@@ -14,13 +14,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlmodel import Session
 
-from app.adherence import overview
-from app.adherence.models import AdherenceRecord
+from app.adherence import overview, rollups
+from app.adherence.models import STALE, AdherenceRecord, AdherenceRollup
 from app.auth import accounts
 from app.auth import service as auth_service
 from app.auth.models import Role
+from app.core.columns import utcnow
+from app.core.db import execute, transaction
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanVersion
 from tests.adherence.test_summary import EVERY_DAY, item
@@ -49,25 +50,26 @@ class Case:
 
 
 @pytest.fixture
-def clinic(app: FastAPI) -> Clinic:
-    with Session(app.state.engine) as session:
-        made = accounts.create_clinic(session, "Overview Clinic")
+async def clinic(app: FastAPI) -> Clinic:
+    async with transaction(app.state.engine) as session:
+        made = await accounts.create_clinic(session, "Overview Clinic")
         email = f"overview-{uuid.uuid4().hex[:8]}@clinic.test"
-        accounts.create_clinician(session, app.state.secrets, made.id, email, PASSWORD, Role.admin)
-        token = auth_service.password_grant(session, app.state.secrets, email, PASSWORD, None)
-        session.commit()
-        return Clinic(made.id, {"Authorization": f"Bearer {token.access_token}"})
+        secrets = app.state.secrets
+        await accounts.create_clinician(session, secrets, made.id, email, PASSWORD, Role.admin)
+        token = await auth_service.password_grant(session, secrets, email, PASSWORD, None)
+    return Clinic(made.id, {"Authorization": f"Bearer {token.access_token}"})
 
 
-def patient(
+async def patient(
     app: FastAPI,
     clinic: Clinic,
     zone: str,
     versions: list[tuple[int, list[dict[str, Any]]]] | None = None,
 ) -> Case:
     """A patient whose one plan had these active versions: (made this many days ago, items);
-    with none, a patient without a plan."""
-    with Session(app.state.engine) as session:
+    with none, a patient without a plan. Made straight in the tables, as no service makes
+    them: the overview makes the patient's figures when it first needs them."""
+    async with transaction(app.state.engine) as session:
         person = Patient(
             clinic_id=clinic.id,
             reference=f"OV-{uuid.uuid4().hex[:10]}",
@@ -76,14 +78,12 @@ def patient(
             time_zone=zone,
         )
         session.add(person)
-        session.flush()
-        overview.create(session, person)
+        await session.flush()
         if not versions:
-            session.commit()
             return Case(person.id, uuid.uuid4(), zone)
         plan = Plan(clinic_id=clinic.id, patient_id=person.id, status="active", version=1)
         session.add(plan)
-        session.flush()
+        await session.flush()
         for number, (days_ago, items) in enumerate(versions, start=1):
             made = datetime.now(ZoneInfo(zone)) - timedelta(days=days_ago)
             session.add(
@@ -100,20 +100,19 @@ def patient(
             )
             plan.version = number
         session.add(plan)
-        session.commit()
         return Case(person.id, plan.id, zone)
 
 
-def stored(
+async def stored(
     app: FastAPI, case: Case, days_ago: int, the_item: dict[str, Any], status: str = "completed"
 ) -> None:
     """A record written straight to the table (so before any overview read)."""
     day = case.today - timedelta(days=days_ago)
-    with Session(app.state.engine) as session:
+    async with transaction(app.state.engine) as session:
         session.add(
             AdherenceRecord(
                 id=uuid.uuid4(),
-                clinic_id=session.get_one(Patient, case.patient_id).clinic_id,
+                clinic_id=(await session.get_one(Patient, case.patient_id)).clinic_id,
                 patient_id=case.patient_id,
                 plan_id=case.plan_id,
                 plan_version=1,
@@ -127,7 +126,6 @@ def stored(
                 recorded_by=case.patient_id,
             )
         )
-        session.commit()
 
 
 async def read(
@@ -172,20 +170,20 @@ MWF = item("overview-mwf", days_of_week=[1, 3, 5])
 async def test_each_patients_figures_equal_their_summary_over_the_same_days(
     app: FastAPI, client: AsyncClient, clinic: Clinic
 ) -> None:
-    daily = patient(app, clinic, LISBON, [(60, [DAILY])])
+    daily = await patient(app, clinic, LISBON, [(60, [DAILY])])
     # Done on 5 of the last 7 days, one of them partial: 4.5 of 7.
     for days_ago, status in ((1, "completed"), (2, "completed"), (3, "partial"), (5, "completed")):
-        stored(app, daily, days_ago, DAILY, status)
-    stored(app, daily, 6, DAILY, "skipped")
-    stored(app, daily, 7, DAILY)
-    stored(app, daily, 0, DAILY)  # today: outside both windows, which end yesterday
-    weekly = patient(app, clinic, AUCKLAND, [(90, [THRICE])])
+        await stored(app, daily, days_ago, DAILY, status)
+    await stored(app, daily, 6, DAILY, "skipped")
+    await stored(app, daily, 7, DAILY)
+    await stored(app, daily, 0, DAILY)  # today: outside both windows, which end yesterday
+    weekly = await patient(app, clinic, AUCKLAND, [(90, [THRICE])])
     for days_ago in (1, 2, 3, 4, 9, 10, 20):
-        stored(app, weekly, days_ago, THRICE)
-    edited = patient(app, clinic, HONOLULU, [(90, [DAILY]), (10, [MWF])])
+        await stored(app, weekly, days_ago, THRICE)
+    edited = await patient(app, clinic, HONOLULU, [(90, [DAILY]), (10, [MWF])])
     for days_ago in range(1, 30, 2):
-        stored(app, edited, days_ago, MWF if days_ago < 10 else DAILY)
-    no_plan = patient(app, clinic, LISBON)
+        await stored(app, edited, days_ago, MWF if days_ago < 10 else DAILY)
+    no_plan = await patient(app, clinic, LISBON)
 
     body, rows = await read(client, clinic)
     assert (body["threshold_percent"], body["pain_alert_at"]) == (70, 7)
@@ -228,11 +226,11 @@ async def test_sorted_by_the_database_and_paged_with_a_cursor(
 ) -> None:
     cases = []
     for done in (0, 2, 4, 6, 7):  # of the last 7 days
-        case = patient(app, clinic, LISBON, [(60, [DAILY])])
+        case = await patient(app, clinic, LISBON, [(60, [DAILY])])
         for days_ago in range(1, done + 1):
-            stored(app, case, days_ago, DAILY)
+            await stored(app, case, days_ago, DAILY)
         cases.append(case)
-    cases.append(patient(app, clinic, LISBON))  # nothing expected: last either way
+    cases.append(await patient(app, clinic, LISBON))  # nothing expected: last either way
     ids = [str(c.patient_id) for c in cases]
 
     _, rows = await read(client, clinic)
@@ -280,12 +278,12 @@ async def test_sorted_by_the_database_and_paged_with_a_cursor(
 async def test_the_clinic_sets_its_thresholds_and_filters_by_them(
     app: FastAPI, client: AsyncClient, clinic: Clinic, world: World
 ) -> None:
-    struggling = patient(app, clinic, LISBON, [(60, [DAILY])])
+    struggling = await patient(app, clinic, LISBON, [(60, [DAILY])])
     for days_ago in (1, 2, 3, 4):  # 4 of 7: 57.1 %
-        stored(app, struggling, days_ago, DAILY)
-    steady = patient(app, clinic, LISBON, [(60, [DAILY])])
+        await stored(app, struggling, days_ago, DAILY)
+    steady = await patient(app, clinic, LISBON, [(60, [DAILY])])
     for days_ago in range(1, 8):
-        stored(app, steady, days_ago, DAILY)
+        await stored(app, steady, days_ago, DAILY)
     await upload(client, clinic, steady, DAILY, days_ago=0, pain=8)
 
     _, rows = await read(client, clinic, below_threshold="true")
@@ -331,7 +329,7 @@ async def test_the_clinic_sets_its_thresholds_and_filters_by_them(
 async def test_figures_follow_uploads_corrections_and_deletes(
     app: FastAPI, client: AsyncClient, clinic: Clinic
 ) -> None:
-    case = patient(app, clinic, AUCKLAND, [(60, [DAILY])])
+    case = await patient(app, clinic, AUCKLAND, [(60, [DAILY])])
     _, rows = await read(client, clinic)
     assert row_of(rows, case)["last_7_days"]["credited"] == 0.0
 
@@ -360,8 +358,8 @@ async def test_figures_follow_uploads_corrections_and_deletes(
 async def test_only_the_clinics_living_patients_and_their_own_time_zone(
     app: FastAPI, client: AsyncClient, clinic: Clinic, world: World
 ) -> None:
-    kept = patient(app, clinic, LISBON, [(60, [DAILY])])
-    gone = patient(app, clinic, LISBON, [(60, [DAILY])])
+    kept = await patient(app, clinic, LISBON, [(60, [DAILY])])
+    gone = await patient(app, clinic, LISBON, [(60, [DAILY])])
     _, rows = await read(client, clinic)
     assert len(rows) == 2
 
@@ -392,9 +390,9 @@ async def test_only_the_clinics_living_patients_and_their_own_time_zone(
 async def test_every_patient_shown_is_in_the_audit_trail(
     app: FastAPI, client: AsyncClient, clinic: Clinic
 ) -> None:
-    shown = patient(app, clinic, LISBON, [(60, [DAILY])])
-    unseen = patient(app, clinic, LISBON, [(60, [DAILY])])
-    stored(app, unseen, 1, DAILY)  # 100 %: after the other on the default order
+    shown = await patient(app, clinic, LISBON, [(60, [DAILY])])
+    unseen = await patient(app, clinic, LISBON, [(60, [DAILY])])
+    await stored(app, unseen, 1, DAILY)  # 100 %: after the other on the default order
     _, rows = await read(client, clinic, limit=1)
     assert [r["patient_id"] for r in rows] == [str(shown.patient_id)]
 
@@ -415,10 +413,40 @@ async def test_the_default_order_is_read_off_an_index_not_sorted(
     """A page in the default order (lowest 7-day adherence first) walks the clinic's rows
     in an index's order: it neither reads nor sorts every patient of the clinic."""
     for _ in range(2):
-        patient(app, clinic, LISBON)
+        await patient(app, clinic, LISBON)
     with statements_run(app.state.engine, lambda statement: "sort_key" in statement) as pages:
         body, _ = await read(client, clinic, limit=1)
         await read(client, clinic, limit=1, cursor=body["next_cursor"])
     assert len(pages) == 2  # the first page, and one after a cursor
-    for plan in unsorted_plans(app.state.engine, pages):
+    for plan in await unsorted_plans(app.state.engine, pages):
         assert "ix_adherence_rollup_clinic_percent_7d" in plan, plan
+
+
+async def test_a_recomputation_leaves_stale_a_row_an_upload_made_meanwhile(
+    app: FastAPI, client: AsyncClient, clinic: Clinic
+) -> None:
+    """A patient's row is made when first needed, by whichever comes first: the overview
+    or an upload. A recomputation that found no row, and read the records before an
+    upload made one, does not write its figures over the upload's mark."""
+    case = await patient(app, clinic, LISBON, [(60, [DAILY])])
+    await stored(app, case, 1, DAILY)
+    async with transaction(app.state.engine) as session:
+        settings = (
+            await execute(session, overview.CLINIC_THRESHOLDS, {"clinic_id": clinic.id})
+        ).one()
+        values = {"clinic_id": clinic.id, "now": utcnow(), "pain_alert_at": settings.pain_alert_at}
+        stale = list((await execute(session, rollups.STALE_ROWS, values)).all())
+    assert [(row.patient_id, row.generation) for row in stale] == [(case.patient_id, None)]
+
+    uploaded = utcnow()
+    async with transaction(app.state.engine) as session:  # an upload, meanwhile
+        await rollups.mark_stale(session, clinic.id, [case.patient_id], uploaded_at=uploaded)
+    async with transaction(app.state.engine) as session:  # the recomputation goes on
+        await rollups._recompute(session, settings, stale, utcnow())
+    async with transaction(app.state.engine) as session:
+        row = await session.get_one(AdherenceRollup, case.patient_id)
+        assert (row.valid_until, row.generation, row.last_upload_at) == (STALE, 1, uploaded)
+
+    _, rows = await read(client, clinic)
+    assert row_of(rows, case)["last_7_days"]["credited"] == 1.0
+    assert datetime.fromisoformat(row_of(rows, case)["last_upload_at"]) == uploaded

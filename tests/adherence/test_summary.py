@@ -12,16 +12,16 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
-from sqlalchemy import text
-from sqlmodel import Session
+from sqlalchemy import Uuid, event, literal, select
 
-from app.adherence import overview
 from app.adherence.models import AdherenceRecord
+from app.adherence.summary import uuid_text
 from app.core.config import Settings
-from app.core.db import AsyncConnections
+from app.core.db import execute, libpq_url, transaction
 from app.exercises.catalog import catalog_id
 from app.main import create_app, dispose_engines
 from app.patients.models import Patient
@@ -48,14 +48,14 @@ class History:
     plan_id: uuid.UUID
 
 
-def history(
+async def history(
     app: FastAPI,
     world: World,
     versions: list[tuple[str, str, list[dict[str, Any]]]],
     time_zone: str = LISBON,
 ) -> History:
     """A patient whose one plan had these versions: (made at, status, items)."""
-    with Session(app.state.engine) as session:
+    async with transaction(app.state.engine) as session:
         patient = Patient(
             clinic_id=world.clinic1,
             reference=f"SUM-{uuid.uuid4().hex[:10]}",
@@ -64,8 +64,7 @@ def history(
             time_zone=time_zone,
         )
         session.add(patient)
-        session.flush()
-        overview.create(session, patient)
+        await session.flush()
         plan = Plan(
             clinic_id=world.clinic1,
             patient_id=patient.id,
@@ -73,7 +72,7 @@ def history(
             version=len(versions),
         )
         session.add(plan)
-        session.flush()
+        await session.flush()
         for number, (made, status, items) in enumerate(versions, start=1):
             session.add(
                 PlanVersion(
@@ -87,11 +86,10 @@ def history(
                     created_at=datetime.fromisoformat(made),
                 )
             )
-        session.commit()
         return History(patient.id, plan.id)
 
 
-def recorded(
+async def recorded(
     app: FastAPI,
     world: World,
     case: History,
@@ -102,7 +100,7 @@ def recorded(
     time_zone: str = LISBON,
 ) -> None:
     day = date.fromisoformat(on)
-    with Session(app.state.engine) as session:
+    async with transaction(app.state.engine) as session:
         session.add(
             AdherenceRecord(
                 id=uuid.uuid4(),
@@ -121,7 +119,6 @@ def recorded(
                 recorded_by=case.patient_id,
             )
         )
-        session.commit()
 
 
 async def summary(
@@ -145,10 +142,10 @@ async def test_weekday_items_count_each_session_and_half_a_partial(
     app: FastAPI, world: World, client: AsyncClient
 ) -> None:
     mwf = item("mon-wed-fri", days_of_week=[1, 3, 5])
-    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [mwf])])
-    recorded(app, world, case, "2026-10-05", mwf)  # Monday
-    recorded(app, world, case, "2026-10-07", mwf, "partial")  # Wednesday
-    recorded(app, world, case, "2026-10-09", mwf, "skipped")  # Friday
+    case = await history(app, world, [("2026-09-01T08:00:00+01:00", "active", [mwf])])
+    await recorded(app, world, case, "2026-10-05", mwf)  # Monday
+    await recorded(app, world, case, "2026-10-07", mwf, "partial")  # Wednesday
+    await recorded(app, world, case, "2026-10-09", mwf, "skipped")  # Friday
     body = await summary(client, world, case, "2026-10-05", "2026-10-11")
     assert (body["from"], body["to"], body["time_zone"]) == ("2026-10-05", "2026-10-11", LISBON)
     assert body["totals"] == {
@@ -168,7 +165,7 @@ async def test_sessions_per_week_cap_at_the_target_and_prorate_part_weeks(
     app: FastAPI, world: World, client: AsyncClient
 ) -> None:
     thrice = item("three-a-week", sessions_per_week=3)
-    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [thrice])])
+    case = await history(app, world, [("2026-09-01T08:00:00+01:00", "active", [thrice])])
     for day, pain in (
         ("2026-10-05", 2),
         ("2026-10-06", 4),
@@ -176,7 +173,7 @@ async def test_sessions_per_week_cap_at_the_target_and_prorate_part_weeks(
         ("2026-10-08", None),
         ("2026-10-13", 8),
     ):
-        recorded(app, world, case, day, thrice, pain=pain)
+        await recorded(app, world, case, day, thrice, pain=pain)
     week = await summary(client, world, case, "2026-10-05", "2026-10-11")
     assert (week["totals"]["expected"], week["totals"]["credited"]) == (3.0, 3.0)
     assert week["totals"]["completed"] == 4
@@ -197,7 +194,7 @@ async def test_a_plan_edited_mid_week_changes_what_is_expected_from_that_day(
     app: FastAPI, world: World, client: AsyncClient
 ) -> None:
     old, new = item("old-daily", days_of_week=EVERY_DAY), item("new-daily", days_of_week=EVERY_DAY)
-    case = history(
+    case = await history(
         app,
         world,
         [
@@ -215,7 +212,7 @@ async def test_a_paused_week_expects_nothing(
     app: FastAPI, world: World, client: AsyncClient
 ) -> None:
     daily = item("daily", days_of_week=EVERY_DAY)
-    case = history(
+    case = await history(
         app,
         world,
         [
@@ -235,7 +232,7 @@ async def test_the_end_of_a_day_is_local_midnight_across_a_daylight_saving_chang
     app: FastAPI, world: World, client: AsyncClient
 ) -> None:
     sundays = item("sundays", days_of_week=[7])
-    case = history(
+    case = await history(
         app,
         world,
         [
@@ -262,7 +259,7 @@ async def test_the_end_of_a_day_is_local_midnight_across_a_daylight_saving_chang
 async def test_a_bad_period_is_422(
     app: FastAPI, world: World, client: AsyncClient, params: dict[str, str], pointer: str
 ) -> None:
-    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [])])
+    case = await history(app, world, [("2026-09-01T08:00:00+01:00", "active", [])])
     answer = await client.get(
         f"/v1/patients/{case.patient_id}/adherence/summary",
         params=params,
@@ -276,7 +273,7 @@ async def test_days_to_come_expect_nothing_yet(
     app: FastAPI, world: World, client: AsyncClient
 ) -> None:
     daily = item("daily-future", days_of_week=EVERY_DAY)
-    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily])])
+    case = await history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily])])
     today = datetime.now(ZoneInfo(LISBON)).date()
     later = date.fromordinal(today.toordinal() + 10).isoformat()
     body = await summary(client, world, case, today.isoformat(), later)
@@ -287,12 +284,12 @@ async def test_items_alerts_and_last_activity(
     app: FastAPI, world: World, client: AsyncClient
 ) -> None:
     daily, mwf = item("daily-two", days_of_week=EVERY_DAY), item("mwf-two", days_of_week=[1, 3, 5])
-    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily, mwf])])
-    recorded(app, world, case, "2026-10-05", daily, pain=7)
-    recorded(app, world, case, "2026-10-05", mwf, pain=5)
-    recorded(app, world, case, "2026-10-06", daily, "partial", pain=8)
-    recorded(app, world, case, "2026-10-07", daily, "skipped")
-    recorded(app, world, case, "2026-10-07", mwf, pain=3)
+    case = await history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily, mwf])])
+    await recorded(app, world, case, "2026-10-05", daily, pain=7)
+    await recorded(app, world, case, "2026-10-05", mwf, pain=5)
+    await recorded(app, world, case, "2026-10-06", daily, "partial", pain=8)
+    await recorded(app, world, case, "2026-10-07", daily, "skipped")
+    await recorded(app, world, case, "2026-10-07", mwf, pain=3)
     body = await summary(client, world, case, "2026-10-05", "2026-10-11")
     items = {entry["item_id"]: entry for entry in body["items"]}
     assert items[daily["id"]] == {
@@ -318,22 +315,36 @@ async def test_items_alerts_and_last_activity(
 
 
 @pytest.fixture
-def one_session(app: FastAPI, world: World) -> History:
-    """On PostgreSQL, where summaries await the database: a patient with one session."""
-    if app.state.awaited_reads is None:
-        pytest.skip("On SQLite each summary runs in a worker thread, on the engine's pool.")
+async def one_session(app: FastAPI, world: World) -> History:
+    """A patient with one session."""
     daily = item("daily", days_of_week=EVERY_DAY)
-    case = history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily])])
-    recorded(app, world, case, "2026-10-05", daily)
+    case = await history(app, world, [("2026-09-01T08:00:00+01:00", "active", [daily])])
+    await recorded(app, world, case, "2026-10-05", daily)
     return case
 
 
 async def test_concurrent_summaries_wait_for_one_of_a_bounded_set_of_connections(
-    app: FastAPI, settings: Settings, world: World, one_session: History
+    settings: Settings, world: World, one_session: History, backend: str
 ) -> None:
+    if backend == "sqlite":
+        pytest.skip("The pool size setting is PostgreSQL's; SQLite takes one writer at a time.")
     case = one_session
-    application = create_app(settings.model_copy(update={"database_pool_size": 2}))
-    before = _awaited_backends(app)
+    pool_size = 2
+    application = create_app(settings.model_copy(update={"database_pool_size": pool_size}))
+    in_use, most = 0, 0
+
+    def checked_out(*_: object) -> None:
+        nonlocal in_use, most
+        in_use += 1
+        most = max(most, in_use)
+
+    def checked_in(*_: object) -> None:
+        nonlocal in_use
+        in_use -= 1
+
+    pool = application.state.engine.sync_engine.pool
+    event.listen(pool, "checkout", checked_out)
+    event.listen(pool, "checkin", checked_in)
     try:
         async with make_client(application) as http:
             answers = await asyncio.gather(
@@ -346,20 +357,20 @@ async def test_concurrent_summaries_wait_for_one_of_a_bounded_set_of_connections
                     for _ in range(12)
                 )
             )
-            opened = _awaited_backends(app) - before
     finally:
-        dispose_engines(application)
+        await dispose_engines(application)
 
     assert [a.status_code for a in answers] == [200] * 12, answers[0].text
     assert len({a.content for a in answers}) == 1
     assert answers[0].json()["totals"]["completed"] == 1
-    assert 1 <= len(opened) <= 2
+    # The engine's pool: its size, and as many again in overflow (`make_engine`).
+    assert 1 <= most <= 2 * pool_size
 
 
 async def test_a_summary_cut_short_at_any_point_leaves_its_connection_usable(
-    app: FastAPI, settings: Settings, world: World, one_session: History
+    settings: Settings, world: World, one_session: History
 ) -> None:
-    # One connection: a summary that kept it, or its slot, would block every later one.
+    # Few connections: a summary that kept one, or its slot, would block every later one.
     case = one_session
     application = create_app(settings.model_copy(update={"database_pool_size": 1}))
 
@@ -389,38 +400,39 @@ async def test_a_summary_cut_short_at_any_point_leaves_its_connection_usable(
                 answer = await asyncio.wait_for(ask(), timeout=10)
                 assert (answer.status_code, answer.content) == (200, whole.content)
     finally:
-        dispose_engines(application)
+        await dispose_engines(application)
 
 
 async def test_a_summary_after_the_database_ended_its_connections_is_answered(
-    app: FastAPI, world: World, client: AsyncClient, one_session: History
+    app: FastAPI, settings: Settings, world: World, client: AsyncClient, one_session: History
 ) -> None:
+    if app.state.engine.dialect.name != "postgresql":
+        pytest.skip("Only a server ends its clients' connections.")
     case = one_session
     before = await summary(client, world, case, "2026-10-05", "2026-10-11")
-    # As a restart of the database, or an administrator ending sessions, would.
-    with app.state.engine.connect() as connection:
-        ended = connection.execute(
-            text(
+    # As a restart of the database, or an administrator ending sessions, would: every
+    # connection to the database but this one, the app's pooled ones among them.
+    async with await psycopg.AsyncConnection.connect(
+        libpq_url(settings.database_url), autocommit=True
+    ) as admin:
+        ended = await (
+            await admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND application_name = :name"
-            ),
-            {"name": AsyncConnections.APPLICATION_NAME},
-        ).all()
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"
+            )
+        ).fetchall()
     assert ended
     await asyncio.sleep(0.1)  # the ending reaches the connections
 
     assert await summary(client, world, case, "2026-10-05", "2026-10-11") == before
 
 
-def _awaited_backends(app: FastAPI) -> set[int]:
-    """The server processes of this database's connections for awaited reads."""
-    with app.state.engine.connect() as connection:
-        return set(
-            connection.execute(
-                text(
-                    "SELECT pid FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND application_name = :name"
-                ),
-                {"name": AsyncConnections.APPLICATION_NAME},
-            ).scalars()
-        )
+async def test_item_ids_read_as_text_are_canonical_on_either_database(app: FastAPI) -> None:
+    """The summary reads item ids as text (`uuid_text`, compiled for each database): the
+    same text as Python's."""
+    ids = [uuid.uuid4(), uuid.UUID("8D5C0F7E-1A2B-4C3D-9E8F-7A6B5C4D3E2F"), uuid.UUID(int=0)]
+    async with transaction(app.state.engine) as session:
+        for one in ids:
+            found = await execute(session, select(uuid_text(literal(one, Uuid()))))
+            assert found.scalar_one() == str(one)

@@ -195,7 +195,7 @@ async def test_each_list_is_read_off_an_index_in_its_order(
             headers=world["admin1"].headers,
         )
     assert len(pages) == 2
-    for plan in unsorted_plans(app.state.engine, pages):
+    for plan in await unsorted_plans(app.state.engine, pages):
         assert re.search(r"\bix_audit_event_clinic(_patient|_actor)?\b", plan), plan
 
 

@@ -11,36 +11,39 @@ import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from app.auth import accounts
-from app.auth.models import ApiClient, Clinician, Role
+from app.auth import service as auth_service
+from app.auth.models import AccessCode, ApiClient, Clinician, Role
 from app.auth.principal import Scope
-from app.auth.security import Secrets
+from app.auth.security import Secrets, new_access_code
 from app.core.columns import utcnow
 from app.core.config import Settings, SettingsError, load_settings
+from app.core.db import transaction
 from app.main import create_app, dispose_engines
+from app.patients.models import Patient
 from tests.conftest import PASSWORD, World, make_client, settings_for
 
 
-def clinician(app: FastAPI, role: Role = Role.clinician) -> str:
+async def clinician(app: FastAPI, role: Role = Role.clinician) -> str:
     """A new clinician of a new clinic; returns the email."""
     email = f"{uuid.uuid4().hex[:10]}@clinic.test"
-    with Session(app.state.engine) as session:
-        clinic = accounts.create_clinic(session, "Sign-in Clinic")
-        accounts.create_clinician(session, app.state.secrets, clinic.id, email, PASSWORD, role)
-        session.commit()
+    async with transaction(app.state.engine) as session:
+        clinic = await accounts.create_clinic(session, "Sign-in Clinic")
+        await accounts.create_clinician(
+            session, app.state.secrets, clinic.id, email, PASSWORD, role
+        )
     return email
 
 
-def api_client(app: FastAPI, scopes: list[Scope]) -> tuple[str, str]:
-    with Session(app.state.engine) as session:
-        clinic = accounts.create_clinic(session, "Client Clinic")
-        client, secret = accounts.create_api_client(
+async def api_client(app: FastAPI, scopes: list[Scope]) -> tuple[str, str]:
+    async with transaction(app.state.engine) as session:
+        clinic = await accounts.create_clinic(session, "Client Clinic")
+        client, secret = await accounts.create_api_client(
             session, app.state.secrets, clinic.id, "EHR", scopes
         )
-        session.commit()
-        return str(client.id), secret
+    return str(client.id), secret
 
 
 async def password_grant(http: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -52,7 +55,7 @@ async def password_grant(http: httpx.AsyncClient, email: str, password: str) -> 
 async def test_clinician_signs_in_and_uses_the_token(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    email = clinician(app)
+    email = await clinician(app)
     response = await password_grant(client, email.upper(), PASSWORD)
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
@@ -70,7 +73,7 @@ async def test_clinician_signs_in_and_uses_the_token(
 async def test_wrong_credentials_are_401_and_say_nothing_more(
     app: FastAPI, client: httpx.AsyncClient, wrong: str
 ) -> None:
-    email = clinician(app)
+    email = await clinician(app)
     if wrong == "password":
         response = await password_grant(client, email, "not the password")
     else:
@@ -81,11 +84,11 @@ async def test_wrong_credentials_are_401_and_say_nothing_more(
 
 
 async def test_passwords_and_client_secrets_are_stored_as_argon2_hashes(app: FastAPI) -> None:
-    email = clinician(app)
-    client_id, secret = api_client(app, [Scope.patients_read])
-    with Session(app.state.engine) as session:
-        person = session.exec(select(Clinician).where(Clinician.email == email)).one()
-        stored = session.get(ApiClient, uuid.UUID(client_id))
+    email = await clinician(app)
+    client_id, secret = await api_client(app, [Scope.patients_read])
+    async with transaction(app.state.engine) as session:
+        person = (await session.exec(select(Clinician).where(Clinician.email == email))).one()
+        stored = await session.get(ApiClient, uuid.UUID(client_id))
     assert person.password_hash.startswith("$argon2id$")
     assert PASSWORD not in person.password_hash
     assert stored is not None
@@ -96,7 +99,7 @@ async def test_passwords_and_client_secrets_are_stored_as_argon2_hashes(app: Fas
 async def test_client_credentials_in_the_form_or_basic_auth(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    client_id, secret = api_client(app, [Scope.patients_read, Scope.adherence_read])
+    client_id, secret = await api_client(app, [Scope.patients_read, Scope.adherence_read])
     form = await client.post(
         "/v1/auth/token",
         data={
@@ -156,7 +159,7 @@ async def test_malformed_grants_are_4xx(client: httpx.AsyncClient, form: dict[st
 async def test_a_revoked_access_token_fails_on_its_next_request(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    token = (await password_grant(client, clinician(app), PASSWORD)).json()["access_token"]
+    token = (await password_grant(client, await clinician(app), PASSWORD)).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     assert (await client.get("/v1/patients", headers=headers)).status_code == 200
     assert (await client.post("/v1/auth/revoke", json={"token": token})).status_code == 200
@@ -204,6 +207,53 @@ async def test_revoking_a_refresh_token_ends_its_device(
     assert (await client.get("/v1/exercises", headers=me)).status_code == 401
 
 
+async def test_revoking_a_patient_signs_their_apps_out_and_voids_their_codes(
+    world: World, app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """What deleting a patient does to sign-in (the patients service calls it): the
+    session check itself knows nothing of patients."""
+    secrets: Secrets = app.state.secrets
+    codes = [new_access_code() for _ in range(2)]
+    async with transaction(app.state.engine) as session:
+        patient = Patient(
+            clinic_id=world.clinic1,
+            reference=f"revoked-{uuid.uuid4().hex[:8]}",
+            affected_side="left",
+            cause="stroke",
+            time_zone="Europe/Lisbon",
+        )
+        session.add(patient)
+        await session.flush()
+        for code in codes:
+            session.add(
+                AccessCode(
+                    clinic_id=world.clinic1,
+                    patient_id=patient.id,
+                    code_hash=secrets.digest(code),
+                    expires_at=utcnow() + timedelta(hours=1),
+                )
+            )
+    paired = await client.post("/v1/auth/pair", json={"code": codes[0]})
+    assert paired.status_code == 200
+    tokens = paired.json()
+    me = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert (await client.get("/v1/exercises", headers=me)).status_code == 200
+
+    async with transaction(app.state.engine) as session:
+        await auth_service.revoke_patient(session, world.clinic1, patient.id)
+
+    assert (await client.get("/v1/exercises", headers=me)).status_code == 401
+    refreshed = await client.post(
+        "/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert refreshed.status_code == 401
+    assert (await client.post("/v1/auth/pair", json={"code": codes[1]})).status_code == 401
+    # Only that patient's apps: another patient of the clinic carries on.
+    assert (
+        await client.get("/v1/exercises", headers=world["patient_b"].headers)
+    ).status_code == 200
+
+
 @pytest.mark.parametrize(
     "token",
     [
@@ -229,7 +279,7 @@ async def test_forged_or_malformed_tokens_are_401(client: httpx.AsyncClient, tok
 
 
 async def test_an_expired_token_is_401(app: FastAPI, client: httpx.AsyncClient) -> None:
-    token = (await password_grant(client, clinician(app), PASSWORD)).json()["access_token"]
+    token = (await password_grant(client, await clinician(app), PASSWORD)).json()["access_token"]
     secrets: Secrets = app.state.secrets
     claims = secrets.read_access_token(token)
     assert claims is not None
@@ -245,7 +295,7 @@ async def test_a_token_accepted_before_is_refused_once_it_expires(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     """Tokens verified once are remembered; expiry still applies to them."""
-    token = (await password_grant(client, clinician(app), PASSWORD)).json()["access_token"]
+    token = (await password_grant(client, await clinician(app), PASSWORD)).json()["access_token"]
     secrets: Secrets = app.state.secrets
     claims = secrets.read_access_token(token)
     assert claims is not None
@@ -265,11 +315,11 @@ async def test_a_token_accepted_before_is_refused_once_it_expires(
 async def strict_app(settings: Settings) -> AsyncIterator[FastAPI]:
     limited = create_app(settings_for(settings.database_url, sign_in_rate_limit="3/minute"))
     yield limited
-    dispose_engines(limited)
+    await dispose_engines(limited)
 
 
 async def test_sign_in_is_limited_per_account_and_per_address(strict_app: FastAPI) -> None:
-    email = clinician(strict_app)
+    email = await clinician(strict_app)
 
     def from_address(address: str) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=strict_app, client=(address, 50000))
@@ -322,7 +372,7 @@ async def test_cors_allows_only_configured_origins(settings: Settings) -> None:
                 )
                 assert response.headers.get("access-control-allow-origin") == expected
     finally:
-        dispose_engines(cors_app)
+        await dispose_engines(cors_app)
 
 
 @pytest.mark.parametrize("environment", ["production", "test"])

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from httpx import AsyncClient
 
-from app.me import today as today_module
 from app.me.today import ExerciseCache
 from tests.conftest import Actor, World
 from tests.core.problems import assert_problem
@@ -478,12 +477,9 @@ def test_the_exercise_cache_is_bounded_and_forgets_the_least_recently_used() -> 
     assert missing == {str(uuid.UUID(int=2))}
 
 
-def test_the_exercise_cache_forgets_after_its_time_to_live(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_exercise_cache_forgets_after_its_time_to_live() -> None:
     now = [1000.0]
-    monkeypatch.setattr(today_module.time, "monotonic", lambda: now[0])
-    cache = ExerciseCache(maxsize=10, ttl=60)
+    cache = ExerciseCache(maxsize=10, ttl=60, clock=lambda: now[0])
     wanted = {str(uuid.UUID(int=1))}
     cache.keep([exercise_row(1)], {})
     now[0] += 59

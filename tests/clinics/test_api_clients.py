@@ -2,10 +2,10 @@
 
 import httpx
 from fastapi import FastAPI
-from sqlmodel import Session
 
 from app.auth import accounts, service
 from app.auth.models import Role
+from app.core.db import transaction
 from tests.conftest import PASSWORD, World
 
 
@@ -69,14 +69,13 @@ async def test_another_clinics_admin_sees_nothing(
         headers=world["admin1"].headers,
         json={"name": "EHR", "scopes": ["changes:read"]},
     )
-    with Session(app.state.engine) as session:
-        accounts.create_clinician(
+    async with transaction(app.state.engine) as session:
+        await accounts.create_clinician(
             session, app.state.secrets, world.clinic2, "admin2@clinic.test", PASSWORD, Role.admin
         )
-        other = service.password_grant(
+        other = await service.password_grant(
             session, app.state.secrets, "admin2@clinic.test", PASSWORD, None
         )
-        session.commit()
     headers = {"Authorization": f"Bearer {other.access_token}"}
     path = f"/v1/api-clients/{made.json()['id']}"
     assert made.json()["id"] not in {

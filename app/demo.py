@@ -3,14 +3,14 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
 
-from app.adherence import overview
 from app.auth import accounts
 from app.auth.models import AccessCode, Clinic, Clinician, Role
 from app.auth.security import Secrets, new_access_code
 from app.core.columns import utcnow
+from app.core.db import transaction
 from app.patients.models import Patient
 
 DEMO_CLINIC = "Dorsi Demo Clinic"
@@ -27,18 +27,23 @@ class Demo:
     access_code: str
 
 
-def ensure_demo(engine: Engine, secrets: Secrets, code_ttl: timedelta) -> Demo:
+async def ensure_demo(engine: AsyncEngine, secrets: Secrets, code_ttl: timedelta) -> Demo:
     """Creates the demo clinic once; every call issues a fresh access code."""
-    with Session(engine) as session:
-        clinic = session.exec(select(Clinic).where(Clinic.name == DEMO_CLINIC)).first()
+    async with transaction(engine) as session:
+        clinic = (await session.exec(select(Clinic).where(Clinic.name == DEMO_CLINIC))).first()
         if clinic is None:
-            clinic = accounts.create_clinic(session, DEMO_CLINIC)
+            clinic = await accounts.create_clinic(session, DEMO_CLINIC)
         for email, role in ((ADMIN_EMAIL, Role.admin), (CLINICIAN_EMAIL, Role.clinician)):
-            if session.exec(select(Clinician).where(Clinician.email == email)).first() is None:
-                accounts.create_clinician(session, secrets, clinic.id, email, DEMO_PASSWORD, role)
-        patient = session.exec(
-            select(Patient).where(
-                Patient.clinic_id == clinic.id, Patient.reference == PATIENT_REFERENCE
+            found = (await session.exec(select(Clinician).where(Clinician.email == email))).first()
+            if found is None:
+                await accounts.create_clinician(
+                    session, secrets, clinic.id, email, DEMO_PASSWORD, role
+                )
+        patient = (
+            await session.exec(
+                select(Patient).where(
+                    Patient.clinic_id == clinic.id, Patient.reference == PATIENT_REFERENCE
+                )
             )
         ).first()
         if patient is None:
@@ -50,10 +55,10 @@ def ensure_demo(engine: Engine, secrets: Secrets, code_ttl: timedelta) -> Demo:
                 time_zone="Europe/Lisbon",
             )
             session.add(patient)
-            session.flush()
-            overview.create(session, patient)
+            await session.flush()
         elif patient.deleted_at is not None:
-            # Someone deleted the demo patient while trying the API: bring it back.
+            # Someone deleted the demo patient while trying the API: bring it back. (Its
+            # apps were signed out and its codes voided then; the code below is new.)
             patient.deleted_at = None
             session.add(patient)
         code = new_access_code()
@@ -65,7 +70,6 @@ def ensure_demo(engine: Engine, secrets: Secrets, code_ttl: timedelta) -> Demo:
                 expires_at=utcnow() + code_ttl,
             )
         )
-        session.commit()
         return Demo(clinic_id=str(clinic.id), patient_id=str(patient.id), access_code=code)
 
 

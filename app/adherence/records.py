@@ -1,0 +1,231 @@
+"""Reading stored adherence records back, correcting them (a new version each time) and
+deleting them. Every read and write leaves an audit event, every write an outbox change
+and a stale overview figure, in the request's transaction."""
+
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from sqlalchemy import tuple_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.adherence import rollups
+from app.adherence.models import AdherenceRecord, AdherenceRecordVersion
+from app.adherence.schemas import (
+    RecordIn,
+    RecordPublic,
+    RecordQuery,
+    RecordUpdate,
+    RecordVersionPublic,
+)
+from app.audit import service as audit
+from app.auth.models import ActorKind
+from app.auth.principal import Caller
+from app.core.columns import utcnow
+from app.core.db import flush_or, table_of
+from app.core.errors import (
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
+from app.core.http import etag_matches_strongly
+from app.core.pagination import split_page, time_position
+from app.patients import service as patients
+from app.patients.models import Patient
+from app.sync.outbox import record_change
+
+RECORDS = table_of(AdherenceRecord)
+PUBLIC_FIELDS = [field for field in RecordPublic.model_fields if field in RECORDS.c]
+# A phone's clock may run a little ahead of ours.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def public(record: AdherenceRecord | Mapping[str, Any]) -> RecordPublic:
+    """The record as stored, with performed_at back in the offset it was given in."""
+    values = record if isinstance(record, Mapping) else record.model_dump()
+    offset = timezone(timedelta(minutes=values["utc_offset_minutes"]))
+    return RecordPublic.model_validate(
+        {
+            **{field: values[field] for field in PUBLIC_FIELDS},
+            "performed_at": values["performed_at"].astimezone(offset),
+        }
+    )
+
+
+def etag(record: AdherenceRecord) -> str:
+    return f'"{record.id}-{record.version}"'
+
+
+async def list_records(
+    session: AsyncSession, caller: Caller, patient_id: uuid.UUID, query: RecordQuery
+) -> tuple[list[AdherenceRecord], str | None]:
+    patient = await patients.load(session, caller, patient_id)
+    # clinic_id leads the index on (clinic, patient, local date).
+    statement = select(AdherenceRecord).where(
+        AdherenceRecord.clinic_id == patient.clinic_id,
+        AdherenceRecord.patient_id == patient.id,
+        col(AdherenceRecord.deleted_at).is_(None),
+    )
+    if query.since is not None:
+        statement = statement.where(col(AdherenceRecord.performed_on) >= query.since)
+    if query.until is not None:
+        statement = statement.where(col(AdherenceRecord.performed_on) <= query.until)
+    if query.item_id is not None:
+        statement = statement.where(AdherenceRecord.item_id == query.item_id)
+    if query.status is not None:
+        statement = statement.where(AdherenceRecord.status == query.status)
+    if query.cursor is not None:
+        position = time_position(query.cursor)
+        statement = statement.where(
+            tuple_(col(AdherenceRecord.performed_at), col(AdherenceRecord.id)) < position
+        )
+    statement = statement.order_by(
+        col(AdherenceRecord.performed_at).desc(), col(AdherenceRecord.id).desc()
+    ).limit(query.limit + 1)
+    rows, cursor = split_page(
+        list((await session.exec(statement)).all()),
+        query.limit,
+        lambda row: [row.performed_at.isoformat(), str(row.id)],
+    )
+    await audit.record(session, caller, "list", "adherence_record", None, patient.id)
+    return rows, cursor
+
+
+async def load(session: AsyncSession, caller: Caller, record_id: uuid.UUID) -> AdherenceRecord:
+    """The record if the caller may see it: the patient's own, or in the staff's clinic."""
+    principal = caller.principal
+    statement = select(AdherenceRecord).where(
+        AdherenceRecord.id == record_id,
+        AdherenceRecord.clinic_id == principal.clinic_id,
+        col(AdherenceRecord.deleted_at).is_(None),
+    )
+    if principal.kind == ActorKind.patient:
+        statement = statement.where(AdherenceRecord.patient_id == principal.patient_id)
+    record = (await session.exec(statement)).first()
+    if record is None:
+        raise NotFound(f"No adherence record {record_id}.")
+    return record
+
+
+async def read(session: AsyncSession, caller: Caller, record_id: uuid.UUID) -> AdherenceRecord:
+    record = await load(session, caller, record_id)
+    await audit.record(session, caller, "read", "adherence_record", record.id, record.patient_id)
+    return record
+
+
+async def correct(
+    session: AsyncSession,
+    caller: Caller,
+    record_id: uuid.UUID,
+    data: RecordUpdate,
+    if_match: str | None,
+) -> AdherenceRecord:
+    """A new version of the record; the one it replaces stays readable."""
+    record = await load(session, caller, record_id)
+    if if_match is None:
+        raise PreconditionRequired("Send If-Match with the record's ETag.")
+    if not etag_matches_strongly(if_match, etag(record)):
+        raise PreconditionFailed("The record changed since you read it; read it again.")
+    changes = data.model_dump(exclude_unset=True)
+    merged = {**public(record).model_dump(), **changes}
+    try:
+        RecordIn.model_validate(
+            {k: merged[k] for k in RecordIn.model_fields if k in merged} | {"id": record.id}
+        )
+    except ValidationError as error:
+        raise InvalidInput(
+            [
+                FieldError(
+                    location="body",
+                    pointer="#" + "".join(f"/{part}" for part in e["loc"]),
+                    detail=e["msg"],
+                )
+                for e in error.errors()
+            ]
+        ) from None
+    if "performed_at" in changes:
+        performed = data.performed_at
+        assert performed is not None
+        if performed > utcnow() + CLOCK_SKEW:
+            raise InvalidInput(
+                [FieldError(location="body", pointer="#/performed_at", detail="In the future.")]
+            )
+        patient = await session.get(Patient, record.patient_id)
+        assert patient is not None
+        offset = performed.utcoffset() or timedelta(0)
+        changes["utc_offset_minutes"] = int(offset.total_seconds() // 60)
+        changes["performed_on"] = performed.astimezone(ZoneInfo(patient.time_zone)).date()
+    if all(getattr(record, k) == v for k, v in changes.items()):
+        return record
+    session.add(
+        AdherenceRecordVersion(
+            record_id=record.id,
+            version=record.version,
+            content=public(record).model_dump(mode="json"),
+            replaced_by=caller.principal.id,
+        )
+    )
+    for field, value in changes.items():
+        setattr(record, field, value)
+    record.version += 1
+    record.updated_at = utcnow()
+    session.add(record)
+    # If the version row exists, a concurrent correction from the same read won.
+    await flush_or(
+        session, PreconditionFailed("The record changed since you read it; read it again.")
+    )
+    await _changed(session, caller, record, "update")
+    return record
+
+
+async def delete(session: AsyncSession, caller: Caller, record_id: uuid.UUID) -> None:
+    """Soft: the record leaves every list and summary; sync consumers get a tombstone."""
+    record = await load(session, caller, record_id)
+    record.deleted_at = utcnow()
+    session.add(record)
+    await _changed(session, caller, record, "delete")
+
+
+async def _changed(
+    session: AsyncSession, caller: Caller, record: AdherenceRecord, operation: str
+) -> None:
+    """What a correction or a delete leaves beside the record: its change for sync, the
+    patient's stale overview figures, and the audit event."""
+    await record_change(
+        session, record.clinic_id, "adherence_record", record.id, operation, version=record.version
+    )
+    await rollups.mark_stale(session, record.clinic_id, [record.patient_id])
+    await audit.record(session, caller, operation, "adherence_record", record.id, record.patient_id)
+
+
+async def versions(
+    session: AsyncSession, caller: Caller, record_id: uuid.UUID
+) -> list[RecordVersionPublic]:
+    record = await read(session, caller, record_id)
+    earlier = (
+        await session.exec(
+            select(AdherenceRecordVersion)
+            .where(AdherenceRecordVersion.record_id == record.id)
+            .order_by(col(AdherenceRecordVersion.version))
+        )
+    ).all()
+    return [
+        *(
+            RecordVersionPublic(
+                version=row.version,
+                record=RecordPublic.model_validate(row.content),
+                replaced_at=row.replaced_at,
+                replaced_by=row.replaced_by,
+            )
+            for row in earlier
+        ),
+        RecordVersionPublic(
+            version=record.version, record=public(record), replaced_at=None, replaced_by=None
+        ),
+    ]
