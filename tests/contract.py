@@ -54,7 +54,8 @@ class ContractRequest:
 
     @property
     def content_type(self) -> str:
-        return self.request.headers.get("content-type", "")
+        content_type: str = self.request.headers.get("content-type", "")
+        return content_type
 
 
 class ContractResponse:
@@ -69,7 +70,8 @@ class ContractResponse:
 
     @property
     def content_type(self) -> str:
-        return self.response.headers.get("content-type", "")
+        content_type: str = self.response.headers.get("content-type", "")
+        return content_type
 
     @property
     def headers(self) -> Headers:
