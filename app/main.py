@@ -12,11 +12,11 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
 from app.adherence.router import router as adherence_router
-from app.audit.router import router as audit_router
 from app.auth.ratelimit import SignInLimiter
 from app.auth.router import router as auth_router
 from app.auth.security import Secrets
 from app.clinics.api_clients_router import router as api_clients_router
+from app.clinics.audit_router import router as audit_router
 from app.clinics.clinicians_router import router as clinicians_router
 from app.clinics.router import router as clinic_router
 from app.core.cache import PublicResponseCache

@@ -5,13 +5,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 Statement = tuple[str, Any]
 
 
 @contextmanager
-def statements_run(engine: Engine, wanted: Callable[[str], bool]) -> Iterator[list[Statement]]:
+def statements_run(
+    engine: AsyncEngine, wanted: Callable[[str], bool]
+) -> Iterator[list[Statement]]:
     """The statements (with their parameters) that ``engine`` runs in the block, of those
     ``wanted`` picks."""
     seen: list[Statement] = []
@@ -21,20 +24,22 @@ def statements_run(engine: Engine, wanted: Callable[[str], bool]) -> Iterator[li
         if wanted(statement):
             seen.append((statement, parameters))
 
-    event.listen(engine, "before_cursor_execute", keep)
+    # Cursor events fire on the sync engine under the async one.
+    event.listen(engine.sync_engine, "before_cursor_execute", keep)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", keep)
+        event.remove(engine.sync_engine, "before_cursor_execute", keep)
 
 
-def unsorted_plans(engine: Engine, statements: list[Statement]) -> list[str]:
+async def unsorted_plans(engine: AsyncEngine, statements: list[Statement]) -> list[str]:
     """Each statement's plan, after checking that none sorts rows: each reads its rows in an
     index's order."""
-    plans = []
-    with engine.connect() as connection:
+
+    def explain_all(connection: Connection) -> list[str]:
+        plans = []
         for statement, parameters in statements:
-            if engine.dialect.name == "postgresql":
+            if connection.dialect.name == "postgresql":
                 # A handful of test rows would rather be scanned: ask what else can serve.
                 connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
                 connection.exec_driver_sql("SET LOCAL enable_sort = off")
@@ -46,5 +51,10 @@ def unsorted_plans(engine: Engine, statements: list[Statement]) -> list[str]:
                 plan = "\n".join(str(row[-1]) for row in explain)
                 assert "TEMP B-TREE" not in plan, plan
             plans.append(plan)
-        connection.rollback()
-    return plans
+        return plans
+
+    async with engine.connect() as connection:
+        try:
+            return await connection.run_sync(explain_all)
+        finally:
+            await connection.rollback()

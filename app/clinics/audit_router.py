@@ -1,4 +1,5 @@
-"""The audit trail, for clinic admins. Read-only: nobody alters it through the API."""
+"""The audit trail, for clinic admins. Read-only: nobody alters it through the API. (The
+trail itself, `app.audit`, sits below identity; its list route is an admin route.)"""
 
 from typing import Annotated
 
