@@ -196,7 +196,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
             tags=app.openapi_tags,
         )
-        problem = {"$ref": "#/components/schemas/Problem"}
+        problem_schema = {"$ref": "#/components/schemas/Problem"}
         for path in schema["paths"].values():
             for operation in path.values():
                 # Any route may fail unexpectedly, or find the database busy or away.
@@ -205,7 +205,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                         status,
                         {
                             "description": description,
-                            "content": {PROBLEM_MEDIA_TYPE: {"schema": problem}},
+                            "content": {PROBLEM_MEDIA_TYPE: {"schema": problem_schema}},
                         },
                     )
                 for status, answer in operation.get("responses", {}).items():

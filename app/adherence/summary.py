@@ -606,30 +606,33 @@ def outlook(patient: Subject, start: date, end: date, today: date) -> Outlook:
     return Outlook(patient, start, end, today, expected, expectations(expected))
 
 
+# The columns of a session row that `credit_days` takes, in its order.
+DAY_COUNTS = ("performed_on", "item_id", "completed", "partial", "skipped", "pain", "pain_count")
+
+
 def summarize(outlook: Outlook, rows: Sequence[Row[Any]]) -> bytes:
     """The summary as JSON, shaped as the `Summary` schema, from the rows `read` gave: a
     session row has a date and no alert id, the latest time's row no date, an alert row
     its record's id."""
     patient, start, end, today = outlook.patient, outlook.start, outlook.end, outlook.today
     expected = outlook.expected
-    sessions = [
-        (
-            row.performed_on,
-            row.item_id,
-            row.completed,
-            row.partial,
-            row.skipped,
-            row.pain,
-            row.pain_count,
-        )
-        for row in rows
-        if row.performed_on is not None and row.alert_id is None
-    ]
+    # Columns found by name once, then read by position: a year holds a thousand rows.
+    sessions: list[DayCounts] = []
+    latest: datetime | None = None
+    alerts: list[Row[Any]] = []
+    if rows:
+        at = {name: n for n, name in enumerate(rows[0]._fields)}
+        day, alert_id = at["performed_on"], at["alert_id"]
+        day_counts = itemgetter(*(at[name] for name in DAY_COUNTS))
+        for row in rows:
+            if row[alert_id] is not None:
+                alerts.append(row)
+            elif row[day] is not None:
+                sessions.append(day_counts(row))
+            else:
+                latest = row.performed_at
     tally = credit_days(expected, sessions, outlook.credit)
-    latest = next((row.performed_at for row in rows if row.performed_on is None), None)
-    alerts = sorted(
-        (row for row in rows if row.alert_id is not None), key=_performed_at, reverse=True
-    )
+    alerts.sort(key=_performed_at, reverse=True)
     current, longest = _streaks(tally.day_state, today)
     body = {
         "from": start,
