@@ -47,7 +47,7 @@ def serve(
 
     import uvicorn
 
-    from app import demo
+    import app.demo as demo
     from app.auth.security import Secrets
     from app.core.config import Environment, get_settings
     from app.core.db import make_engine

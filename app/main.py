@@ -186,6 +186,19 @@ UNPLANNED = {
 }
 
 
+BODY_UNPLANNED = {
+    "413": "Content Too Large: bodies are limited to `DORSI_MAX_BODY_BYTES` (1 MiB).",
+}
+
+
+# Answered by `app.core.idempotency` for any POST that sends an `Idempotency-Key`.
+IDEMPOTENT_UNPLANNED = {
+    "400": "Bad Request: the `Idempotency-Key` is not 1 to 200 characters.",
+    "409": "Conflict: a request with this `Idempotency-Key` is still being processed.",
+    "422": "Unprocessable Content: this `Idempotency-Key` was used with another request.",
+}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = get_openapi(
@@ -196,16 +209,23 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
             tags=app.openapi_tags,
         )
-        problem_schema = {"$ref": "#/components/schemas/Problem"}
-        for path in schema["paths"].values():
-            for operation in path.values():
-                # Any route may fail unexpectedly, or find the database busy or away.
-                for status, description in UNPLANNED.items():
+        for route, path in schema["paths"].items():
+            for method, operation in path.items():
+                # Any route may fail unexpectedly, or find the database busy or away; any
+                # body may be too large.
+                unplanned = UNPLANNED | (BODY_UNPLANNED if "requestBody" in operation else {})
+                if method == "post" and not route.startswith("/v1/auth/"):
+                    unplanned |= IDEMPOTENT_UNPLANNED
+                for status, description in unplanned.items():
                     operation["responses"].setdefault(
                         status,
                         {
                             "description": description,
-                            "content": {PROBLEM_MEDIA_TYPE: {"schema": problem_schema}},
+                            "content": {
+                                PROBLEM_MEDIA_TYPE: {
+                                    "schema": {"$ref": "#/components/schemas/Problem"}
+                                }
+                            },
                         },
                     )
                 for status, answer in operation.get("responses", {}).items():

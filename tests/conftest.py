@@ -17,13 +17,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import make_url
 
+from app import seed
 from app.auth import accounts
 from app.auth import service as auth_service
 from app.auth.models import AccessCode, Role
 from app.auth.principal import Scope
 from app.auth.security import Secrets, new_access_code
 from app.core import logging as app_logging
-from app import seed
 from app.core import migrate
 from app.core.columns import utcnow
 from app.core.config import Settings
@@ -181,11 +181,15 @@ async def build_world(app: FastAPI) -> World:
         actors: dict[str, Actor] = {"anonymous": Actor("anonymous", None)}
         for name, (clinic_id, role) in people.items():
             email = f"{name}-{tag}@clinic.test"
-            person = await accounts.create_clinician(session, secrets, clinic_id, email, PASSWORD, role)
+            person = await accounts.create_clinician(
+                session, secrets, clinic_id, email, PASSWORD, role
+            )
             token = await auth_service.password_grant(session, secrets, email, PASSWORD, None)
             actors[name] = Actor(name, token.access_token, person.id, clinic_id)
         for name, scopes in (("client_all", list(Scope)), ("client_none", [Scope.changes_read])):
-            client, secret = await accounts.create_api_client(session, secrets, clinic1.id, name, scopes)
+            client, secret = await accounts.create_api_client(
+                session, secrets, clinic1.id, name, scopes
+            )
             token = await auth_service.client_credentials_grant(
                 session, secrets, str(client.id), secret, None
             )

@@ -216,7 +216,7 @@ async def test_a_clinic_and_an_api_client_made_with_the_command_can_sign_in(
 async def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from app import demo
+    import app.demo as demo
     from app.auth.security import Secrets
     from app.core.columns import utcnow
     from app.core.db import make_engine, transaction

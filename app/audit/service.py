@@ -9,8 +9,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.models import AuditEvent
-from app.core.columns import utcnow
 from app.core.bulk import insert_many
+from app.core.columns import utcnow
 from app.core.db import execute
 
 

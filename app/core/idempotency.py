@@ -176,12 +176,16 @@ async def _replay(found: dict[str, Any], send: Send) -> None:
 
 async def _problem(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
     slug = {400: "bad-request", 409: "conflict", 422: "validation"}[status]
+    extra: dict[str, Any] = {}
+    if status in (400, 422):  # the header is what is wrong
+        extra["errors"] = [{"location": "header", "pointer": "#/Idempotency-Key", "detail": detail}]
     response = problem_response(
         status,
         slug=slug,
         detail=detail,
         instance=scope["path"],
         request_id=scope.get("state", {}).get("request_id"),
+        **extra,
     )
     await response(scope, receive, send)
 

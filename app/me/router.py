@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Response
 from app.audit import service as audit
 from app.auth.deps import PatientCaller
 from app.core.db import SessionDep
-from app.core.errors import Forbidden, NotFound, Unauthorized, responses
+from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, responses
 from app.core.http import JSON_MEDIA_TYPE, NOT_MODIFIED, PRIVATE, IfNoneMatch, conditional_json
 from app.me import service, today
 from app.me.schemas import Me, Today
@@ -33,7 +33,7 @@ async def get_me(session: SessionDep, caller: PatientCaller) -> Me:
     operation_id="getMyPlan",
     summary="My active plan",
     response_model=PlanPublic,
-    responses={**NOT_MODIFIED, **responses(Unauthorized, Forbidden, NotFound)},
+    responses={**NOT_MODIFIED, **responses(Unauthorized, Forbidden, NotFound, InvalidInput)},
 )
 async def get_my_plan(
     session: SessionDep, caller: PatientCaller, if_none_match: IfNoneMatch = None

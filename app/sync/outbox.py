@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.columns import utcnow
 from app.core.bulk import insert_many
+from app.core.columns import utcnow
 from app.core.db import dialect_of, execute
 from app.sync.models import Change
 

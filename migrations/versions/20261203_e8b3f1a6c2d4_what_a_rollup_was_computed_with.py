@@ -20,13 +20,15 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE, on SQLite too (3.35 and later drop columns): a batch operation would
+# copy the table, and lose the expression index of the overview's order on the way.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("adherence_rollup", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("time_zone", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("pain_alert_at", sa.Integer(), nullable=True))
+    op.add_column("adherence_rollup", sa.Column("time_zone", sa.String(length=64), nullable=True))
+    op.add_column("adherence_rollup", sa.Column("pain_alert_at", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("adherence_rollup", schema=None) as batch_op:
-        batch_op.drop_column("pain_alert_at")
-        batch_op.drop_column("time_zone")
+    op.drop_column("adherence_rollup", "pain_alert_at")
+    op.drop_column("adherence_rollup", "time_zone")

@@ -12,9 +12,7 @@ Statement = tuple[str, Any]
 
 
 @contextmanager
-def statements_run(
-    engine: AsyncEngine, wanted: Callable[[str], bool]
-) -> Iterator[list[Statement]]:
+def statements_run(engine: AsyncEngine, wanted: Callable[[str], bool]) -> Iterator[list[Statement]]:
     """The statements (with their parameters) that ``engine`` runs in the block, of those
     ``wanted`` picks."""
     seen: list[Statement] = []
