@@ -24,7 +24,7 @@ from app.auth.models import ActorKind
 from app.auth.principal import Caller
 from app.core.bulk import insert_many
 from app.core.columns import utcnow
-from app.core.db import execute, table_of
+from app.core.db import execute, retried, table_of
 from app.core.errors import FieldError
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanVersion
@@ -134,9 +134,14 @@ async def upload(session: AsyncSession, caller: Caller, batch: BatchIn) -> list[
     # stored (or being stored). `insert_many` inserts the rows in key order, whatever order
     # they came in: each row locks its key until commit, so concurrent uploads of the same
     # records in different orders would each wait for a key the other holds (a deadlock,
-    # issue 18); in one order, a later upload only waits for an earlier one.
-    created = await insert_many(
-        session, RECORDS, list(rows.values()), common=common, skip_conflicts=True
+    # issue 18); in one order, a later upload only waits for an earlier one. Should the
+    # database still refuse it for now (a deadlock), the insert, this transaction's first
+    # write, is tried again.
+    created: set[uuid.UUID] = await retried(
+        session,
+        lambda: insert_many(
+            session, RECORDS, list(rows.values()), common=common, skip_conflicts=True
+        ),
     )
     # Only ids stored before this upload need reading back; new rows are as we wrote them.
     earlier = set(rows) - created

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
@@ -81,9 +82,15 @@ async def insert_many(
         values = {name: [row[name] for row in rows] for name in columns} | common
         raw = (await connection.get_raw_connection()).driver_connection
         assert raw is not None
-        async with raw.cursor() as cursor:
-            await cursor.execute(sql, values)
-            return {row[0] for row in await cursor.fetchall()} if skip_conflicts else set()
+        driver_error = connection.dialect.loaded_dbapi.Error
+        try:
+            async with raw.cursor() as cursor:
+                await cursor.execute(sql, values)
+                return {row[0] for row in await cursor.fetchall()} if skip_conflicts else set()
+        except driver_error as error:
+            # As SQLAlchemy raises the driver's errors everywhere else: the error handlers
+            # and `retried` know them so.
+            raise DBAPIError.instance(sql, None, error, driver_error) from error
     rows = [{**row, **common} for row in rows]
     if not skip_conflicts:
         await connection.execute(sqlite_insert(table), rows)

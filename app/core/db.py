@@ -5,22 +5,24 @@ One engine (and so one pool) per process: psycopg 3 (async) on PostgreSQL, aiosq
 SQLite. Statements are built once from the models and run on both.
 """
 
+import asyncio
+import random
 import select
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Request
 from sqlalchemy import Executable, Result, Table, event, make_url
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
-from app.core.errors import DorsiError
+from app.core.errors import DorsiError, transient
 
 
 def async_url(database_url: str) -> str:
@@ -134,6 +136,30 @@ async def execute(
     deprecated.)"""
     result: Result[Any] = await session.exec(statement, params=params)  # type: ignore[call-overload]
     return result
+
+
+T = TypeVar("T")
+
+
+async def retried(
+    session: AsyncSession, work: Callable[[], Awaitable[T]], *, attempts: int = 4
+) -> T:
+    """``work`` in a savepoint; if the database refuses it for a reason that may not come
+    again (a deadlock, a serialization failure), back to the savepoint and again, after a
+    random pause that grows with each attempt. The last failure is raised.
+
+    Only locks taken inside the savepoint are given up by going back to it: ``work``
+    should be the transaction's first write, or a retry meets the same wait again.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with session.begin_nested():
+                return await work()
+        except DBAPIError as error:
+            if attempt == attempts or not transient(error):
+                raise
+        await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 (jitter)
+    raise AssertionError("unreachable")
 
 
 def dialect_of(session: AsyncSession) -> str:

@@ -2,11 +2,15 @@
 
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from fastapi import FastAPI, Request
 from httpx import AsyncClient
+from sqlalchemy import func, select
 
+from app.core import logging as app_logging
 from app.core.config import Settings
+from app.core.db import SessionDep, execute
 from app.main import create_app, dispose_engines
 from tests.conftest import make_client
 from tests.core.problems import assert_problem
@@ -22,6 +26,11 @@ async def count_body(request: Request) -> dict[str, int]:
     return {"received": len(await request.body())}
 
 
+async def end_own_connection(session: SessionDep) -> None:
+    """As a database restart or failover would, mid-request."""
+    await execute(session, select(func.pg_terminate_backend(func.pg_backend_pid())))
+
+
 @pytest.fixture
 async def probe_app(settings: Settings) -> AsyncIterator[FastAPI]:
     """The real app plus two routes no shipped route provides: one that crashes, one that
@@ -29,6 +38,7 @@ async def probe_app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     application.add_api_route("/probe/crash", fail_unexpectedly, methods=["GET"])
     application.add_api_route("/probe/body", count_body, methods=["POST"])
+    application.add_api_route("/probe/end-connection", end_own_connection, methods=["GET"])
     yield application
     await dispose_engines(application)
 
@@ -94,6 +104,33 @@ async def test_unexpected_exception_is_500_problem_that_keeps_its_secrets(
     assert "RuntimeError" not in response.text
     assert "Traceback" not in response.text
     assert problem["detail"] == "An unexpected error occurred."
+
+
+async def test_an_unexpected_exception_is_logged_once_with_its_trace_and_request_id(
+    probe: AsyncClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    app_logging._flush()
+    capfd.readouterr()
+    response = await probe.get("/probe/crash", headers={"X-Request-ID": "crash-7"})
+    assert_problem(response, 500, "internal")
+    app_logging._flush()
+    lines = [orjson.loads(line) for line in capfd.readouterr().out.splitlines() if line]
+    failures = [line for line in lines if line.get("level") == "error"]
+    assert len(failures) == 1
+    assert failures[0]["request_id"] == "crash-7"
+    assert "RuntimeError: secret detail" in failures[0]["exception"]
+
+
+async def test_a_database_that_goes_away_mid_request_is_503_to_try_again(
+    probe: AsyncClient, backend: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("An embedded database does not go away.")
+    response = await probe.get("/probe/end-connection", headers={"X-Request-ID": "gone-1"})
+    problem = assert_problem(response, 503, "database-busy")
+    assert response.headers["retry-after"] == "1"
+    assert problem["request_id"] == "gone-1"
+    assert (await probe.get("/readyz")).status_code == 200
 
 
 async def test_problem_names_the_request_id_the_client_sent(client: AsyncClient) -> None:
