@@ -17,6 +17,11 @@ same moments of the machine. Medians are shown.
   records for each of 10 patients picked at random; source ``clinician``), in records per
   second, against 20 transactions of one psycopg ``executemany`` INSERT of 100 such rows.
   Target: at least 0.3 of the reference.
+- Replay storm: 16 uploaders send the same 2,000 new records of one patient at once, each
+  on its own connection, in its own shuffled order, 100 a request (32,000 record answers,
+  each record `created` once and `unchanged` 15 times), against one uploader sending those
+  2,000 once (another 2,000 of the same kind), in record answers per second. Target: at
+  least 0.5 of the single uploader's: a replayed record costs no more than a new one.
 - Summary: ``GET /v1/patients/{id}/adherence/summary`` over the 365 local days up to today
   for ``Dataset.patient`` (1,000 records in that year), median time of 20 requests a round,
   against one SQL aggregate over the same rows (sessions by local date, item and status,
@@ -45,7 +50,9 @@ import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,6 +80,7 @@ class Api:
     def __init__(self, base: str, token: str) -> None:
         address = urlsplit(base)
         assert address.hostname is not None
+        self.base, self.token = base, token
         self.connection = http.client.HTTPConnection(address.hostname, address.port)
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
@@ -232,6 +240,70 @@ def batch_upload(ctx: Context) -> list[Result]:
             statistics.median(ours),
             statistics.median(theirs),
             0.3,
+            at_least=True,
+        )
+    ]
+
+
+# ----------------------------------------------------------------------------- replay storm
+
+STORM_UPLOADERS, STORM_RECORDS = 16, 2_000
+
+
+def storm(ctx: Context) -> list[Result]:
+    person = ctx.data.patients[2]  # not the summary's, not one the batch case picks often
+    zone, now = ZoneInfo(person.time_zone), datetime.now(UTC)
+
+    def sessions() -> list[dict[str, Any]]:
+        made = []
+        for n in range(STORM_RECORDS):
+            which = n % len(person.item_ids)
+            performed = now - timedelta(minutes=10 + 211 * n)
+            made.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "plan_id": str(person.plan_id),
+                    "plan_version": person.plan_version,
+                    "item_id": str(person.item_ids[which]),
+                    "performed_at": performed.astimezone(zone).isoformat(),
+                    **session_fields(ctx.rng, ctx.data.items[which]),
+                }
+            )
+        return made
+
+    def upload(api: Api, records: list[dict[str, Any]]) -> list[str]:
+        answers = []
+        for start in range(0, len(records), BATCH):
+            body = {"records": records[start : start + BATCH]}
+            answers += [r["result"] for r in api.post("/v1/adherence/batch", body)["results"]]
+        return answers
+
+    single = sessions()
+    alone = timed(lambda: upload(ctx.api, single))
+
+    records = sessions()
+    orders = []
+    for seed in range(STORM_UPLOADERS):
+        mine = records[:]
+        random.Random(seed).shuffle(mine)
+        orders.append(mine)
+    apis = [Api(ctx.api.base, ctx.api.token) for _ in orders]
+    with ThreadPoolExecutor(STORM_UPLOADERS) as pool:
+        start = time.perf_counter()
+        answers = list(pool.map(upload, apis, orders))
+        together = time.perf_counter() - start
+    for api in apis:
+        api.close()
+    outcomes = Counter(result for uploader in answers for result in uploader)
+    expected = {"created": STORM_RECORDS, "unchanged": STORM_RECORDS * (STORM_UPLOADERS - 1)}
+    if outcomes != expected:
+        raise SystemExit(f"The storm's answers were {dict(outcomes)}, not {expected}")
+    return [
+        Result(
+            f"replay storm, {STORM_UPLOADERS} x {STORM_RECORDS} (record answers/s)",
+            STORM_UPLOADERS * STORM_RECORDS / together,
+            STORM_RECORDS / alone,
+            0.5,
             at_least=True,
         )
     ]
@@ -544,7 +616,7 @@ def overview(ctx: Context) -> list[Result]:
 
 # ------------------------------------------------------------------------------------- run
 
-CASES = (batch_upload, summary, overview)
+CASES = (batch_upload, storm, summary, overview)
 
 
 def sign_in(base: str, data: Dataset) -> str:
