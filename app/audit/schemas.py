@@ -31,7 +31,11 @@ class AuditEventPublic(BaseModel):
     occurred_at: datetime
     actor_kind: str
     actor_id: uuid.UUID | None
-    action: str = Field(description="list, read, create, update, delete, pair or revoke.")
+    action: str = Field(
+        description="list, read, create, update, delete, pair, revoke, or suspected_theft "
+        "(a used refresh token presented again after the reuse window: the device was "
+        "signed out)."
+    )
     resource_type: str
     resource_id: str | None
     patient_id: uuid.UUID | None

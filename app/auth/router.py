@@ -143,11 +143,21 @@ async def refresh_token(
     limiter: LimiterDep,
     settings: SettingsDep,
 ) -> Response:
-    """Each refresh token works once and comes back replaced. Presenting a used one again
-    ends the device's session: it has leaked."""
+    """Each refresh token works once and comes back replaced: keep the new one. For
+    `DORSI_REFRESH_REUSE_SECONDS` (30 by default) after its first use, the same token
+    answers the same new refresh token again, with a fresh access token, so that
+    concurrent refreshes and a retry after a lost answer all succeed. Presented later, it
+    has leaked: the device's session ends, and the audit trail records a suspected
+    theft."""
     limiter.hit(("refresh", "ip", _address(request)))
     tokens, reused = await service.refresh(
-        session, secrets, body.refresh_token, timedelta(days=settings.refresh_token_days)
+        session,
+        secrets,
+        body.refresh_token,
+        lifetime=timedelta(days=settings.refresh_token_days),
+        reuse_window=timedelta(seconds=settings.refresh_reuse_seconds),
+        ip=request.client.host if request.client else None,
+        request_id=request.scope.get("state", {}).get("request_id"),
     )
     if tokens is None:
         # Returned, not raised: a detected reuse revokes the session, and that must commit.

@@ -1,5 +1,6 @@
 """Secrets: password hashing (Argon2), signed access tokens (JWT), codes and opaque tokens."""
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -37,6 +38,10 @@ class Secrets:
         key = settings.secret_key.get_secret_value() if settings.secret_key else _EPHEMERAL_KEY
         self._key = key
         self._hmac_key = key.encode()
+        # Its own key, so a successor is never the digest of anything stored.
+        self._successor_key = hmac.new(
+            self._hmac_key, b"dorsi refresh token successor", hashlib.sha256
+        ).digest()
         profile = CHEAPEST if settings.password_hashing == "fast" else RFC_9106_LOW_MEMORY
         self._hasher = PasswordHasher.from_parameters(profile)
         self.access_ttl = timedelta(minutes=settings.access_token_minutes)
@@ -58,6 +63,16 @@ class Secrets:
     def digest(self, value: str) -> str:
         """A keyed digest for looking up codes and opaque tokens without storing them."""
         return hmac.new(self._hmac_key, value.encode(), hashlib.sha256).hexdigest()
+
+    def successor_token(self, refresh_token: str) -> str:
+        """The refresh token that replaces ``refresh_token`` when it is used.
+
+        Derived, not drawn: the same token presented again within the reuse window is
+        answered with the same successor, which is not stored anywhere (only its digest
+        is). Without the key, nobody can derive it, even from a stolen predecessor.
+        """
+        mac = hmac.new(self._successor_key, refresh_token.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def access_token(self, claims: dict[str, Any], now: datetime | None = None) -> str:
         issued = now or utcnow()

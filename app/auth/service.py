@@ -21,6 +21,7 @@ from app.auth.principal import CLINICIAN_SCOPES, PATIENT_SCOPES, Caller, Princip
 from app.auth.schemas import TokenResponse
 from app.auth.security import Secrets, new_opaque_token, normalize_access_code
 from app.core.columns import utcnow
+from app.core.db import execute
 from app.core.errors import BadRequest, Unauthorized
 
 INVALID_CREDENTIALS = "The credentials are not valid."
@@ -124,6 +125,21 @@ def _new_refresh_token(
     return token
 
 
+def _device_caller(
+    auth: AuthSession, patient_id: uuid.UUID, ip: str | None, request_id: str | None
+) -> Caller:
+    """A patient's device session, as the audit trail names whoever acts with it."""
+    principal = Principal(
+        kind=ActorKind.patient,
+        id=patient_id,
+        clinic_id=auth.clinic_id,
+        session_id=auth.id,
+        scopes=frozenset(auth.scopes),
+        patient_id=patient_id,
+    )
+    return Caller(principal=principal, ip=ip, request_id=request_id)
+
+
 async def pair(
     session: AsyncSession,
     secrets: Secrets,
@@ -161,24 +177,13 @@ async def pair(
     session.add(auth)
     await session.flush()
     refresh = _new_refresh_token(session, secrets, auth, lifetime)
-    principal = Principal(
-        kind=ActorKind.patient,
-        id=found.patient_id,
-        clinic_id=found.clinic_id,
-        session_id=auth.id,
-        scopes=PATIENT_SCOPES,
-        patient_id=found.patient_id,
-    )
-    caller = Caller(principal=principal, ip=ip, request_id=request_id)
+    caller = _device_caller(auth, found.patient_id, ip, request_id)
     await audit.record(session, caller, "pair", "device", auth.id, found.patient_id)
     return _grant(secrets, auth, refresh_token=refresh)
 
 
 async def _claim_once(
-    session: AsyncSession,
-    table: type[AccessCode] | type[RefreshToken],
-    row_id: uuid.UUID,
-    now: datetime,
+    session: AsyncSession, table: type[AccessCode], row_id: uuid.UUID, now: datetime
 ) -> bool:
     result = await session.exec(
         update(table)
@@ -189,19 +194,41 @@ async def _claim_once(
     return result.rowcount == 1
 
 
+# How far a replay inside the window follows the rotations made since (an app that used
+# the successor too): far more than one app makes in a window, given the refresh limit.
+SUCCESSORS_FOLLOWED = 8
+
+
 async def refresh(
-    session: AsyncSession, secrets: Secrets, token: str, lifetime: timedelta
+    session: AsyncSession,
+    secrets: Secrets,
+    token: str,
+    *,
+    lifetime: timedelta,
+    reuse_window: timedelta,
+    ip: str | None,
+    request_id: str | None,
 ) -> tuple[TokenResponse | None, bool]:
     """Rotate a refresh token. Returns the new tokens, or (None, reuse_detected).
 
-    A refresh token presented twice means it leaked: the whole device session is revoked
-    (that revocation must commit even though the request fails). A deleted patient's
-    sessions are revoked already (`revoke_patient`).
+    The first use marks the token used and issues its successor. The same token presented
+    again within ``reuse_window`` of that use (an app refreshing from two calls at once,
+    or retrying a refresh whose answer it lost) answers the same successor with a new
+    access token, and changes nothing. Presented later, the token has leaked: the whole
+    device session is revoked and the audit trail records a suspected theft (both must
+    commit even though the request fails). A deleted patient's sessions are revoked
+    already (`revoke_patient`).
+
+    The token's row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's transactions
+    take its write lock as they begin), so concurrent refreshes with one token queue: one
+    rotates it, and the others then see it used a moment ago.
     """
     now = utcnow()
     found = (
         await session.exec(
-            select(RefreshToken).where(RefreshToken.token_hash == secrets.digest(token))
+            select(RefreshToken)
+            .where(RefreshToken.token_hash == secrets.digest(token))
+            .with_for_update()
         )
     ).first()
     if found is None:
@@ -214,14 +241,57 @@ async def refresh(
         or auth.expires_at <= now
     ):
         return None, False
-    if found.expires_at <= now or not await _claim_once(session, RefreshToken, found.id, now):
-        auth.revoked_at = now
-        session.add(auth)
-        return None, True
-    auth.expires_at = now + lifetime
+    if found.used_at is None:
+        if found.expires_at <= now:
+            return None, False
+        found.used_at = now
+        auth.expires_at = now + lifetime
+        session.add_all([found, auth])
+        successor = secrets.successor_token(token)
+        session.add(
+            RefreshToken(
+                session_id=auth.id,
+                token_hash=secrets.digest(successor),
+                expires_at=now + lifetime,
+            )
+        )
+        return _grant(secrets, auth, refresh_token=successor), False
+    if now - found.used_at < reuse_window:
+        current = await _current_successor(session, secrets, token)
+        if current is None:
+            return None, False
+        return _grant(secrets, auth, refresh_token=current), False
+    auth.revoked_at = now
     session.add(auth)
-    new_token = _new_refresh_token(session, secrets, auth, lifetime)
-    return _grant(secrets, auth, refresh_token=new_token), False
+    caller = _device_caller(auth, auth.patient_id, ip, request_id)
+    await audit.record(session, caller, "suspected_theft", "device", auth.id, auth.patient_id)
+    return None, True
+
+
+async def _current_successor(session: AsyncSession, secrets: Secrets, token: str) -> str | None:
+    """The refresh token that stands for the used ``token`` now: its successor, or, if
+    the app has used that one as well, the successor's, and so on; never one that the
+    app has already spent when a newer one exists. None if ``token`` has no successor
+    (it was rotated before successors were derived)."""
+    chain: list[str] = []
+    for _ in range(SUCCESSORS_FOLLOWED):
+        chain.append(secrets.successor_token(chain[-1] if chain else token))
+    digests = {secrets.digest(successor): successor for successor in chain}
+    rows = await execute(
+        session,
+        select(RefreshToken.token_hash, RefreshToken.used_at).where(
+            col(RefreshToken.token_hash).in_(digests)
+        ),
+    )
+    used = {digests[row.token_hash]: row.used_at is not None for row in rows}
+    current: str | None = None
+    for successor in chain:
+        if successor not in used:
+            break
+        current = successor
+        if not used[successor]:
+            break
+    return current
 
 
 async def revoke(session: AsyncSession, secrets: Secrets, token: str) -> None:

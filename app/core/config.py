@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     secret_key: Annotated[SecretStr | None, Field(min_length=32)] = None
     access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
     refresh_token_days: Annotated[int, Field(ge=1, le=365)] = 30
+    # A used refresh token presented again this soon answers its successor (concurrent or
+    # retried refreshes of one app); later, it is taken as stolen. 0: no grace at all.
+    refresh_reuse_seconds: Annotated[int, Field(ge=0, le=300)] = 30
     access_code_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
     password_hashing: Literal["standard", "fast"] = "standard"
     rate_limit_storage: Annotated[str, Field(pattern=r"^(memory|redis|rediss|memcached)://")] = (

@@ -37,6 +37,8 @@ def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
         ("DORSI_ENVIRONMENT", "staging"),
         ("DORSI_SIGN_IN_RATE_LIMIT", "lots"),
         ("DORSI_ACCESS_TOKEN_MINUTES", "0"),
+        ("DORSI_REFRESH_REUSE_SECONDS", "-1"),
+        ("DORSI_REFRESH_REUSE_SECONDS", "301"),
     ],
 )
 def test_bad_setting_stops_start_up_naming_its_variable(
@@ -47,6 +49,14 @@ def test_bad_setting_stops_start_up_naming_its_variable(
         load_settings()
     assert isinstance(raised.value, SystemExit)
     assert variable in str(raised.value)
+
+
+def test_the_refresh_reuse_window_is_30_seconds_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().refresh_reuse_seconds == 30
+    monkeypatch.setenv("DORSI_REFRESH_REUSE_SECONDS", "0")
+    assert load_settings().refresh_reuse_seconds == 0
 
 
 def test_every_bad_setting_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
