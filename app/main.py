@@ -27,6 +27,8 @@ from app.core.idempotency import IdempotencyMiddleware
 from app.core.logging import configure_logging, flush_logs
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
+from app.feed.listener import ChangeListener
+from app.feed.router import router as feed_router
 from app.me.router import router as me_router
 from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
@@ -70,6 +72,11 @@ TAGS = [
         "name": "adherence",
         "description": "What patients actually did: offline batch uploads that never "
         "duplicate, and records read back by the clinic.",
+    },
+    {
+        "name": "sync",
+        "description": "Clinic sync: the change feed, every create, update and delete in "
+        "commit order, each as its own GET renders it.",
     },
     {
         "name": "audit",
@@ -133,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.secrets = Secrets(settings)
+    app.state.change_listener = ChangeListener(settings.database_url)
     app.state.sign_in_limiter = SignInLimiter(
         settings.sign_in_rate_limit, settings.rate_limit_storage
     )
@@ -151,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         patients_router,
         plans_router,
         adherence_router,
+        feed_router,
         audit_router,
         ops_router,
     ):
@@ -177,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def dispose_engines(app: FastAPI) -> None:
     """Close every database connection the app holds."""
+    await app.state.change_listener.close()
     await app.state.engine.dispose()
 
 

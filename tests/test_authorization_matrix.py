@@ -17,6 +17,7 @@ build it from clinic 1's targets, and the status each caller gets. The rules it 
 * The targets are clinic 1's. Clinician 2 works in clinic 2: clinic 1's ids answer it 404,
   exactly like ids that do not exist, while lists and creates answer 2xx in its own clinic.
 * Only clinic admins manage API clients and read the audit trail.
+* The change feed: clinic admins and API clients holding `changes:read`.
 * The global catalog (exercises and the foot-drop template) is read-only: 403 even for
   staff holding the write scope.
 
@@ -121,6 +122,12 @@ def clinic_staff(ok: int, *, other_clinic: int | None = None) -> Expect:
 def clinic_admins(ok: int) -> Expect:
     """Admin-only routes: no clinician, API client or patient, whatever its scopes."""
     return {**everyone(403), "anonymous": 401, "admin1": ok}
+
+
+def change_readers() -> Expect:
+    """The change feed: clinic admins, and API clients holding `changes:read` (client_none
+    holds only that); no other clinician, whatever its scopes."""
+    return {**clinic_admins(200), "client_all": 200, "client_none": 200}
 
 
 def read_only_catalog() -> Expect:
@@ -851,6 +858,8 @@ MATRIX: dict[RouteKey, list[Case]] = {
     ],
     # --- the audit trail: clinic admins --------------------------------------------------
     ("GET", "/v1/audit-events"): [Case(target="the clinic's trail", expect=clinic_admins(200))],
+    # --- clinic sync: admins and clinic systems with `changes:read` ----------------------
+    ("GET", "/v1/changes"): [Case(target="the clinic's change feed", expect=change_readers())],
 }
 
 # ------------------------------------------------------------------------------ the tests

@@ -204,6 +204,41 @@ async def _changed(
     await audit.record(session, caller, operation, "adherence_record", record.id, record.patient_id)
 
 
+async def records_at(
+    session: AsyncSession, clinic_id: uuid.UUID, wanted: set[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], dict[str, Any]]:
+    """Each (record, version) of the clinic as `GET /v1/adherence/{id}` rendered it while
+    that version was current (JSON values): the newest from the record, earlier ones from
+    the versions a correction keeps. Two queries, however many are wanted."""
+    if not wanted:
+        return {}
+    ids = sorted({record_id for record_id, _ in wanted})
+    rendered: dict[tuple[uuid.UUID, int], dict[str, Any]] = {}
+    current = await session.exec(
+        select(AdherenceRecord).where(
+            col(AdherenceRecord.id).in_(ids), AdherenceRecord.clinic_id == clinic_id
+        )
+    )
+    mine = set()
+    for record in current:
+        mine.add(record.id)
+        if (record.id, record.version) in wanted:
+            rendered[(record.id, record.version)] = public(record).model_dump(mode="json")
+    # Earlier versions of the clinic's own records only (versions carry no clinic).
+    earlier = sorted(key for key in wanted if key not in rendered and key[0] in mine)
+    if earlier:
+        found = await session.exec(
+            select(AdherenceRecordVersion).where(
+                tuple_(
+                    col(AdherenceRecordVersion.record_id), col(AdherenceRecordVersion.version)
+                ).in_(earlier)
+            )
+        )
+        for row in found:
+            rendered[(row.record_id, row.version)] = row.content
+    return rendered
+
+
 async def versions(
     session: AsyncSession, caller: Caller, record_id: uuid.UUID
 ) -> list[RecordVersionPublic]:

@@ -12,8 +12,9 @@ from app.audit import service as audit
 from app.auth import accounts
 from app.auth.models import ApiClient, Clinic, Clinician, Role
 from app.auth.principal import Caller
-from app.clinics.schemas import ApiClientUpdate, ClinicianUpdate, ClinicUpdate
+from app.clinics.schemas import ApiClientUpdate, ClinicianUpdate, ClinicPublic, ClinicUpdate
 from app.core.errors import Conflict, NotFound
+from app.sync.outbox import record_change
 
 # ------------------------------------------------------------------------ clinic settings
 
@@ -26,10 +27,16 @@ async def update_clinic(session: AsyncSession, caller: Caller, data: ClinicUpdat
     """The adherence overview reads the thresholds at its next request; nothing here has
     to tell it (the tenancy layer knows no adherence)."""
     clinic = await session.get_one(Clinic, caller.clinic_id)
-    for name, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+    given = data.model_dump(exclude_unset=True, exclude_none=True)
+    changed = {name: value for name, value in given.items() if getattr(clinic, name) != value}
+    for name, value in changed.items():
         setattr(clinic, name, value)
     session.add(clinic)
     await session.flush()
+    if changed:
+        # Settings have no version of their own: the change carries them as they now are.
+        rendered = ClinicPublic.model_validate(clinic).model_dump(mode="json")
+        await record_change(session, clinic.id, "clinic", clinic.id, "update", data=rendered)
     await audit.record(session, caller, "update", "clinic", clinic.id)
     return clinic
 

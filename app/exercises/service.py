@@ -34,6 +34,7 @@ from app.exercises.schemas import (
     ExerciseRef,
     ExerciseUpdate,
 )
+from app.sync.outbox import record_change
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,20 @@ async def create(session: AsyncSession, clinic_id: uuid.UUID, data: ExerciseCrea
     exercise = Exercise(clinic_id=clinic_id, **values)
     session.add(exercise)
     await flush_or(session, Conflict(f"The slug {data.slug!r} is taken."))
+    await _changed(session, clinic_id, exercise, "create")
     return exercise
+
+
+async def _changed(
+    session: AsyncSession, clinic_id: uuid.UUID, exercise: Exercise, operation: str
+) -> None:
+    """The clinic exercise's change for clinic sync, as `GET /v1/exercises/{id}` renders it."""
+    data = None
+    if operation != "delete":
+        data = to_public(exercise, await _variants(session, [exercise])).model_dump(mode="json")
+    await record_change(
+        session, clinic_id, "exercise", exercise.id, operation, version=exercise.version, data=data
+    )
 
 
 async def _own(session: AsyncSession, clinic_id: uuid.UUID, id_or_slug: str) -> Exercise:
@@ -246,6 +260,7 @@ async def update(
         exercise.updated_at = utcnow()
         session.add(exercise)
         await session.flush()
+        await _changed(session, clinic_id, exercise, "update")
     return exercise
 
 
@@ -254,3 +269,4 @@ async def delete(session: AsyncSession, clinic_id: uuid.UUID, id_or_slug: str) -
     exercise = await _own(session, clinic_id, id_or_slug)
     exercise.deleted_at = utcnow()
     session.add(exercise)
+    await _changed(session, clinic_id, exercise, "delete")

@@ -20,6 +20,7 @@ from app.core.errors import (
 )
 from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
 from app.patients import service
+from app.patients.models import Patient
 from app.patients.schemas import (
     AccessCodePublic,
     DevicePublic,
@@ -38,8 +39,8 @@ PatientId = Annotated[uuid.UUID, "the patient's id"]
 AUTH_ERRORS = (Unauthorized, Forbidden, InvalidInput)
 
 
-def _public(patient: object) -> bytes:
-    return PatientPublic.model_validate(patient).model_dump_json().encode()
+def _public(patient: Patient) -> bytes:
+    return service.public(patient).model_dump_json().encode()
 
 
 @router.post(

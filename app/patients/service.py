@@ -1,7 +1,7 @@
 """Patients within the caller's clinic, their access codes and paired devices.
 
 Every function here reads or writes patient data, so every one records an audit event in
-the same transaction.
+the same transaction; every write records its change for clinic sync there too.
 """
 
 import uuid
@@ -25,9 +25,29 @@ from app.patients.models import Patient
 from app.patients.schemas import (
     AccessCodePublic,
     PatientCreate,
+    PatientPublic,
     PatientQuery,
     PatientUpdate,
 )
+from app.sync.outbox import record_change
+
+
+def public(patient: Patient) -> PatientPublic:
+    """The patient as `GET /v1/patients/{id}` renders it."""
+    return PatientPublic.model_validate(patient)
+
+
+async def _changed(session: AsyncSession, patient: Patient, operation: str) -> None:
+    data = None if operation == "delete" else public(patient).model_dump(mode="json")
+    await record_change(
+        session,
+        patient.clinic_id,
+        "patient",
+        patient.id,
+        operation,
+        version=patient.version,
+        data=data,
+    )
 
 
 def etag(patient: Patient) -> str:
@@ -54,6 +74,7 @@ async def create(session: AsyncSession, caller: Caller, data: PatientCreate) -> 
     patient = Patient(clinic_id=caller.clinic_id, **data.model_dump())
     session.add(patient)
     await _flush_unique(session, data.reference)
+    await _changed(session, patient, "create")
     await audit.record(session, caller, "create", "patient", patient.id, patient.id)
     return patient
 
@@ -107,6 +128,7 @@ async def update(
         patient.updated_at = utcnow()
         session.add(patient)
         await _flush_unique(session, patient.reference)
+        await _changed(session, patient, "update")
     await audit.record(session, caller, "update", "patient", patient.id, patient.id)
     return patient
 
@@ -118,6 +140,7 @@ async def delete(session: AsyncSession, caller: Caller, patient_id: uuid.UUID) -
     patient.deleted_at = utcnow()
     session.add(patient)
     await auth_service.revoke_patient(session, caller.clinic_id, patient.id)
+    await _changed(session, patient, "delete")
     await audit.record(session, caller, "delete", "patient", patient.id, patient.id)
 
 

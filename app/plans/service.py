@@ -182,8 +182,27 @@ async def create_template(
     )
     session.add(template)
     await session.flush()
-    await record_change(session, clinic_id, "plan_template", template.id, "create", version=1)
+    await _template_changed(session, clinic_id, template, "create")
     return template
+
+
+async def _template_changed(
+    session: AsyncSession, clinic_id: uuid.UUID, template: PlanTemplate, operation: str
+) -> None:
+    """The template's change for clinic sync, as `GET /v1/plan-templates/{id}` renders it
+    (templates keep no earlier versions to render later)."""
+    data = None
+    if operation != "delete":
+        data = (await template_public(session, template)).model_dump(mode="json")
+    await record_change(
+        session,
+        clinic_id,
+        "plan_template",
+        template.id,
+        operation,
+        version=template.version,
+        data=data,
+    )
 
 
 async def _own_template(
@@ -215,9 +234,7 @@ async def update_template(
     template.version += 1
     template.updated_at = utcnow()
     session.add(template)
-    await record_change(
-        session, clinic_id, "plan_template", template.id, "update", version=template.version
-    )
+    await _template_changed(session, clinic_id, template, "update")
     return template
 
 
@@ -227,7 +244,7 @@ async def delete_template(
     template = await _own_template(session, clinic_id, template_id)
     template.deleted_at = utcnow()
     session.add(template)
-    await record_change(session, clinic_id, "plan_template", template.id, "delete")
+    await _template_changed(session, clinic_id, template, "delete")
 
 
 async def copy_template(
@@ -242,7 +259,7 @@ async def copy_template(
     )
     session.add(copy)
     await session.flush()
-    await record_change(session, clinic_id, "plan_template", copy.id, "create", version=1)
+    await _template_changed(session, clinic_id, copy, "create")
     return copy
 
 
@@ -295,6 +312,58 @@ async def version_public(session: AsyncSession, version: PlanVersion) -> PlanVer
         created_at=version.created_at,
         created_by=version.created_by,
     )
+
+
+async def plans_at(
+    session: AsyncSession, clinic_id: uuid.UUID, wanted: set[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], PlanPublic]:
+    """Each (plan, version number) of the clinic as `GET /v1/plans/{id}` rendered it when
+    that version was the newest: versions are immutable, so every one stays renderable.
+    Three queries, however many are wanted."""
+    if not wanted:
+        return {}
+    plan_ids = sorted({plan_id for plan_id, _ in wanted})
+    plans = {
+        plan.id: plan
+        for plan in await session.exec(
+            select(Plan).where(col(Plan.id).in_(plan_ids), Plan.clinic_id == clinic_id)
+        )
+    }
+    versions = list(
+        await session.exec(
+            select(PlanVersion).where(
+                tuple_(col(PlanVersion.plan_id), col(PlanVersion.number)).in_(sorted(wanted)),
+                PlanVersion.clinic_id == clinic_id,
+            )
+        )
+    )
+    exercises = await _exercises(
+        session, {uuid.UUID(item["exercise_id"]) for v in versions for item in v.items}
+    )
+    rendered = {}
+    for version in versions:
+        plan = plans[version.plan_id]
+        items = []
+        for order, item in enumerate(version.items, start=1):
+            exercise = exercises[uuid.UUID(item["exercise_id"])]
+            brief = ExerciseBrief(id=exercise.id, slug=exercise.slug, name=exercise.name)
+            items.append(PlanItemPublic.model_validate({**item, "order": order, "exercise": brief}))
+        rendered[(version.plan_id, version.number)] = PlanPublic(
+            id=plan.id,
+            patient_id=plan.patient_id,
+            template_id=plan.template_id,
+            status=PlanStatus(version.status),
+            version=version.number,
+            title=version.title,
+            notes=version.notes,
+            start_date=version.start_date,
+            end_date=version.end_date,
+            items=items,
+            created_at=plan.created_at,
+            # A plan's updated_at is when its newest version was made.
+            updated_at=version.created_at,
+        )
+    return rendered
 
 
 def today_for(patient: Patient) -> date:

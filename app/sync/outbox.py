@@ -3,6 +3,11 @@
 PostgreSQL: before drawing the id, the transaction takes an advisory lock on its clinic
 and holds it to commit, so a later id of the same clinic can only be drawn once every
 earlier one has committed or rolled back. SQLite: the database write lock already does it.
+
+A reader paging a clinic's changes by id therefore never passes an id that a transaction
+still open will commit later. The same statement that takes the lock queues a
+``NOTIFY`` on `CHANNEL` (PostgreSQL delivers it at commit, to every process), and a
+commit in this process wakes this process's waiting readers (`app.sync.signal`).
 """
 
 import uuid
@@ -15,8 +20,14 @@ from app.core.bulk import insert_many
 from app.core.columns import utcnow
 from app.core.db import dialect_of, execute
 from app.sync.models import Change
+from app.sync.signal import CHANNEL, changed_in
 
-LOCK = select(func.pg_advisory_xact_lock(bindparam("key")))
+# One round trip: the lock, and the notice the commit sends (identical notices of one
+# transaction are sent once).
+LOCK = select(
+    func.pg_advisory_xact_lock(bindparam("key")),
+    func.pg_notify(CHANNEL, bindparam("clinic")),
+)
 
 
 def _lock_key(clinic_id: uuid.UUID) -> int:
@@ -24,9 +35,10 @@ def _lock_key(clinic_id: uuid.UUID) -> int:
 
 
 async def _lock(session: AsyncSession, clinic_id: uuid.UUID) -> None:
+    changed_in(session, clinic_id)
     if dialect_of(session) == "postgresql":
         # Re-entrant within a transaction, and released by its commit or rollback.
-        await execute(session, LOCK, {"key": _lock_key(clinic_id)})
+        await execute(session, LOCK, {"key": _lock_key(clinic_id), "clinic": str(clinic_id)})
 
 
 async def record_change(
@@ -39,7 +51,11 @@ async def record_change(
     version: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Add a change row to the caller's transaction (create, update or delete)."""
+    """Add a change row to the caller's transaction (create, update or delete).
+
+    ``data``: the resource as its own GET renders it (JSON values), for resources that keep
+    no history of their own versions; the feed renders plans and adherence records from
+    their stored versions instead."""
     await _lock(session, clinic_id)
     session.add(
         Change(

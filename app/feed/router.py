@@ -1,0 +1,90 @@
+"""`GET /v1/changes`: the clinic's change feed, for clinic admins and clinic systems."""
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.auth.deps import (
+    SESSION_STATE,
+    SecretsDep,
+    as_staff,
+    caller_for,
+    oauth2,
+    principal_of,
+    staff_session,
+)
+from app.auth.models import ActorKind, Role
+from app.auth.principal import Caller, Scope
+from app.core.db import execute, transaction
+from app.core.errors import Forbidden, InvalidInput, Unauthorized, responses
+from app.feed import service
+from app.feed.listener import ChangeListener
+from app.feed.schemas import ChangePage, ChangeQuery
+from app.sync.signal import SIGNAL
+
+router = APIRouter(tags=["sync"])
+# Without the listener (SQLite, or PostgreSQL while it reconnects), a waiting reader also
+# looks again this often, for commits made by another process.
+RECHECK_SECONDS = 1.0
+
+
+async def feed_reader(
+    request: Request, secrets: SecretsDep, authorization: Annotated[str | None, Depends(oauth2)]
+) -> Caller:
+    """A clinic admin, or an API client holding `changes:read`. Checked in a transaction of
+    its own, so that a reader that waits holds no connection meanwhile."""
+    session_id = staff_session(secrets, authorization)
+    async with transaction(request.app.state.engine) as session:
+        state = (await execute(session, SESSION_STATE, {"session_id": session_id})).first()
+    principal = as_staff(principal_of(session_id, state), Scope.changes_read)
+    if principal.kind == ActorKind.clinician and principal.role != Role.admin:
+        raise Forbidden("Only clinic admins and clinic systems read the change feed.")
+    return caller_for(request, principal)
+
+
+def listener_of(request: Request) -> ChangeListener | None:
+    """The process's listener on PostgreSQL (started now if it is not yet), else None."""
+    engine: AsyncEngine = request.app.state.engine
+    if engine.dialect.name != "postgresql":
+        return None
+    listener: ChangeListener = request.app.state.change_listener
+    listener.start()
+    return listener
+
+
+@router.get(
+    "/v1/changes",
+    operation_id="listChanges",
+    summary="Follow the clinic's changes",
+    response_model=ChangePage,
+    responses=responses(Unauthorized, Forbidden, InvalidInput),
+)
+async def list_changes(
+    request: Request,
+    caller: Annotated[Caller, Depends(feed_reader)],
+    query: Annotated[ChangeQuery, Query()],
+) -> Response:
+    """Every create, update and delete of the clinic's patients, clinic exercises, plan
+    templates, plans (each version), adherence records (each version) and settings, in
+    the order their transactions committed. Each item's `data` is the resource as its own
+    GET rendered it at that version; a delete is a tombstone (`data` null).
+
+    Follow `next_cursor` (never null) and you see every change exactly once. With `wait`,
+    an empty page is answered when a change commits, or when `wait` seconds have passed.
+    """
+    after = service.position_of(query.cursor)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + query.wait
+    listener = listener_of(request) if query.wait > 0 else None
+    with SIGNAL.watch(caller.clinic_id) as watch:
+        while True:
+            page = await service.read_page(request.app.state.engine, caller, after, query)
+            remaining = deadline - loop.time()
+            if page.items or remaining <= 0:
+                break
+            after = page.position
+            listening = listener is not None and listener.listening
+            await watch.wait(remaining if listening else min(remaining, RECHECK_SECONDS))
+    return Response(page.body(), media_type="application/json")

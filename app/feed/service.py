@@ -1,0 +1,144 @@
+"""Reading a page of the clinic's changes and rendering each as its resource's GET does.
+
+Per clinic, change ids follow commit order (`app.sync.outbox`), so the changes a
+statement sees are always a prefix of the clinic's ids: paging by id never skips one.
+Each read is a short transaction of its own, so a reader that waits holds no connection.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.adherence import records
+from app.audit import service as audit
+from app.auth.principal import Caller
+from app.core.db import execute, table_of, transaction
+from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.feed.schemas import ChangeQuery, ChangeType
+from app.plans import service as plans
+from app.sync.models import Change
+
+CHANGES = table_of(Change)
+_COLUMNS = (
+    CHANGES.c.id,
+    CHANGES.c.resource_type,
+    CHANGES.c.resource_id,
+    CHANGES.c.operation,
+    CHANGES.c.version,
+    CHANGES.c.occurred_at,
+    CHANGES.c.data,
+)
+_AFTER = (CHANGES.c.clinic_id == bindparam("clinic_id")) & (CHANGES.c.id > bindparam("after"))
+PAGE = select(*_COLUMNS).where(_AFTER).order_by(CHANGES.c.id).limit(bindparam("limit"))
+# With `types`: the newest id first, so the page below it sees every change up to it.
+NEWEST = select(func.max(CHANGES.c.id)).where(_AFTER)
+TYPED_PAGE = (
+    select(*_COLUMNS)
+    .where(
+        _AFTER,
+        CHANGES.c.id <= bindparam("newest"),
+        CHANGES.c.resource_type.in_(bindparam("types", expanding=True)),
+    )
+    .order_by(CHANGES.c.id)
+    .limit(bindparam("limit"))
+)
+# Resources whose changes name a patient, for the audit trail.
+_PATIENT_DATA = {ChangeType.patient, ChangeType.plan, ChangeType.adherence_record}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangesPage:
+    items: list[dict[str, Any]]
+    position: int  # the last change id read past: next_cursor's
+
+    def body(self) -> bytes:
+        page = {"items": self.items, "next_cursor": encode_cursor([self.position])}
+        return orjson.dumps(page, option=orjson.OPT_UTC_Z)
+
+
+def position_of(cursor: str | None) -> int:
+    """The change id a cursor stands after (0: before the first)."""
+    if cursor is None:
+        return 0
+    (after,) = decode_cursor(cursor, 1)
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise invalid_cursor()
+    return after
+
+
+async def read_page(
+    engine: AsyncEngine, caller: Caller, after: int, query: ChangeQuery
+) -> ChangesPage:
+    """The clinic's changes after ``after``, rendered, in one short transaction (which
+    also records who read which patients' data)."""
+    clinic_id = caller.clinic_id
+    params: dict[str, Any] = {"clinic_id": clinic_id, "after": after, "limit": query.limit}
+    async with transaction(engine) as session:
+        if query.types:
+            newest = (await execute(session, NEWEST, params)).scalar()
+            if newest is None:
+                return ChangesPage([], after)
+            types = sorted({str(kind) for kind in query.types})
+            rows = (
+                await execute(session, TYPED_PAGE, params | {"newest": newest, "types": types})
+            ).all()
+            # A full page ends at its last change; a short one read up to the newest.
+            position = rows[-1].id if len(rows) == query.limit else newest
+        else:
+            rows = (await execute(session, PAGE, params)).all()
+            position = rows[-1].id if rows else after
+        items = await _render(session, clinic_id, rows)
+        patients = sorted(
+            {
+                uuid.UUID(str(item["id"] if item["type"] == "patient" else data["patient_id"]))
+                for item in items
+                if item["type"] in _PATIENT_DATA and (data := item["data"]) is not None
+            }
+        )
+        await audit.record_many(
+            session, caller, "list", "change", [(None, patient) for patient in patients]
+        )
+    return ChangesPage(items, position)
+
+
+async def _render(session: AsyncSession, clinic_id: uuid.UUID, rows: Sequence[Any]) -> list[Any]:
+    """Each change as a feed item; plans and adherence records rendered from the version
+    each change names, the rest carried by the change itself."""
+    wanted: dict[str, set[tuple[uuid.UUID, int]]] = defaultdict(set)
+    for row in rows:
+        if row.operation != "delete" and row.resource_type in ("plan", "adherence_record"):
+            wanted[row.resource_type].add((uuid.UUID(row.resource_id), row.version))
+    rendered: dict[tuple[str, uuid.UUID, int], Any] = {}
+    for (plan_id, number), plan in (
+        await plans.plans_at(session, clinic_id, wanted["plan"])
+    ).items():
+        rendered[("plan", plan_id, number)] = plan.model_dump(mode="json")
+    for (record_id, version), record in (
+        await records.records_at(session, clinic_id, wanted["adherence_record"])
+    ).items():
+        rendered[("adherence_record", record_id, version)] = record
+    items = []
+    for row in rows:
+        data = row.data
+        if row.operation != "delete" and row.resource_type in ("plan", "adherence_record"):
+            key = (row.resource_type, uuid.UUID(row.resource_id), row.version)
+            data = rendered.get(key)
+        items.append(
+            {
+                "cursor": encode_cursor([row.id]),
+                "type": row.resource_type,
+                "id": row.resource_id,
+                "operation": row.operation,
+                "version": row.version,
+                "occurred_at": row.occurred_at,
+                "data": None if row.operation == "delete" else data,
+            }
+        )
+    return items
