@@ -25,9 +25,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.adherence.models import STALE, AdherenceRecord, AdherenceRollup
 from app.adherence.summary import Done, credit, due, plan_versions
-from app.core.bulk import insert_many
 from app.core.columns import UTCDateTime
 from app.core.db import execute, table_of
+from app.core.driver import insert_many
 from app.patients.models import Patient
 
 CHUNK = 1000

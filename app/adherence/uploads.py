@@ -22,9 +22,9 @@ from app.adherence.schemas import BatchIn, RecordIn
 from app.audit import service as audit
 from app.auth.models import ActorKind
 from app.auth.principal import Caller
-from app.core.bulk import insert_many
 from app.core.columns import utcnow
 from app.core.db import execute, retried, table_of
+from app.core.driver import insert_many
 from app.core.errors import FieldError
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanVersion

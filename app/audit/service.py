@@ -9,9 +9,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.models import AuditEvent
-from app.core.bulk import insert_many
 from app.core.columns import utcnow
 from app.core.db import execute
+from app.core.driver import insert_many
 
 
 class Actor(Protocol):

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import orjson
-import psycopg
 from fastapi import Depends, Request
-from psycopg import sql
 from sqlalchemy import Executable, Result, Table, event, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -162,19 +160,6 @@ async def retried(
                 raise
         await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 (jitter)
     raise AssertionError("unreachable")
-
-
-async def notifications(database_url: str, channel: str) -> AsyncIterator[str]:
-    """PostgreSQL only: the payload of each ``NOTIFY`` on ``channel``, from a connection of
-    its own (outside the pool: it stays for as long as the caller listens). SQLAlchemy has
-    no API for ``LISTEN``, so this one place speaks to the driver. The first value is ``""``,
-    once the connection listens; ``psycopg.Error`` or ``OSError`` end it."""
-    connection = await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True)
-    async with connection:
-        await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        yield ""
-        async for notice in connection.notifies():
-            yield notice.payload
 
 
 def dialect_of(session: AsyncSession) -> str:

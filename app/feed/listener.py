@@ -8,7 +8,7 @@ import uuid
 
 import structlog
 
-from app.core.db import notifications
+from app.core.driver import notifications
 from app.sync.signal import CHANNEL, SIGNAL
 
 log = structlog.get_logger("dorsi.feed")

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.bulk import insert_many
 from app.core.columns import utcnow
 from app.core.db import dialect_of, execute
+from app.core.driver import insert_many
 from app.sync.models import Change
 from app.sync.signal import CHANNEL, changed_in
 

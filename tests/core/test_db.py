@@ -12,9 +12,9 @@ from httpx import AsyncClient
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
-from app.core.bulk import insert_many
 from app.core.columns import utcnow
 from app.core.db import libpq_url, retried, transaction
+from app.core.driver import insert_many
 from app.sync.models import Change
 from tests.conftest import World
 

@@ -1,4 +1,5 @@
-"""Inserting many rows in one statement: the only place Dorsi talks to a driver itself.
+"""What SQLAlchemy does not do for Dorsi, and so the only place it talks to a driver
+itself: many rows in one statement, and listening for PostgreSQL's notifications.
 
 On PostgreSQL the rows go as one binary array per column that varies, unnested into rows
 (``INSERT ... SELECT FROM unnest(...)``): prepared once per connection, executed once,
@@ -7,14 +8,19 @@ send each array as text. On SQLite the rows go through SQLAlchemy's executemany.
 """
 
 import re
+from collections.abc import AsyncIterator
 from functools import cache
 from typing import Any
 
+import psycopg
+from psycopg import sql
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.db import libpq_url
 
 
 @cache
@@ -98,3 +104,16 @@ async def insert_many(
     primary = table.primary_key.columns
     skipping = sqlite_insert(table).on_conflict_do_nothing().returning(*primary)
     return set((await connection.execute(skipping, rows)).scalars())
+
+
+async def notifications(database_url: str, channel: str) -> AsyncIterator[str]:
+    """PostgreSQL only: the payload of each ``NOTIFY`` on ``channel``, from a connection of
+    its own (outside the pool: it stays for as long as the caller listens). SQLAlchemy has
+    no API for ``LISTEN``, so this one place speaks to the driver. The first value is ``""``,
+    once the connection listens; ``psycopg.Error`` or ``OSError`` end it."""
+    connection = await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True)
+    async with connection:
+        await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        yield ""
+        async for notice in connection.notifies():
+            yield notice.payload
