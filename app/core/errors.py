@@ -1,6 +1,6 @@
 """RFC 9457 problem details: one exception type per failure, one place that renders them."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from app.core.text import control_detail
 
 log = structlog.get_logger(__name__)
 
@@ -201,15 +203,30 @@ def _count_detail(count: int) -> str:
     return f"The request has {count} invalid field{'s' if count != 1 else ''}."
 
 
+def describe(error: Mapping[str, Any]) -> str:
+    """What a client is told of one validation error (pydantic's, with plainer words where
+    pydantic's would quote a rule rather than say it)."""
+    if error["type"] == "extra_forbidden":
+        return "Unknown field."
+    if error["type"] == "string_pattern_mismatch":
+        detail = control_detail(str(error.get("ctx", {}).get("pattern")))
+        if detail:
+            return detail
+    message: str = error["msg"]
+    return message
+
+
+def json_pointer(path: Sequence[str | int]) -> str:
+    return "#" + "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in path)
+
+
 def _field_errors(error: RequestValidationError) -> list[FieldError]:
     result = []
     for item in error.errors():
         location, *path = item["loc"] or ("body",)
-        pointer = "#" + "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in path)
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "Unknown field."
-        result.append(FieldError(location=str(location), pointer=pointer, detail=message))
+        result.append(
+            FieldError(location=str(location), pointer=json_pointer(path), detail=describe(item))
+        )
     return result
 
 

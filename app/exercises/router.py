@@ -18,6 +18,7 @@ from app.core.errors import (
     responses,
 )
 from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
+from app.core.text import Line
 from app.exercises import service
 from app.exercises.schemas import (
     ExerciseCreate,
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/v1/exercises", tags=["exercises"])
 PUBLIC = "public, max-age=60"
 READ_ERRORS = (Unauthorized, Forbidden, InvalidInput)
 
-ExerciseKey = Annotated[str, Path(max_length=80, description="The exercise's id (UUID) or slug.")]
+ExerciseKey = Annotated[Line, Path(max_length=80, description="The exercise's id (UUID) or slug.")]
 Writer = Annotated[Caller, Depends(staff(Scope.exercises_write))]
 
 
