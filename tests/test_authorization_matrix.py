@@ -603,9 +603,12 @@ MATRIX: dict[RouteKey, list[Case]] = {
     ],
     ("DELETE", "/v1/adherence/{record_id}"): [
         Case(
-            target="a fresh record of patient A",
+            target="a fresh record of patient A, with its ETag",
             send=fresh(
-                Targets.new_record, lambda _t, record_id: Call(path={"record_id": record_id})
+                Targets.new_record,
+                lambda _t, record_id: Call(
+                    path={"record_id": record_id}, headers={"If-Match": f'"{record_id}-1"'}
+                ),
             ),
             expect=patient_or_staff(204),
         )

@@ -175,13 +175,14 @@ async def correct_adherence_record(
     operation_id="deleteAdherenceRecord",
     summary="Delete an adherence record",
     status_code=204,
-    responses=responses(*RECORD_ERRORS),
+    responses=responses(*RECORD_ERRORS, PreconditionFailed, PreconditionRequired),
 )
 async def delete_adherence_record(
-    record_id: uuid.UUID, session: SessionDep, caller: Recorder
+    record_id: uuid.UUID, session: SessionDep, caller: Recorder, if_match: IfMatch = None
 ) -> Response:
-    """Soft: gone from lists, kept for the record; the change feed gets a tombstone."""
-    await records.delete(session, caller, record_id)
+    """Soft: gone from lists, kept for the record; the change feed gets a tombstone. Takes
+    `If-Match` with the record's ETag, as a correction does."""
+    await records.delete(session, caller, record_id, if_match)
     return Response(status_code=204)
 
 

@@ -138,9 +138,11 @@ async def update_exercise(
     operation_id="deleteExercise",
     summary="Delete a clinic exercise",
     status_code=204,
-    responses=responses(*READ_ERRORS, NotFound),
+    responses=responses(*READ_ERRORS, NotFound, PreconditionFailed),
 )
-async def delete_exercise(exercise: ExerciseKey, session: SessionDep, caller: Writer) -> Response:
+async def delete_exercise(
+    exercise: ExerciseKey, session: SessionDep, caller: Writer, if_match: IfMatch = None
+) -> Response:
     """The global catalog answers 403: it is read-only."""
-    await service.delete(session, caller.clinic_id, exercise)
+    await service.delete(session, caller.clinic_id, exercise, if_match)
     return Response(status_code=204)
