@@ -25,6 +25,7 @@ from app.core.db import make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.logging import configure_logging, flush_logs
+from app.core.methods import HeadAsGet
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
 from app.me.router import router as me_router
@@ -99,7 +100,7 @@ class Dorsi(FastAPI):
             ),
             ceiling_seconds=settings.response_cache_seconds,
         )
-        return RequestContextMiddleware(app, max_body_bytes=settings.max_body_bytes)
+        return RequestContextMiddleware(HeadAsGet(app), max_body_bytes=settings.max_body_bytes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

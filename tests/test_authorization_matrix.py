@@ -881,7 +881,7 @@ def served_routes(app: FastAPI) -> set[RouteKey]:
             if "GET" in methods:
                 # Starlette answers HEAD wherever there is a GET; it is not a route of its own.
                 methods.discard("HEAD")
-            served |= {(method, str(context.path)) for method in methods}
+            served |= {(method, str(context.path_format)) for method in methods}
         else:
             raise TypeError(f"A kind of route the matrix cannot read: {route!r}")
     return served

@@ -134,7 +134,7 @@ def _record_response(record: AdherenceRecord) -> Response:
 
 
 @router.get(
-    "/v1/adherence/{record_id}",
+    "/v1/adherence/{record_id:uuid}",
     operation_id="getAdherenceRecord",
     summary="Get an adherence record",
     response_model=RecordPublic,
@@ -152,7 +152,7 @@ async def get_adherence_record(
 
 
 @router.patch(
-    "/v1/adherence/{record_id}",
+    "/v1/adherence/{record_id:uuid}",
     operation_id="correctAdherenceRecord",
     summary="Correct an adherence record",
     response_model=RecordPublic,
@@ -171,7 +171,7 @@ async def correct_adherence_record(
 
 
 @router.delete(
-    "/v1/adherence/{record_id}",
+    "/v1/adherence/{record_id:uuid}",
     operation_id="deleteAdherenceRecord",
     summary="Delete an adherence record",
     status_code=204,
@@ -187,7 +187,7 @@ async def delete_adherence_record(
 
 
 @router.get(
-    "/v1/adherence/{record_id}/versions",
+    "/v1/adherence/{record_id:uuid}/versions",
     operation_id="listAdherenceRecordVersions",
     summary="List an adherence record's versions",
     response_model=list[RecordVersionPublic],

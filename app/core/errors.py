@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app.core.methods import allowed_methods, requested_method
 from app.core.text import control_detail
 
 log = structlog.get_logger(__name__)
@@ -262,14 +263,18 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code
         )
         detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and detail is None:
             detail = f"Nothing at {request.url.path}."
+        if exc.status_code == 405:
+            allowed = allowed_methods(request.app.router.routes, request.url.path)
+            headers["Allow"] = ", ".join(allowed)
+            detail = (
+                f"{requested_method(request.scope)} is not allowed on {request.url.path}; "
+                f"it answers {', '.join(allowed)}."
+            )
         return problem_response(
-            exc.status_code,
-            slug=slug,
-            detail=detail,
-            request=request,
-            headers=dict(exc.headers or {}),
+            exc.status_code, slug=slug, detail=detail, request=request, headers=headers
         )
 
     async def validation_error(request: Request, exc: Exception) -> Response:
