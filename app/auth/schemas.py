@@ -84,7 +84,8 @@ class RefreshRequest(BaseModel):
 
 
 class RevokeRequest(BaseModel):
-    """RFC 7009: the token to end; its whole sign-in session (device) ends with it."""
+    """RFC 7009: the token to end; its whole sign-in session (device) ends with it. Sent
+    form-encoded, as RFC 7009 prescribes, or as JSON."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -92,3 +93,10 @@ class RevokeRequest(BaseModel):
     )
 
     token: Annotated[Line, Field(min_length=1, max_length=4096)]
+    token_type_hint: Annotated[
+        Line | None,
+        Field(
+            max_length=64,
+            description="`access_token` or `refresh_token`; either kind is found without it.",
+        ),
+    ] = None
