@@ -25,6 +25,7 @@ from app.core.db import make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.logging import configure_logging, flush_logs
+from app.core.methods import HeadAsGet
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
 from app.feed.listener import ChangeListener
@@ -106,7 +107,7 @@ class Dorsi(FastAPI):
             ),
             ceiling_seconds=settings.response_cache_seconds,
         )
-        return RequestContextMiddleware(app, max_body_bytes=settings.max_body_bytes)
+        return RequestContextMiddleware(HeadAsGet(app), max_body_bytes=settings.max_body_bytes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -197,8 +198,14 @@ UNPLANNED = {
 
 
 BODY_UNPLANNED = {
+    "400": "Bad Request: the body could not be parsed (not UTF-8, not JSON, not a form); "
+    "`errors` names the line and column.",
     "413": "Content Too Large: bodies are limited to `DORSI_MAX_BODY_BYTES` (1 MiB).",
+    "415": "Unsupported Media Type: the body is not of the media type the operation takes "
+    "(see `Accept-Post` or `Accept-Patch`).",
 }
+# Answers whose problem lists the invalid inputs, each with its pointer.
+WITH_ERRORS = {"400", "422"}
 
 
 # Answered by `app.core.idempotency` for any POST that sends an `Idempotency-Key`.
@@ -223,17 +230,26 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for method, operation in path.items():
                 # Any route may fail unexpectedly, or find the database busy or away; any
                 # body may be too large.
-                unplanned = UNPLANNED | (BODY_UNPLANNED if "requestBody" in operation else {})
+                unplanned = dict(UNPLANNED)
+                if "requestBody" in operation:
+                    unplanned |= BODY_UNPLANNED
                 if method == "post" and not route.startswith("/v1/auth/"):
-                    unplanned |= IDEMPOTENT_UNPLANNED
+                    for status, description in IDEMPOTENT_UNPLANNED.items():
+                        earlier = unplanned.get(status)
+                        unplanned[status] = (
+                            f"{earlier} Or {description.partition(': ')[2]}"
+                            if earlier
+                            else description
+                        )
                 for status, description in unplanned.items():
+                    model = "ValidationProblem" if status in WITH_ERRORS else "Problem"
                     operation["responses"].setdefault(
                         status,
                         {
                             "description": description,
                             "content": {
                                 PROBLEM_MEDIA_TYPE: {
-                                    "schema": {"$ref": "#/components/schemas/Problem"}
+                                    "schema": {"$ref": f"#/components/schemas/{model}"}
                                 }
                             },
                         },

@@ -610,9 +610,12 @@ MATRIX: dict[RouteKey, list[Case]] = {
     ],
     ("DELETE", "/v1/adherence/{record_id}"): [
         Case(
-            target="a fresh record of patient A",
+            target="a fresh record of patient A, with its ETag",
             send=fresh(
-                Targets.new_record, lambda _t, record_id: Call(path={"record_id": record_id})
+                Targets.new_record,
+                lambda _t, record_id: Call(
+                    path={"record_id": record_id}, headers={"If-Match": f'"{record_id}-1"'}
+                ),
             ),
             expect=patient_or_staff(204),
         )
@@ -887,7 +890,7 @@ def served_routes(app: FastAPI) -> set[RouteKey]:
             if "GET" in methods:
                 # Starlette answers HEAD wherever there is a GET; it is not a route of its own.
                 methods.discard("HEAD")
-            served |= {(method, str(context.path)) for method in methods}
+            served |= {(method, str(context.path_format)) for method in methods}
         else:
             raise TypeError(f"A kind of route the matrix cannot read: {route!r}")
     return served

@@ -26,7 +26,7 @@ from app.auth.models import Clinic
 from app.auth.principal import Caller
 from app.core.columns import UTCDateTime, utcnow
 from app.core.db import execute, table_of
-from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.core.pagination import cursor_time, decode_cursor, encode_cursor, invalid_cursor
 from app.patients.models import Patient
 
 # Built once: every overview request reads them.
@@ -85,7 +85,7 @@ def _position(query: OverviewQuery) -> tuple[Any, uuid.UUID]:
     try:
         patient_id = uuid.UUID(str(last))
         if query.sort.endswith("last_upload_at"):
-            value = datetime.fromisoformat(str(value))
+            value = cursor_time(value)
     except (TypeError, ValueError):
         raise invalid_cursor() from None
     if isinstance(value, bool) or not isinstance(value, (int, float, str, datetime)):

@@ -34,7 +34,7 @@ from app.core.errors import (
     PreconditionFailed,
     PreconditionRequired,
 )
-from app.core.http import etag_matches_strongly
+from app.core.http import check_if_match, etag_matches_strongly
 from app.core.pagination import split_page, time_position
 from app.patients import service as patients
 from app.patients.models import Patient
@@ -184,9 +184,12 @@ async def correct(
     return record
 
 
-async def delete(session: AsyncSession, caller: Caller, record_id: uuid.UUID) -> None:
+async def delete(
+    session: AsyncSession, caller: Caller, record_id: uuid.UUID, if_match: str | None
+) -> None:
     """Soft: the record leaves every list and summary; sync consumers get a tombstone."""
     record = await load(session, caller, record_id)
+    check_if_match(if_match, etag(record), "record", required=True)
     record.deleted_at = utcnow()
     session.add(record)
     await _changed(session, caller, record, "delete")

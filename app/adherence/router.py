@@ -134,7 +134,7 @@ def _record_response(record: AdherenceRecord) -> Response:
 
 
 @router.get(
-    "/v1/adherence/{record_id}",
+    "/v1/adherence/{record_id:uuid}",
     operation_id="getAdherenceRecord",
     summary="Get an adherence record",
     response_model=RecordPublic,
@@ -152,7 +152,7 @@ async def get_adherence_record(
 
 
 @router.patch(
-    "/v1/adherence/{record_id}",
+    "/v1/adherence/{record_id:uuid}",
     operation_id="correctAdherenceRecord",
     summary="Correct an adherence record",
     response_model=RecordPublic,
@@ -171,22 +171,23 @@ async def correct_adherence_record(
 
 
 @router.delete(
-    "/v1/adherence/{record_id}",
+    "/v1/adherence/{record_id:uuid}",
     operation_id="deleteAdherenceRecord",
     summary="Delete an adherence record",
     status_code=204,
-    responses=responses(*RECORD_ERRORS),
+    responses=responses(*RECORD_ERRORS, PreconditionFailed, PreconditionRequired),
 )
 async def delete_adherence_record(
-    record_id: uuid.UUID, session: SessionDep, caller: Recorder
+    record_id: uuid.UUID, session: SessionDep, caller: Recorder, if_match: IfMatch = None
 ) -> Response:
-    """Soft: gone from lists, kept for the record; the change feed gets a tombstone."""
-    await records.delete(session, caller, record_id)
+    """Soft: gone from lists, kept for the record; the change feed gets a tombstone. Takes
+    `If-Match` with the record's ETag, as a correction does."""
+    await records.delete(session, caller, record_id, if_match)
     return Response(status_code=204)
 
 
 @router.get(
-    "/v1/adherence/{record_id}/versions",
+    "/v1/adherence/{record_id:uuid}/versions",
     operation_id="listAdherenceRecordVersions",
     summary="List an adherence record's versions",
     response_model=list[RecordVersionPublic],

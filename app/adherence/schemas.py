@@ -5,7 +5,6 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,6 +18,8 @@ from pydantic_core import CoreSchema, core_schema
 from app.adherence.models import AssistiveDevice, SessionStatus, SkipReason, Source
 from app.core.errors import FieldError
 from app.core.pagination import Page, PageQuery
+from app.core.text import Text
+from app.core.timestamps import Day, Instant
 
 MAX_BATCH = 500
 
@@ -27,7 +28,7 @@ SetsDone = Annotated[int | None, Field(ge=0, le=20)]
 RepsDone = Annotated[int | None, Field(ge=0, le=100)]
 HoldSeconds = Annotated[int | None, Field(ge=0, le=600)]
 Rating = Annotated[int | None, Field(ge=0, le=10, description="0 to 10.")]
-Note = Annotated[str | None, Field(max_length=1000)]
+Note = Annotated[Text | None, Field(max_length=1000)]
 
 RECORD_EXAMPLE: dict[str, Any] = {
     "id": "6c1f0d6e-93b2-4c57-b4c8-2f0b1d7e9a10",
@@ -58,7 +59,7 @@ class RecordIn(BaseModel):
     plan_id: uuid.UUID
     plan_version: Annotated[int, Field(ge=1, le=2**31 - 1)]
     item_id: uuid.UUID
-    performed_at: AwareDatetime = Field(description="When, with the offset where it was.")
+    performed_at: Instant = Field(description="When, with the offset where it was.")
     status: SessionStatus
     sets_done: SetsDone = None
     reps_done: RepsDone = None
@@ -201,8 +202,8 @@ class RecordPage(Page[RecordPublic]):
 
 
 class RecordQuery(PageQuery):
-    since: Annotated[date | None, Field(alias="from", description="First local date.")] = None
-    until: Annotated[date | None, Field(alias="to", description="Last local date.")] = None
+    since: Annotated[Day | None, Field(alias="from", description="First local date.")] = None
+    until: Annotated[Day | None, Field(alias="to", description="Last local date.")] = None
     item_id: uuid.UUID | None = None
     status: SessionStatus | None = None
 
@@ -214,7 +215,7 @@ class RecordUpdate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"status": "partial", "reps_done": 6}]}
     )
 
-    performed_at: AwareDatetime | None = None
+    performed_at: Instant | None = None
     status: SessionStatus | None = None
     sets_done: SetsDone = None
     reps_done: RepsDone = None
@@ -398,8 +399,8 @@ class SummaryQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: Annotated[date | None, Field(alias="from")] = None
-    until: Annotated[date | None, Field(alias="to")] = None
+    since: Annotated[Day | None, Field(alias="from")] = None
+    until: Annotated[Day | None, Field(alias="to")] = None
 
 
 OverviewSort = Literal[

@@ -25,7 +25,7 @@ from app.auth.principal import Caller
 from app.core.columns import utcnow
 from app.core.db import execute, retried, table_of
 from app.core.driver import insert_many
-from app.core.errors import FieldError
+from app.core.errors import FieldError, describe
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanVersion
 from app.sync.outbox import record_changes
@@ -65,7 +65,7 @@ def _parse(index: int, raw: dict[str, Any]) -> RecordIn | list[FieldError]:
             FieldError(
                 location="body",
                 pointer="#/records/" + "/".join(str(p) for p in (index, *e["loc"])),
-                detail="Unknown field." if e["type"] == "extra_forbidden" else e["msg"],
+                detail=describe(e),
             )
             for e in error.errors()
         ]

@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.pagination import Page, PageQuery
+from app.core.timestamps import Instant
 
 AUDIT_EXAMPLE: dict[str, Any] = {
     "id": 1042,
@@ -54,9 +55,9 @@ class AuditEventPage(Page[AuditEventPublic]):
 class AuditQuery(PageQuery):
     patient_id: uuid.UUID | None = None
     actor_id: uuid.UUID | None = None
-    since: Annotated[
-        AwareDatetime | None, Field(alias="from", description="Inclusive, with offset.")
-    ] = None
-    until: Annotated[
-        AwareDatetime | None, Field(alias="to", description="Exclusive, with offset.")
-    ] = None
+    since: Annotated[Instant | None, Field(alias="from", description="Inclusive, with offset.")] = (
+        None
+    )
+    until: Annotated[Instant | None, Field(alias="to", description="Exclusive, with offset.")] = (
+        None
+    )

@@ -2,10 +2,13 @@
 
 import base64
 import binascii
+import json
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from app.auth import service
@@ -21,10 +24,14 @@ from app.auth.schemas import (
 from app.core.config import Settings
 from app.core.db import SessionDep
 from app.core.errors import (
+    FORM_BODIES,
+    JSON_BODY,
     BadRequest,
     InvalidInput,
     TooManyRequests,
     Unauthorized,
+    UnsupportedMediaType,
+    media_type_accepted,
     problem_response,
     responses,
 )
@@ -172,6 +179,47 @@ async def refresh_token(
     return Response(tokens.model_dump_json(), media_type="application/json", headers=NO_STORE)
 
 
+async def _revocation(request: Request) -> RevokeRequest:
+    """The revocation request, form-encoded (RFC 7009) or JSON, read as FastAPI reads a
+    body, so that the same answers follow: 415, 400 with line and column, 422."""
+    content_type = request.headers.get("content-type")
+    raw: Any
+    if media_type_accepted(content_type, FORM_BODIES):
+        form = await request.form()
+        # As for the token endpoint (RFC 6749), parameters it does not know are ignored.
+        raw = {name: form[name] for name in RevokeRequest.model_fields if name in form}
+    elif media_type_accepted(content_type, (JSON_BODY,)):
+        body = await request.body()
+        try:
+            raw = json.loads(body)
+        except json.JSONDecodeError as error:
+            invalid = {"type": "json_invalid", "loc": ("body", error.pos), "msg": error.msg}
+            raise RequestValidationError(
+                [invalid | {"ctx": {"error": error.msg}}], body=error.doc
+            ) from error
+        except UnicodeDecodeError as error:
+            raise HTTPException(400, "There was an error parsing the body") from error
+    else:
+        raise UnsupportedMediaType(
+            f"The body must be {' or '.join((*FORM_BODIES[:1], JSON_BODY))}, "
+            f"not {content_type or 'no Content-Type'}.",
+            headers={"Accept-Post": ", ".join((*FORM_BODIES, JSON_BODY))},
+        )
+    try:
+        return RevokeRequest.model_validate(raw)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors()]
+        ) from None
+
+
+_REVOKE_JSON = {"schema": RevokeRequest.model_json_schema()}
+# The form ignores what it does not know; JSON refuses it.
+_REVOKE_FORM = {
+    "schema": {k: v for k, v in _REVOKE_JSON["schema"].items() if k != "additionalProperties"}
+}
+
+
 @router.post(
     "/revoke",
     operation_id="revokeToken",
@@ -181,10 +229,20 @@ async def refresh_token(
     response_class=Response,
     responses={
         200: {"description": "Revoked (or already unknown, as RFC 7009 asks)."},
-        **responses(InvalidInput),
+        **responses(UnsupportedMediaType, InvalidInput),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {FORM_BODIES[0]: _REVOKE_FORM, JSON_BODY: _REVOKE_JSON},
+        }
     },
 )
-async def revoke_token(body: RevokeRequest, session: SessionDep, secrets: SecretsDep) -> Response:
+async def revoke_token(
+    body: Annotated[RevokeRequest, Depends(_revocation)],
+    session: SessionDep,
+    secrets: SecretsDep,
+) -> Response:
     """Ends the sign-in session behind an access or refresh token at once: every token of
     that device or sign-in fails on its next request."""
     await service.revoke(session, secrets, body.token)

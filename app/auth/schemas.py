@@ -5,6 +5,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.text import Line, Name
+
 
 class TokenResponse(BaseModel):
     """An OAuth2 token answer (RFC 6749 section 5.1)."""
@@ -53,11 +55,11 @@ class TokenForm(BaseModel):
     )
 
     grant_type: Literal["password", "client_credentials"]
-    username: Annotated[str | None, Field(max_length=254)] = None
-    password: Annotated[str | None, Field(max_length=256)] = None
-    client_id: Annotated[str | None, Field(max_length=64)] = None
-    client_secret: Annotated[str | None, Field(max_length=256)] = None
-    scope: Annotated[str | None, Field(max_length=1000)] = None
+    username: Annotated[Line | None, Field(max_length=254)] = None
+    password: Annotated[Line | None, Field(max_length=256)] = None
+    client_id: Annotated[Line | None, Field(max_length=64)] = None
+    client_secret: Annotated[Line | None, Field(max_length=256)] = None
+    scope: Annotated[Line | None, Field(max_length=1000)] = None
 
 
 class PairRequest(BaseModel):
@@ -68,8 +70,8 @@ class PairRequest(BaseModel):
         json_schema_extra={"examples": [{"code": "7KQ4-M9XT", "device_name": "Ana's phone"}]},
     )
 
-    code: Annotated[str, Field(min_length=4, max_length=32)]
-    device_name: Annotated[str | None, Field(max_length=120)] = None
+    code: Annotated[Line, Field(min_length=4, max_length=32)]
+    device_name: Annotated[Name | None, Field(min_length=1, max_length=120)] = None
 
 
 class RefreshRequest(BaseModel):
@@ -78,15 +80,23 @@ class RefreshRequest(BaseModel):
         json_schema_extra={"examples": [{"refresh_token": "hV1c3m…"}]},
     )
 
-    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
+    refresh_token: Annotated[Line, Field(min_length=1, max_length=200)]
 
 
 class RevokeRequest(BaseModel):
-    """RFC 7009: the token to end; its whole sign-in session (device) ends with it."""
+    """RFC 7009: the token to end; its whole sign-in session (device) ends with it. Sent
+    form-encoded, as RFC 7009 prescribes, or as JSON."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"token": "hV1c3m…"}]},
     )
 
-    token: Annotated[str, Field(min_length=1, max_length=4096)]
+    token: Annotated[Line, Field(min_length=1, max_length=4096)]
+    token_type_hint: Annotated[
+        Line | None,
+        Field(
+            max_length=64,
+            description="`access_token` or `refresh_token`; either kind is found without it.",
+        ),
+    ] = None

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from app.auth.models import Role
 from app.auth.principal import Scope
+from app.core.text import Line, Name
 
 # ------------------------------------------------------------------------ clinic settings
 
@@ -76,7 +77,7 @@ class ClinicianCreate(BaseModel):
     )
 
     email: Annotated[EmailStr, Field(max_length=254)]
-    password: Annotated[str, Field(min_length=12, max_length=256)]
+    password: Annotated[Line, Field(min_length=12, max_length=256)]
     role: Role = Role.clinician
 
 
@@ -115,7 +116,7 @@ class ApiClientCreate(BaseModel):
         json_schema_extra={"examples": [{"name": "Rehab EHR", "scopes": ["adherence:read"]}]},
     )
 
-    name: Annotated[str, Field(min_length=1, max_length=120)]
+    name: Annotated[Name, Field(min_length=1, max_length=120)]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=len(Scope))]
 
 
@@ -149,5 +150,5 @@ class ApiClientUpdate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"scopes": ["adherence:read"]}]}
     )
 
-    name: Annotated[str | None, Field(min_length=1, max_length=120)] = None
+    name: Annotated[Name | None, Field(min_length=1, max_length=120)] = None
     scopes: Annotated[list[Scope] | None, Field(min_length=1, max_length=len(Scope))] = None

@@ -1,17 +1,20 @@
 """RFC 9457 problem details: one exception type per failure, one place that renders them."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 import orjson
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from app.core.methods import allowed_methods, requested_method
+from app.core.text import control_detail
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +36,17 @@ class FieldError(BaseModel):
     location: str = Field(description="Where the input was: body, query, path or header.")
     pointer: str = Field(description="JSON Pointer to the field within that location.")
     detail: str
+    line: int | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="A body that could not be parsed: the line (from 1) where it fails.",
+    )
+    column: int | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="A body that could not be parsed: the column (from 1, in bytes) where "
+        "it fails.",
+    )
 
 
 class Problem(BaseModel):
@@ -148,6 +162,10 @@ class PayloadTooLarge(DorsiError):
     status, slug = 413, "payload-too-large"
 
 
+class UnsupportedMediaType(DorsiError):
+    status, slug = 415, "unsupported-media-type"
+
+
 class InvalidInput(DorsiError):
     """Input that parsed but is invalid; carries a pointer per field like request validation."""
 
@@ -197,19 +215,97 @@ def responses(*errors: type[DorsiError]) -> dict[int | str, dict[str, Any]]:
     return documented
 
 
+# The media types of the bodies Dorsi reads: JSON, and the OAuth2 forms.
+JSON_BODY = "application/json"
+FORM_BODIES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def expected_media_types(request: Request) -> tuple[str, ...]:
+    """The media types the body of the matched operation may have (none: it takes none)."""
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None)
+    if body_field is None:
+        return ()
+    return FORM_BODIES if isinstance(body_field.field_info, params.Form) else (JSON_BODY,)
+
+
+def media_type_accepted(content_type: str | None, expected: tuple[str, ...]) -> bool:
+    """Whether a body of ``content_type`` is one of ``expected`` (JSON: any ``+json``)."""
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    json_like = media_type.startswith("application/") and media_type.endswith("+json")
+    return media_type in expected or (JSON_BODY in expected and json_like)
+
+
+def _sent_body(request: Request) -> bool:
+    headers = request.headers
+    return (
+        "content-type" in headers
+        or headers.get("content-length", "0") != "0"
+        or ("transfer-encoding" in headers)
+    )
+
+
+def _unsupported(request: Request, expected: tuple[str, ...]) -> Response:
+    sent = request.headers.get("content-type") or "no Content-Type"
+    accept = {"POST": "Accept-Post", "PATCH": "Accept-Patch"}.get(request.method)
+    return problem_response(
+        415,
+        slug=UnsupportedMediaType.slug,
+        detail=f"The body must be {' or '.join(expected)}, not {sent}.",
+        request=request,
+        headers={accept: ", ".join(expected)} if accept else None,
+    )
+
+
+def _malformed(request: Request, detail: str, text: bytes, position: int) -> Response:
+    """400 for a body that could not be parsed, naming the line and column (in bytes) at
+    which it fails."""
+    line = text.count(b"\n", 0, position) + 1
+    column = position - text.rfind(b"\n", 0, position)
+    error = FieldError(
+        location="body",
+        pointer="#",
+        detail=f"{detail} (line {line}, column {column}).",
+        line=line,
+        column=column,
+    )
+    return problem_response(
+        400,
+        slug="malformed-body",
+        detail="The body could not be parsed.",
+        request=request,
+        errors=[error.model_dump()],
+    )
+
+
 def _count_detail(count: int) -> str:
     return f"The request has {count} invalid field{'s' if count != 1 else ''}."
+
+
+def describe(error: Mapping[str, Any]) -> str:
+    """What a client is told of one validation error (pydantic's, with plainer words where
+    pydantic's would quote a rule rather than say it)."""
+    if error["type"] == "extra_forbidden":
+        return "Unknown field."
+    if error["type"] == "string_pattern_mismatch":
+        detail = control_detail(str(error.get("ctx", {}).get("pattern")))
+        if detail:
+            return detail
+    message: str = error["msg"]
+    return message
+
+
+def json_pointer(path: Sequence[str | int]) -> str:
+    return "#" + "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in path)
 
 
 def _field_errors(error: RequestValidationError) -> list[FieldError]:
     result = []
     for item in error.errors():
         location, *path = item["loc"] or ("body",)
-        pointer = "#" + "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in path)
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "Unknown field."
-        result.append(FieldError(location=str(location), pointer=pointer, detail=message))
+        result.append(
+            FieldError(location=str(location), pointer=json_pointer(path), detail=describe(item))
+        )
     return result
 
 
@@ -245,18 +341,39 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code
         )
         detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
+        headers = dict(exc.headers or {})
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
+            # FastAPI's answer to a JSON body that is not UTF-8.
+            return _malformed(request, "Not UTF-8", cause.object, cause.start)
+        if exc.status_code == 400 and cause is not None:
+            # FastAPI's answer to any other body it could not read (a broken form).
+            return _malformed(request, f"Not readable: {cause}", b"", 0)
         if exc.status_code == 404 and detail is None:
             detail = f"Nothing at {request.url.path}."
+        if exc.status_code == 405:
+            allowed = allowed_methods(request.app.router.routes, request.url.path)
+            headers["Allow"] = ", ".join(allowed)
+            detail = (
+                f"{requested_method(request.scope)} is not allowed on {request.url.path}; "
+                f"it answers {', '.join(allowed)}."
+            )
         return problem_response(
-            exc.status_code,
-            slug=slug,
-            detail=detail,
-            request=request,
-            headers=dict(exc.headers or {}),
+            exc.status_code, slug=slug, detail=detail, request=request, headers=headers
         )
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        expected = expected_media_types(request)
+        content_type = request.headers.get("content-type")
+        if expected and _sent_body(request) and not media_type_accepted(content_type, expected):
+            return _unsupported(request, expected)
+        for item in exc.errors():
+            if item["type"] == "json_invalid":
+                reason = item.get("ctx", {}).get("error", "Not JSON")
+                text = str(exc.body).encode()
+                position = len(str(exc.body)[: item["loc"][-1]].encode())
+                return _malformed(request, f"Not JSON: {reason}", text, position)
         errors = _field_errors(exc)
         if errors and all(e.location == "path" for e in errors):
             # An id that cannot exist names nothing: 404, like one that does not exist.

@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -11,7 +12,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.errors import FieldError, InvalidInput
+from app.core.timestamps import instant_in_range
 
+CONTROL = re.compile(r"[\x00-\x1f]")
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
 
@@ -53,9 +56,19 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
         key = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, orjson.JSONDecodeError, ValueError):
         key = None
-    if not isinstance(key, list) or len(key) != arity:
+    if not isinstance(key, list) or len(key) != arity or not all(map(_storable, key)):
         raise invalid_cursor()
     return key
+
+
+def _storable(value: Any) -> bool:
+    """Whether a cursor's value may go to either database as a parameter: a forged one
+    could hold what PostgreSQL refuses (NUL) or SQLite cannot bind (a 65-bit integer)."""
+    if isinstance(value, str):
+        return CONTROL.search(value) is None
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return value is None or isinstance(value, float)
 
 
 def invalid_cursor() -> InvalidInput:
@@ -74,16 +87,24 @@ def split_page(
     return rows, encode_cursor(key(rows[-1]))
 
 
+def cursor_time(value: Any) -> datetime:
+    """A time a cursor holds: aware, and in the years Dorsi takes."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise invalid_cursor() from None
+    if moment.tzinfo is None or not instant_in_range(moment):
+        raise invalid_cursor()
+    return moment
+
+
 def time_position(cursor: str) -> tuple[datetime, uuid.UUID]:
     """The (created_at, id) position of a cursor whose key is ``[created_at, id]``."""
     created, last = decode_cursor(cursor, 2)
     try:
-        position = (datetime.fromisoformat(str(created)), uuid.UUID(str(last)))
+        return cursor_time(created), uuid.UUID(str(last))
     except (TypeError, ValueError):
         raise invalid_cursor() from None
-    if position[0].tzinfo is None:
-        raise invalid_cursor()
-    return position
 
 
 def time_key(row: Any) -> list[Any]:

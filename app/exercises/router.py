@@ -18,6 +18,7 @@ from app.core.errors import (
     responses,
 )
 from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
+from app.core.text import Line
 from app.exercises import service
 from app.exercises.schemas import (
     ExerciseCreate,
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/v1/exercises", tags=["exercises"])
 PUBLIC = "public, max-age=60"
 READ_ERRORS = (Unauthorized, Forbidden, InvalidInput)
 
-ExerciseKey = Annotated[str, Path(max_length=80, description="The exercise's id (UUID) or slug.")]
+ExerciseKey = Annotated[Line, Path(max_length=80, description="The exercise's id (UUID) or slug.")]
 Writer = Annotated[Caller, Depends(staff(Scope.exercises_write))]
 
 
@@ -137,9 +138,11 @@ async def update_exercise(
     operation_id="deleteExercise",
     summary="Delete a clinic exercise",
     status_code=204,
-    responses=responses(*READ_ERRORS, NotFound),
+    responses=responses(*READ_ERRORS, NotFound, PreconditionFailed),
 )
-async def delete_exercise(exercise: ExerciseKey, session: SessionDep, caller: Writer) -> Response:
+async def delete_exercise(
+    exercise: ExerciseKey, session: SessionDep, caller: Writer, if_match: IfMatch = None
+) -> Response:
     """The global catalog answers 403: it is read-only."""
-    await service.delete(session, caller.clinic_id, exercise)
+    await service.delete(session, caller.clinic_id, exercise, if_match)
     return Response(status_code=204)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from app.core.pagination import Page, PageQuery
+from app.core.text import Line, Name, Text
 from app.exercises.models import BodyRegion, Equipment, Mode, Movement, Position
 
 
@@ -57,7 +58,7 @@ class Reference(BaseModel):
         },
     )
 
-    citation: Annotated[str, Field(max_length=500)]
+    citation: Annotated[Name, Field(min_length=1, max_length=500)]
     kind: Literal["journal_article", "web_article", "clinical_guideline", "other"]
     url: HttpUrl | None = None
 
@@ -80,7 +81,7 @@ class Media(BaseModel):
 
     kind: Literal["image", "video"]
     url: HttpUrl
-    caption: Annotated[str | None, Field(max_length=300)] = None
+    caption: Annotated[Line | None, Field(max_length=300)] = None
 
 
 class ExerciseRef(BaseModel):
@@ -190,7 +191,7 @@ class ExerciseQuery(PageQuery):
     position: Position | None = None
     equipment: Equipment | None = None
     q: Annotated[
-        str | None,
+        Line | None,
         Field(min_length=1, max_length=100, description="Words in the name or summary."),
     ] = None
 
@@ -204,8 +205,8 @@ class ExercisePage(Page[ExercisePublic]):
 
 
 Slug = Annotated[str, Field(min_length=2, max_length=80, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
-Step = Annotated[str, Field(min_length=1, max_length=500)]
-Caution = Annotated[str, Field(min_length=1, max_length=500)]
+Step = Annotated[Text, Field(min_length=1, max_length=500)]
+Caution = Annotated[Text, Field(min_length=1, max_length=500)]
 
 EXERCISE_CREATE_EXAMPLE: dict[str, Any] = {
     "slug": "seated-toe-taps",
@@ -232,8 +233,8 @@ class ExerciseCreate(BaseModel):
         description="Lowercase words joined by hyphens; unique in the clinic "
         "and never the slug of a global exercise."
     )
-    name: Annotated[str, Field(min_length=1, max_length=120)]
-    summary: Annotated[str, Field(min_length=1, max_length=2000)]
+    name: Annotated[Name, Field(min_length=1, max_length=120)]
+    summary: Annotated[Text, Field(min_length=1, max_length=2000)]
     steps: Annotated[list[Step], Field(min_length=1, max_length=30)]
     body_region: BodyRegion
     movements: Annotated[list[Movement], Field(min_length=1, max_length=len(Movement))]
@@ -257,8 +258,8 @@ class ExerciseUpdate(BaseModel):
     )
 
     slug: Slug | None = None
-    name: Annotated[str | None, Field(min_length=1, max_length=120)] = None
-    summary: Annotated[str | None, Field(min_length=1, max_length=2000)] = None
+    name: Annotated[Name | None, Field(min_length=1, max_length=120)] = None
+    summary: Annotated[Text | None, Field(min_length=1, max_length=2000)] = None
     steps: Annotated[list[Step] | None, Field(min_length=1, max_length=30)] = None
     body_region: BodyRegion | None = None
     movements: Annotated[list[Movement] | None, Field(min_length=1, max_length=len(Movement))] = (

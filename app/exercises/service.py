@@ -20,9 +20,8 @@ from app.core.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
-    PreconditionFailed,
 )
-from app.core.http import etag_matches_strongly
+from app.core.http import check_if_match
 from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.core.sql import json_array_contains
 from app.exercises.models import Exercise
@@ -221,9 +220,7 @@ async def update(
     if_match: str | None,
 ) -> Exercise:
     exercise = await _own(session, clinic_id, id_or_slug)
-    current = await get_exercise(session, clinic_id, str(exercise.id))
-    if if_match is not None and not etag_matches_strongly(if_match, current.etag):
-        raise PreconditionFailed("The exercise changed since you read it; read it again.")
+    await _check_current(session, clinic_id, exercise, if_match)
     values = data.model_dump(mode="json", exclude_unset=True)
     for field in ("easier_variant_id", "harder_variant_id"):
         if field in values:
@@ -264,9 +261,22 @@ async def update(
     return exercise
 
 
-async def delete(session: AsyncSession, clinic_id: uuid.UUID, id_or_slug: str) -> None:
+async def _check_current(
+    session: AsyncSession, clinic_id: uuid.UUID, exercise: Exercise, if_match: str | None
+) -> None:
+    """If-Match, when sent, names the exercise as the clinic reads it now (its ETag is
+    that of the rendered answer)."""
+    if if_match is not None:
+        current = await get_exercise(session, clinic_id, str(exercise.id))
+        check_if_match(if_match, current.etag, "exercise", required=False)
+
+
+async def delete(
+    session: AsyncSession, clinic_id: uuid.UUID, id_or_slug: str, if_match: str | None
+) -> None:
     """Soft delete, so that plans which used the exercise can still show it."""
     exercise = await _own(session, clinic_id, id_or_slug)
+    await _check_current(session, clinic_id, exercise, if_match)
     exercise.deleted_at = utcnow()
     session.add(exercise)
     await _changed(session, clinic_id, exercise, "delete")

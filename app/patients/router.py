@@ -121,12 +121,14 @@ async def update_patient(
     operation_id="deletePatient",
     summary="Delete a patient",
     status_code=204,
-    responses=responses(*AUTH_ERRORS, NotFound),
+    responses=responses(*AUTH_ERRORS, NotFound, PreconditionFailed),
 )
-async def delete_patient(patient_id: uuid.UUID, session: SessionDep, caller: Writer) -> Response:
+async def delete_patient(
+    patient_id: uuid.UUID, session: SessionDep, caller: Writer, if_match: IfMatch = None
+) -> Response:
     """The patient disappears from the API and their apps are signed out; the record is kept
     for the audit trail."""
-    await service.delete(session, caller, patient_id)
+    await service.delete(session, caller, patient_id, if_match)
     return Response(status_code=204)
 
 

@@ -8,6 +8,7 @@ from zoneinfo import available_timezones
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.core.pagination import Page, PageQuery
+from app.core.text import Line
 from app.patients.models import Cause, Side
 
 _ZONES = frozenset(available_timezones())
@@ -91,7 +92,7 @@ class PatientPage(Page[PatientPublic]):
 
 
 class PatientQuery(PageQuery):
-    reference: Annotated[str | None, Field(max_length=64, description="Exact reference.")] = None
+    reference: Annotated[Line | None, Field(max_length=64, description="Exact reference.")] = None
 
 
 class AccessCodePublic(BaseModel):

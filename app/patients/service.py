@@ -18,8 +18,8 @@ from app.auth.principal import Caller
 from app.auth.security import Secrets, new_access_code
 from app.core.columns import utcnow
 from app.core.db import flush_or
-from app.core.errors import Conflict, NotFound, PreconditionFailed
-from app.core.http import etag_matches_strongly
+from app.core.errors import Conflict, NotFound
+from app.core.http import check_if_match
 from app.core.pagination import split_page, time_key, time_position
 from app.patients.models import Patient
 from app.patients.schemas import (
@@ -118,8 +118,7 @@ async def update(
     if_match: str | None,
 ) -> Patient:
     patient = await load(session, caller, patient_id)
-    if if_match is not None and not etag_matches_strongly(if_match, etag(patient)):
-        raise PreconditionFailed("The patient changed since you read it; read it again.")
+    check_if_match(if_match, etag(patient), "patient", required=False)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if changes:
         for field, value in changes.items():
@@ -133,10 +132,13 @@ async def update(
     return patient
 
 
-async def delete(session: AsyncSession, caller: Caller, patient_id: uuid.UUID) -> None:
+async def delete(
+    session: AsyncSession, caller: Caller, patient_id: uuid.UUID, if_match: str | None
+) -> None:
     """Soft delete: the record stays for the audit trail; the patient's apps sign out and
     the codes not yet used stop pairing (token checks do not read the patient table)."""
     patient = await load(session, caller, patient_id)
+    check_if_match(if_match, etag(patient), "patient", required=False)
     patient.deleted_at = utcnow()
     session.add(patient)
     await auth_service.revoke_patient(session, caller.clinic_id, patient.id)

@@ -130,12 +130,12 @@ async def update_plan_template(
     operation_id="deletePlanTemplate",
     summary="Delete a plan template",
     status_code=204,
-    responses=responses(*ERRORS, NotFound),
+    responses=responses(*ERRORS, NotFound, PreconditionFailed),
 )
 async def delete_plan_template(
-    template_id: uuid.UUID, session: SessionDep, caller: Writer
+    template_id: uuid.UUID, session: SessionDep, caller: Writer, if_match: IfMatch = None
 ) -> Response:
-    await service.delete_template(session, caller.clinic_id, template_id)
+    await service.delete_template(session, caller.clinic_id, template_id, if_match)
     return Response(status_code=204)
 
 

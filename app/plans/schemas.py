@@ -7,6 +7,8 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.pagination import Page, PageQuery
+from app.core.text import Name, Text
+from app.core.timestamps import Day
 from app.patients.models import Side
 from app.plans.models import BandColour, PlanStatus
 
@@ -68,7 +70,7 @@ class TemplateItemIn(ItemDose):
     side: Side | None = Field(default=None, description="Null: the patient's affected side.")
     schedule: Schedule
     resistance: BandColour | None = None
-    notes: Annotated[str | None, Field(max_length=1000)] = None
+    notes: Annotated[Text | None, Field(max_length=1000)] = None
 
 
 class PlanItemIn(TemplateItemIn):
@@ -124,8 +126,8 @@ class PlanItemPublic(ItemDose):
 
 
 Items = Annotated[list[PlanItemIn], Field(max_length=30, description="At most 30 items.")]
-Title = Annotated[str, Field(min_length=1, max_length=120)]
-Notes = Annotated[str | None, Field(max_length=2000)]
+Title = Annotated[Name, Field(min_length=1, max_length=120)]
+Notes = Annotated[Text | None, Field(max_length=2000)]
 
 
 class PlanCreate(BaseModel):
@@ -144,8 +146,8 @@ class PlanCreate(BaseModel):
     template_id: uuid.UUID | None = None
     title: Title | None = None
     notes: Notes = None
-    start_date: date | None = Field(default=None, description="Default: today for the patient.")
-    end_date: date | None = None
+    start_date: Day | None = Field(default=None, description="Default: today for the patient.")
+    end_date: Day | None = None
     items: Items | None = None
 
 
@@ -159,8 +161,8 @@ class PlanUpdate(BaseModel):
     status: PlanStatus | None = None
     title: Title | None = None
     notes: Notes = None
-    start_date: date | None = None
-    end_date: date | None = None
+    start_date: Day | None = None
+    end_date: Day | None = None
     items: Items | None = None
 
 
@@ -285,7 +287,7 @@ class TemplateCreate(BaseModel):
     )
 
     name: Title
-    description: Annotated[str, Field(max_length=2000)] = ""
+    description: Annotated[Text, Field(max_length=2000)] = ""
     items: Annotated[list[TemplateItemIn], Field(min_length=1, max_length=30)]
 
 
@@ -295,7 +297,7 @@ class TemplateUpdate(BaseModel):
     )
 
     name: Title | None = None
-    description: Annotated[str | None, Field(max_length=2000)] = None
+    description: Annotated[Text | None, Field(max_length=2000)] = None
     items: Annotated[list[TemplateItemIn] | None, Field(min_length=1, max_length=30)] = None
 
 

@@ -24,9 +24,8 @@ from app.core.errors import (
     InvalidInput,
     NotFound,
     PreconditionFailed,
-    PreconditionRequired,
 )
-from app.core.http import etag_matches_strongly
+from app.core.http import check_if_match
 from app.core.pagination import (
     decode_cursor,
     invalid_cursor,
@@ -222,8 +221,7 @@ async def update_template(
     if_match: str | None,
 ) -> PlanTemplate:
     template = await _own_template(session, clinic_id, template_id)
-    if if_match is not None and not etag_matches_strongly(if_match, template_etag(template)):
-        raise PreconditionFailed("The template changed since you read it; read it again.")
+    check_if_match(if_match, template_etag(template), "template", required=False)
     if data.items is not None:
         await _check_exercises(session, clinic_id, data.items)
         template.items = [_stored(item, uuid.uuid4()) for item in data.items]
@@ -239,9 +237,10 @@ async def update_template(
 
 
 async def delete_template(
-    session: AsyncSession, clinic_id: uuid.UUID, template_id: uuid.UUID
+    session: AsyncSession, clinic_id: uuid.UUID, template_id: uuid.UUID, if_match: str | None
 ) -> None:
     template = await _own_template(session, clinic_id, template_id)
+    check_if_match(if_match, template_etag(template), "template", required=False)
     template.deleted_at = utcnow()
     session.add(template)
     await _template_changed(session, clinic_id, template, "delete")
@@ -513,12 +512,7 @@ async def update_plan(
     if_match: str | None,
 ) -> Plan:
     plan = await load_plan(session, caller, plan_id)
-    if if_match is None:
-        raise PreconditionRequired(
-            "Send If-Match with the plan's ETag, so that concurrent edits are not lost."
-        )
-    if not etag_matches_strongly(if_match, plan_etag(plan)):
-        raise PreconditionFailed("The plan changed since you read it; read it again.")
+    check_if_match(if_match, plan_etag(plan), "plan", required=True)
     current = await _current(session, plan)
     patient = await session.get(Patient, plan.patient_id)
     assert patient is not None

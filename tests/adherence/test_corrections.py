@@ -114,12 +114,17 @@ async def test_a_bad_correction_is_422_and_changes_nothing(
     assert (await client.get(path, headers=app_headers)).json() == record
 
 
+def etag_of(record: dict[str, Any]) -> str:
+    return f'"{record["id"]}-{record["version"]}"'
+
+
 async def test_a_deleted_record_leaves_a_tombstone_and_every_list(
     app: FastAPI, client: AsyncClient, clinician: Actor
 ) -> None:
     patient, app_headers, record = await uploaded(client, clinician)
     path = f"/v1/adherence/{record['id']}"
-    assert (await client.delete(path, headers=clinician.headers)).status_code == 204
+    deleted = await client.delete(path, headers={**clinician.headers, "If-Match": etag_of(record)})
+    assert deleted.status_code == 204
     assert (await client.get(path, headers=app_headers)).status_code == 404
     listed = await client.get(f"/v1/patients/{patient['id']}/adherence", headers=clinician.headers)
     assert listed.json()["items"] == []
@@ -131,7 +136,8 @@ async def test_a_replay_of_a_deleted_record_is_rejected_and_it_stays_deleted(
 ) -> None:
     patient, app_headers, record = await uploaded(client, clinician)
     path = f"/v1/adherence/{record['id']}"
-    assert (await client.delete(path, headers=clinician.headers)).status_code == 204
+    deleted = await client.delete(path, headers={**clinician.headers, "If-Match": etag_of(record)})
+    assert deleted.status_code == 204
     sent = {
         key: record[key]
         for key in ("id", "plan_id", "plan_version", "item_id", "performed_at", "status")

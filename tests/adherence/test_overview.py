@@ -349,7 +349,10 @@ async def test_figures_follow_uploads_corrections_and_deletes(
     _, rows = await read(client, clinic)
     assert row_of(rows, case)["last_7_days"]["credited"] == 0.5
 
-    deleted = await client.delete(f"/v1/adherence/{record['id']}", headers=clinic.headers)
+    deleted = await client.delete(
+        f"/v1/adherence/{record['id']}",
+        headers={**clinic.headers, "If-Match": corrected.headers["etag"]},
+    )
     assert deleted.status_code == 204
     _, rows = await read(client, clinic)
     assert row_of(rows, case)["last_7_days"]["credited"] == 0.0

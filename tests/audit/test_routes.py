@@ -331,4 +331,21 @@ async def test_a_write_that_fails_leaves_no_event(client: AsyncClient, world: Wo
 async def test_the_trail_cannot_be_altered(client: AsyncClient, world: World, method: str) -> None:
     response = await client.request(method, "/v1/audit-events", headers=world["admin1"].headers)
     assert_problem(response, 405, "method-not-allowed")
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize(
+    ("params", "pointer"),
+    [
+        ({"from": "0001-01-01T00:00:00+01:00"}, "#/from"),
+        ({"to": "9999-12-31T23:59:59-01:00"}, "#/to"),
+        ({"from": "0"}, "#/from"),
+        ({"to": "2026-11-23T10:00:00"}, "#/to"),
+    ],
+)
+async def test_a_time_range_out_of_years_or_format_is_422(
+    client: AsyncClient, world: World, params: dict[str, str], pointer: str
+) -> None:
+    response = await client.get("/v1/audit-events", params=params, headers=world["admin1"].headers)
+    problem = assert_problem(response, 422, "validation")
+    assert [(e["location"], e["pointer"]) for e in problem["errors"]] == [("query", pointer)]

@@ -1,0 +1,40 @@
+"""Text a client may send: no control characters, and names that say something.
+
+Every text field of a request uses one of these types, with its own length limits added
+(``Annotated[Name, Field(max_length=120)]``). The rule is a `pattern`, so it is enforced
+in the same pass as the lengths and shows in the contract, where a client can read it.
+PostgreSQL cannot store NUL in text at all; the other C0 controls are refused with it
+because no field of Dorsi means them, and they hide text from those who read it later.
+"""
+
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+# C0 controls (U+0000 to U+001F): none at all on a single line ...
+LINE_PATTERN = r"^[^\x00-\x1f]*$"
+# ... and in longer texts only tab, line feed and carriage return.
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
+CONTROL_PATTERNS = frozenset({LINE_PATTERN, TEXT_PATTERN})
+
+Line = Annotated[str, StringConstraints(pattern=LINE_PATTERN)]
+"""One line of text, kept exactly as sent: a code, a token, a password, a search."""
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, pattern=LINE_PATTERN)]
+"""A name or title: trimmed of surrounding white space; give it ``min_length=1`` so that
+one made only of spaces is refused."""
+
+Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
+"""A longer text (notes, a description, a step): lines and tabs allowed."""
+
+
+def control_detail(pattern: str) -> str | None:
+    """What to tell a client whose text failed one of these patterns (None: another one)."""
+    if pattern == LINE_PATTERN:
+        return "Control characters (U+0000 to U+001F) are not allowed."
+    if pattern == TEXT_PATTERN:
+        return "Control characters (U+0000 to U+001F) other than tab and new line are not allowed."
+    return None
+
+
+__all__ = ["LINE_PATTERN", "TEXT_PATTERN", "Line", "Name", "Text", "control_detail"]
