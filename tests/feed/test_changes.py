@@ -64,7 +64,10 @@ async def test_every_synced_write_arrives_as_its_get_rendered_it(
         headers={**admin.headers, "If-Match": f'"{record["id"]}-1"'},
     )
     assert corrected.status_code == 200, corrected.text
-    deleted = await client.delete(f"/v1/adherence/{record['id']}", headers=admin.headers)
+    deleted = await client.delete(
+        f"/v1/adherence/{record['id']}",
+        headers={**admin.headers, "If-Match": corrected.headers["etag"]},
+    )
     assert deleted.status_code == 204
     template = await client.post(
         "/v1/plan-templates",
