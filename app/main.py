@@ -41,6 +41,8 @@ from a published source, patients' plans, and what patients actually did.
 * Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`.
 * Lists are cursor-paginated: follow `next_cursor` until it is null. Page size ≤ 100.
 * Reads send `ETag`; send it back in `If-None-Match` for a `304 Not Modified`.
+* JSON answers of 1 KiB or more are gzip-compressed when `Accept-Encoding` allows it. A
+  compressed answer's ETag ends in `-gzip`; either encoding's ETag revalidates.
 * Request bodies are limited in size (1 MiB by default); unknown fields are refused.
 """
 

@@ -305,6 +305,31 @@ async def test_a_write_takes_the_etag_of_a_compressed_read(
     assert stale.status_code == 412, stale.text
 
 
+@pytest.mark.parametrize("retry", ["gzip", "identity"])
+async def test_a_replayed_answer_is_encoded_for_the_retry(
+    wire: httpx.AsyncClient, world: World, retry: str
+) -> None:
+    """Idempotency keeps the answer as the route gave it; each request gets its own
+    encoding of it."""
+    staff = world["clinician1"]
+    patient = await new_patient(wire, staff)
+    headers = {**staff.headers, "Idempotency-Key": f"k-{uuid.uuid4()}"}
+    body = {"template_id": GLOBAL_TEMPLATE_ID}
+    path = f"/v1/patients/{patient['id']}/plans"
+    first_coding = "identity" if retry == "gzip" else "gzip"
+    encodings = {"gzip": {"Accept-Encoding": "gzip"}, "identity": {}}
+    first = await wire.post(path, json=body, headers={**headers, **encodings[first_coding]})
+    again = await wire.post(path, json=body, headers={**headers, **encodings[retry]})
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    compressed, identity = (again, first) if retry == "gzip" else (first, again)
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in identity.headers
+    assert gzip.decompress(raw(compressed)) == raw(identity)
+    assert compressed.headers["etag"] == identity.headers["etag"][:-1] + '-gzip"'
+
+
 # The public cache
 
 
