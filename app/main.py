@@ -20,6 +20,7 @@ from app.clinics.audit_router import router as audit_router
 from app.clinics.clinicians_router import router as clinicians_router
 from app.clinics.router import router as clinic_router
 from app.core.cache import PublicResponseCache
+from app.core.compression import CompressionMiddleware
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
@@ -43,6 +44,8 @@ from a published source, patients' plans, and what patients actually did.
 * Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`.
 * Lists are cursor-paginated: follow `next_cursor` until it is null. Page size ≤ 100.
 * Reads send `ETag`; send it back in `If-None-Match` for a `304 Not Modified`.
+* JSON answers of 1 KiB or more are gzip-compressed when `Accept-Encoding` allows it. A
+  compressed answer's ETag ends in `-gzip`; either encoding's ETag revalidates.
 * Request bodies are limited in size (1 MiB by default); unknown fields are refused.
 """
 
@@ -88,22 +91,28 @@ TAGS = [
 
 
 class Dorsi(FastAPI):
-    """FastAPI with Dorsi's request context and public cache outside its own layers.
+    """FastAPI with Dorsi's request context, public cache and compression outside its own
+    layers.
 
     They wrap the whole stack so that every request gets its id, log line and metrics, and
     a cached answer costs nothing but them. The request context is outermost: whatever
     fails inside it, in a route or in a layer, is answered as problem+json with the
-    request id and logged once with its stack trace.
+    request id and logged once with its stack trace. Compression sits inside the cache, so
+    the cache keeps each encoding's bytes and a hit is never compressed again; idempotency
+    sits inside compression, so a replayed answer is encoded for the retry that asks.
     """
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
         secrets: Secrets = self.state.secrets
         app: ASGIApp = PublicResponseCache(
-            IdempotencyMiddleware(
-                super().build_middleware_stack(),
-                engine=self.state.engine,
-                subject_of=lambda token: (secrets.read_access_token(token) or {}).get("sub"),
+            CompressionMiddleware(
+                IdempotencyMiddleware(
+                    super().build_middleware_stack(),
+                    engine=self.state.engine,
+                    subject_of=lambda token: (secrets.read_access_token(token) or {}).get("sub"),
+                ),
+                minimum_bytes=settings.compression_min_bytes,
             ),
             ceiling_seconds=settings.response_cache_seconds,
         )

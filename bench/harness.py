@@ -1,6 +1,8 @@
 """Shared pieces of the load benchmarks: servers on free ports, wrk, and scratch
 PostgreSQL databases."""
 
+import base64
+import http.client
 import os
 import re
 import shutil
@@ -11,9 +13,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+import orjson
 import psycopg
 from sqlalchemy import make_url
 
@@ -115,3 +120,48 @@ def migrate(database_url: str, secret: str) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response as it crossed the wire: its body as sent (not decoded), and its size."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    wire_bytes: int  # status line, headers and body
+
+
+def raw_get(base: str, path: str, headers: dict[str, str] | None = None) -> Answer:
+    """One GET on a connection of its own, with exactly these headers (no Accept-Encoding
+    unless given: the standard library's client adds ``identity``, which means the same)."""
+    address = urlsplit(base)
+    assert address.hostname is not None
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        body = response.read()
+        fields = response.getheaders()
+    finally:
+        connection.close()
+    head = len(f"HTTP/1.1 {response.status} {response.reason}\r\n") + 2
+    head += sum(len(f"{name}: {value}\r\n") for name, value in fields)
+    return Answer(response.status, {k.lower(): v for k, v in fields}, body, head + len(body))
+
+
+# The headers of a recorded answer the bare reference sends back (it adds its own length).
+RECORDED_HEADERS = ("etag", "cache-control", "content-type", "content-encoding", "vary")
+
+
+def record(file: Path, path: str, variants: dict[str, Answer]) -> None:
+    """Writes what ``bench.bare_app`` serves: each encoding's body and headers, as Dorsi
+    sent them."""
+    recorded = {
+        coding: {
+            "body": base64.b64encode(answer.body).decode(),
+            "headers": {k: v for k, v in answer.headers.items() if k in RECORDED_HEADERS},
+        }
+        for coding, answer in variants.items()
+    }
+    file.write_bytes(orjson.dumps({"path": path, "variants": recorded}))

@@ -31,7 +31,7 @@ from app.auth.models import Role
 from app.auth.security import Secrets
 from app.core.config import Settings
 from app.core.db import make_engine, transaction
-from bench.harness import PYTHON, ROOT, ensure_wrk, server, wrk
+from bench.harness import PYTHON, ROOT, ensure_wrk, raw_get, record, server, wrk
 
 ADMIN_URL = os.environ.get(
     "DORSI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -140,15 +140,12 @@ def main() -> None:
         with server("app.main:app", env) as dorsi, tempfile.TemporaryDirectory() as tmp:
             token = patient_token(dorsi, database_url)
             auth = {"Authorization": f"Bearer {token}"}
-            first = httpx.get(dorsi + "/v1/me/today", headers=auth).raise_for_status()
-            assert first.json()["items"], "the benchmark patient has nothing due today"
+            # As wrk asks for it: without Accept-Encoding, so not compressed.
+            first = raw_get(dorsi, "/v1/me/today", auth)
+            assert first.status == 200, first.body
+            assert orjson.loads(first.body)["items"], "the benchmark patient has nothing due today"
             recorded = Path(tmp) / "response.json"
-            headers = {
-                k: v for k, v in first.headers.items() if k in ("cache-control", "content-type")
-            }
-            recorded.write_bytes(
-                orjson.dumps({"path": "/v1/me/today", "body": first.text, "headers": headers})
-            )
+            record(recorded, "/v1/me/today", {"identity": first})
             with server("bench.bare_app:app", {"BENCH_RESPONSE": str(recorded)}) as bare:
                 wrk(dorsi + "/v1/me/today", 1, args.connections, None, auth)
                 wrk(bare + "/v1/me/today", 1, args.connections, None, auth)

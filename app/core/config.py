@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     log_level: Annotated[str, Field(pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")] = "INFO"
     response_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    compression_min_bytes: Annotated[int, Field(ge=0, le=64 * 1024 * 1024)] = 1024
 
     # Sign-in. Outside development mode, start-up refuses to go on without a secret.
     secret_key: Annotated[SecretStr | None, Field(min_length=32)] = None

@@ -25,6 +25,12 @@ def item(slug: str = "ankle-dorsiflexion", **fields: Any) -> dict[str, Any]:
     return {"exercise_id": exercise_id(slug), "schedule": {"days_of_week": [1, 3, 5]}, **fields}
 
 
+def version_tag(etag: str) -> str:
+    """The version an ETag names, whichever encoding the answer came in: a compressed
+    answer's ETag carries its coding inside the quotes (`"{id}-1-gzip"`)."""
+    return etag.removesuffix('-gzip"') + '"' if etag.endswith('-gzip"') else etag
+
+
 def local_today(time_zone: str) -> date:
     return datetime.now(ZoneInfo(time_zone)).date()
 

@@ -9,7 +9,7 @@ from httpx import AsyncClient, Response
 
 from tests.conftest import Actor, World
 from tests.core.problems import assert_problem
-from tests.plans import EVERY_DAY, GLOBAL_TEMPLATE_ID, exercise_id, item
+from tests.plans import EVERY_DAY, GLOBAL_TEMPLATE_ID, exercise_id, item, version_tag
 
 ARTICLE_ORDER = [
     "assisted-heel-raises",
@@ -125,7 +125,7 @@ async def test_the_global_template_is_the_articles_program(
     )
     assert fetched.status_code == 200
     assert fetched.json() == template
-    assert fetched.headers["etag"] == f'"{GLOBAL_TEMPLATE_ID}-1"'
+    assert version_tag(fetched.headers["etag"]) == f'"{GLOBAL_TEMPLATE_ID}-1"'
 
 
 @pytest.mark.parametrize(
@@ -215,7 +215,7 @@ async def test_a_clinic_creates_reads_edits_and_deletes_its_template(
     template = response.json()
     location = f"/v1/plan-templates/{template['id']}"
     assert response.headers["location"] == location
-    assert response.headers["etag"] == f'"{template["id"]}-1"'
+    assert version_tag(response.headers["etag"]) == f'"{template["id"]}-1"'
     assert (template["owner"], template["version"]) == ("clinic", 1)
     assert (template["name"], template["description"]) == (body["name"], body["description"])
     assert [(i["exercise"]["slug"], i["sets"], i["reps"]) for i in template["items"]] == [
