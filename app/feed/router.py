@@ -18,7 +18,7 @@ from app.auth.deps import (
 from app.auth.models import ActorKind, Role
 from app.auth.principal import Caller, Scope
 from app.core.db import execute, transaction
-from app.core.errors import Forbidden, InvalidInput, Unauthorized, responses
+from app.core.errors import Forbidden, Gone, InvalidInput, Unauthorized, responses
 from app.feed import service
 from app.feed.listener import ChangeListener
 from app.feed.schemas import ChangePage, ChangeQuery
@@ -59,7 +59,7 @@ def listener_of(request: Request) -> ChangeListener | None:
     operation_id="listChanges",
     summary="Follow the clinic's changes",
     response_model=ChangePage,
-    responses=responses(Unauthorized, Forbidden, InvalidInput),
+    responses=responses(Unauthorized, Forbidden, Gone, InvalidInput),
 )
 async def list_changes(
     request: Request,
@@ -73,6 +73,10 @@ async def list_changes(
 
     Follow `next_cursor` (never null) and you see every change exactly once. With `wait`,
     an empty page is answered when a change commits, or when `wait` seconds have passed.
+
+    Changes are kept for `DORSI_CHANGE_RETENTION_DAYS` (90 by default). A cursor from
+    before the oldest change kept answers 410 Gone: export again
+    (`GET /v1/export/{type}.ndjson`) and follow the feed from that export's cursor.
     """
     after = service.position_of(query.cursor)
     loop = asyncio.get_running_loop()
