@@ -164,6 +164,10 @@ class Export:
     _result: AsyncResult[Any]
     _render: Renderer
 
+    async def close(self) -> None:
+        """Ends the snapshot (again is harmless)."""
+        await self._stack.aclose()
+
     async def lines(self) -> AsyncIterator[bytes]:
         """Each batch as NDJSON lines. A failure propagates (the response ends unfinished,
         so the client sees the export is incomplete); the snapshot closes either way."""

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette import types as asgi
 
 from app.auth.deps import (
     SESSION_STATE,
@@ -103,6 +104,21 @@ class NDJSONResponse(StreamingResponse):
     media_type = NDJSON
 
 
+class ExportResponse(NDJSONResponse):
+    """An export's lines, after its cursor header. Its snapshot is closed however the
+    response ends: done, failed, or left by the client (even before the first line)."""
+
+    def __init__(self, started: export.Export) -> None:
+        super().__init__(started.lines(), headers={CURSOR_HEADER: started.cursor})
+        self._started = started
+
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._started.close()
+
+
 @router.get(
     "/v1/export/{type}.ndjson",
     operation_id="exportResources",
@@ -154,4 +170,4 @@ async def export_resources(
     the response unfinished (no final chunk), so the client knows it is incomplete.
     """
     started = await export.open_export(request.app.state.engine, caller, type, query.since)
-    return NDJSONResponse(started.lines(), headers={CURSOR_HEADER: started.cursor})
+    return ExportResponse(started)
