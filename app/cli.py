@@ -152,6 +152,33 @@ def refresh_adherence() -> None:
 
 
 @cli.command()
+def prune_changes() -> None:
+    """Delete the change feed's changes older than DORSI_CHANGE_RETENTION_DAYS. Run it daily
+    (the worker will): a clinic system whose cursor is older then gets 410 and exports
+    again."""
+    from datetime import timedelta
+
+    from app.core.config import get_settings
+    from app.core.db import make_engine
+    from app.sync.retention import prune_changes as prune
+
+    settings = get_settings()
+
+    async def run() -> dict[uuid.UUID, int]:
+        engine = make_engine(settings)
+        try:
+            return await prune(engine, timedelta(days=settings.change_retention_days))
+        finally:
+            await engine.dispose()
+
+    pruned = asyncio.run(run())
+    typer.echo(
+        f"pruned {sum(pruned.values())} changes older than "
+        f"{settings.change_retention_days} days in {len(pruned)} clinics"
+    )
+
+
+@cli.command()
 def create_client(
     clinic_id: Annotated[uuid.UUID, typer.Option(help="The clinic the client acts in.")],
     name: Annotated[str, typer.Option(help="What the client is, e.g. the EHR's name.")],

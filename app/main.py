@@ -265,10 +265,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     )
                 for status, answer in operation.get("responses", {}).items():
                     # Errors are only ever problem+json; FastAPI would also list JSON.
+                    # (or the route's own media type, NDJSON say).
                     content = answer.get("content", {})
-                    if status[0] in "45" and "application/json" in content:
-                        problem = content.pop("application/json")
-                        content.setdefault(PROBLEM_MEDIA_TYPE, problem)
+                    if status[0] in "45":
+                        for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
+                            content.setdefault(PROBLEM_MEDIA_TYPE, content.pop(media_type))
         for component in schema.get("components", {}).get("schemas", {}).values():
             # Enums carry their first member as the example, so every schema has one.
             if "enum" in component and "examples" not in component:

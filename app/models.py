@@ -9,7 +9,7 @@ from app.core.idempotency import IdempotentRequest
 from app.exercises.models import Exercise
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanTemplate, PlanVersion
-from app.sync.models import Change
+from app.sync.models import Change, ChangeHorizon
 
 metadata = SQLModel.metadata
 
@@ -21,6 +21,7 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Change",
+    "ChangeHorizon",
     "Clinic",
     "Clinician",
     "Exercise",

@@ -23,8 +23,14 @@ CONTRACT = Path(__file__).resolve().parents[1] / "openapi.yaml"
 
 @cache
 def contract() -> OpenAPI:
-    # Errors are JSON under their own media type.
-    config = Config(extra_media_type_deserializers={"application/problem+json": orjson.loads})
+    # Errors are JSON under their own media type; exports are NDJSON, which the contract
+    # types as a string (the tests compare each line with the resource's own GET).
+    config = Config(
+        extra_media_type_deserializers={
+            "application/problem+json": orjson.loads,
+            "application/x-ndjson": bytes.decode,
+        }
+    )
     return OpenAPI.from_file_path(str(CONTRACT), config=config)
 
 

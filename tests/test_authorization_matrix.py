@@ -863,6 +863,13 @@ MATRIX: dict[RouteKey, list[Case]] = {
     ("GET", "/v1/audit-events"): [Case(target="the clinic's trail", expect=clinic_admins(200))],
     # --- clinic sync: admins and clinic systems with `changes:read` ----------------------
     ("GET", "/v1/changes"): [Case(target="the clinic's change feed", expect=change_readers())],
+    ("GET", "/v1/export/{type}.ndjson"): [
+        Case(
+            target="the clinic's patients, exported",
+            send=lambda t: Call(path={"type": "patient"}),
+            expect=change_readers(),
+        )
+    ],
 }
 
 # ------------------------------------------------------------------------------ the tests

@@ -33,7 +33,7 @@ class AuditEventPublic(BaseModel):
     actor_kind: str
     actor_id: uuid.UUID | None
     action: str = Field(
-        description="list, read, create, update, delete, pair, revoke, or suspected_theft "
+        description="list, read, export, create, update, delete, pair, revoke, or suspected_theft "
         "(a used refresh token presented again after the reuse window: the device was "
         "signed out)."
     )

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     )
     sign_in_rate_limit: Annotated[str, Field(min_length=3)] = "10/minute"
     cors_origins: list[str] = []
+    # Clinic sync: changes older than this may be pruned (`dorsi prune-changes`); a feed
+    # cursor from before what is kept answers 410, and the client exports again.
+    change_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
 
     @field_validator("sign_in_rate_limit")
     @classmethod

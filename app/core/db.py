@@ -17,7 +17,7 @@ import orjson
 from fastapi import Depends, Request
 from sqlalchemy import Executable, Result, Table, event, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -82,10 +82,18 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+SNAPSHOT_OPTION = "dorsi_snapshot"
+
+
 def _sqlite_begin(connection: Any) -> None:
     # IMMEDIATE takes the write lock up front: concurrent transactions queue (busy timeout)
-    # rather than failing when a read-then-write one finds its snapshot outdated.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # rather than failing when a read-then-write one finds its snapshot outdated. A
+    # snapshot (`snapshot`) only reads: a deferred BEGIN, which in WAL mode holds one
+    # state of the database from its first read on, while writers go on.
+    if connection.get_execution_options().get(SNAPSHOT_OPTION):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def table_of(model: type[SQLModel]) -> Table:
@@ -110,6 +118,22 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+@asynccontextmanager
+async def snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A read-only transaction that sees one state of the database, from its first
+    statement to its end, whatever commits meanwhile: REPEATABLE READ on PostgreSQL, a
+    deferred read transaction on SQLite (WAL). Writers are not held up by it."""
+    async with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        else:
+            await connection.execution_options(**{SNAPSHOT_OPTION: True})
+        async with connection.begin():
+            yield connection
 
 
 async def flush_or(session: AsyncSession, error: DorsiError) -> None:

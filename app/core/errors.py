@@ -150,6 +150,12 @@ class Conflict(DorsiError):
     status, slug = 409, "conflict"
 
 
+class Gone(DorsiError):
+    """What was asked for is no longer kept (a change feed cursor older than retention)."""
+
+    status, slug = 410, "gone"
+
+
 class PreconditionFailed(DorsiError):
     status, slug = 412, "precondition-failed"
 

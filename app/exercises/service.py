@@ -111,7 +111,7 @@ async def list_exercises(
     rows = list((await session.exec(statement)).all())
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    refs = await _variants(session, rows)
+    refs = await variants(session, rows)
     items = [to_public(row, refs) for row in rows]
     next_cursor = encode_cursor([rows[-1].slug, str(rows[-1].id)]) if more else None
     return render(ExercisePage(items=items, next_cursor=next_cursor))
@@ -135,10 +135,11 @@ async def get_exercise(
     session: AsyncSession, clinic_id: uuid.UUID | None, id_or_slug: str
 ) -> Rendered:
     exercise = await find(session, clinic_id, id_or_slug)
-    return render(to_public(exercise, await _variants(session, [exercise])))
+    return render(to_public(exercise, await variants(session, [exercise])))
 
 
-async def _variants(session: AsyncSession, rows: list[Exercise]) -> dict[uuid.UUID, Exercise]:
+async def variants(session: AsyncSession, rows: list[Exercise]) -> dict[uuid.UUID, Exercise]:
+    """The easier and harder variants the exercises link to, by id (for `to_public`)."""
     ids = {i for row in rows for i in (row.easier_variant_id, row.harder_variant_id) if i}
     if not ids:
         return {}
@@ -199,7 +200,7 @@ async def _changed(
     """The clinic exercise's change for clinic sync, as `GET /v1/exercises/{id}` renders it."""
     data = None
     if operation != "delete":
-        data = to_public(exercise, await _variants(session, [exercise])).model_dump(mode="json")
+        data = to_public(exercise, await variants(session, [exercise])).model_dump(mode="json")
     await record_change(
         session, clinic_id, "exercise", exercise.id, operation, version=exercise.version, data=data
     )

@@ -3,8 +3,10 @@
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette import types as asgi
 
 from app.auth.deps import (
     SESSION_STATE,
@@ -18,10 +20,10 @@ from app.auth.deps import (
 from app.auth.models import ActorKind, Role
 from app.auth.principal import Caller, Scope
 from app.core.db import execute, transaction
-from app.core.errors import Forbidden, InvalidInput, Unauthorized, responses
-from app.feed import service
+from app.core.errors import Forbidden, Gone, InvalidInput, NotFound, Unauthorized, responses
+from app.feed import export, service
 from app.feed.listener import ChangeListener
-from app.feed.schemas import ChangePage, ChangeQuery
+from app.feed.schemas import ChangePage, ChangeQuery, ChangeType, ExportQuery
 from app.sync.signal import SIGNAL
 
 router = APIRouter(tags=["sync"])
@@ -59,7 +61,7 @@ def listener_of(request: Request) -> ChangeListener | None:
     operation_id="listChanges",
     summary="Follow the clinic's changes",
     response_model=ChangePage,
-    responses=responses(Unauthorized, Forbidden, InvalidInput),
+    responses=responses(Unauthorized, Forbidden, Gone, InvalidInput),
 )
 async def list_changes(
     request: Request,
@@ -73,6 +75,10 @@ async def list_changes(
 
     Follow `next_cursor` (never null) and you see every change exactly once. With `wait`,
     an empty page is answered when a change commits, or when `wait` seconds have passed.
+
+    Changes are kept for `DORSI_CHANGE_RETENTION_DAYS` (90 by default). A cursor from
+    before the oldest change kept answers 410 Gone: export again
+    (`GET /v1/export/{type}.ndjson`) and follow the feed from that export's cursor.
     """
     after = service.position_of(query.cursor)
     loop = asyncio.get_running_loop()
@@ -88,3 +94,80 @@ async def list_changes(
             listening = listener is not None and listener.listening
             await watch.wait(remaining if listening else min(remaining, RECHECK_SECONDS))
     return Response(page.body(), media_type="application/json")
+
+
+CURSOR_HEADER = "Dorsi-Change-Cursor"
+NDJSON = "application/x-ndjson"
+
+
+class NDJSONResponse(StreamingResponse):
+    media_type = NDJSON
+
+
+class ExportResponse(NDJSONResponse):
+    """An export's lines, after its cursor header. Its snapshot is closed however the
+    response ends: done, failed, or left by the client (even before the first line)."""
+
+    def __init__(self, started: export.Export) -> None:
+        super().__init__(started.lines(), headers={CURSOR_HEADER: started.cursor})
+        self._started = started
+
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._started.close()
+
+
+@router.get(
+    "/v1/export/{type}.ndjson",
+    operation_id="exportResources",
+    summary="Export every resource of a type",
+    response_class=NDJSONResponse,
+    responses={
+        200: {
+            "description": "One resource per line, each in the schema of its own GET "
+            "(`getPatient`, `getExercise`, `getPlanTemplate`, `getPlan`, "
+            "`getAdherenceRecord`, `getClinic`), in no particular order.",
+            "content": {
+                NDJSON: {
+                    "schema": {
+                        "type": "string",
+                        "description": "Newline-delimited JSON: one resource per line.",
+                    },
+                    "example": '{"id": "3f0e8a52-…", "reference": "MRN-0042", …}\n',
+                }
+            },
+            "headers": {
+                CURSOR_HEADER: {
+                    "required": True,
+                    "description": "The change-feed cursor of the export's snapshot: "
+                    "follow `GET /v1/changes?cursor=` from it for every later change, "
+                    "with no gap and no duplicate.",
+                    "schema": {"type": "string", "examples": ["WzQyXQ"]},
+                }
+            },
+        },
+        **responses(Unauthorized, Forbidden, NotFound, InvalidInput),
+    },
+)
+async def export_resources(
+    request: Request,
+    caller: Annotated[Caller, Depends(feed_reader)],
+    type: Annotated[ChangeType, Path(description="What to export: the feed's types.")],
+    query: Annotated[ExportQuery, Query()],
+) -> Response:
+    """Every live resource of one type in the clinic (the clinic's own exercises and
+    templates; plans and adherence records at their current version), read from one
+    consistent snapshot and streamed as NDJSON. Deleted resources are not exported.
+
+    The `Dorsi-Change-Cursor` header is the change feed's cursor of that snapshot: a
+    clinic system's first sync exports each type, then follows `GET /v1/changes` from
+    the cursor (the oldest of them, if it exported types one after another; changes
+    it already has carry versions it can skip).
+
+    Errors before the export begins are problem+json. A failure while it streams ends
+    the response unfinished (no final chunk), so the client knows it is incomplete.
+    """
+    started = await export.open_export(request.app.state.engine, caller, type, query.since)
+    return ExportResponse(started)

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.adherence.schemas import RecordPublic
 from app.clinics.schemas import ClinicPublic
@@ -65,6 +65,22 @@ class ChangeQuery(BaseModel):
             f"0 to {MAX_WAIT_SECONDS}.",
         ),
     ] = 0
+
+
+class ExportQuery(BaseModel):
+    """Which resources of the type to export."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: Annotated[
+        AwareDatetime | None,
+        Field(
+            description="Only resources created or changed at or after this time (RFC 3339, "
+            "with its offset). Left out: every live resource. Clinic settings are always "
+            "exported.",
+            examples=["2026-11-23T10:00:00Z"],
+        ),
+    ] = None
 
 
 _CHANGE_EXAMPLE: dict[str, Any] = {

@@ -20,9 +20,11 @@ from app.adherence import records
 from app.audit import service as audit
 from app.auth.principal import Caller
 from app.core.db import execute, table_of, transaction
+from app.core.errors import Gone
 from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.feed.schemas import ChangeQuery, ChangeType
 from app.plans import service as plans
+from app.sync import retention
 from app.sync.models import Change
 
 CHANGES = table_of(Change)
@@ -63,10 +65,10 @@ class ChangesPage:
         return orjson.dumps(page, option=orjson.OPT_UTC_Z)
 
 
-def position_of(cursor: str | None) -> int:
-    """The change id a cursor stands after (0: before the first)."""
+def position_of(cursor: str | None) -> int | None:
+    """The change id a cursor stands after (None: no cursor, from the oldest kept)."""
     if cursor is None:
-        return 0
+        return None
     (after,) = decode_cursor(cursor, 1)
     if not isinstance(after, int) or isinstance(after, bool) or after < 0:
         raise invalid_cursor()
@@ -74,26 +76,40 @@ def position_of(cursor: str | None) -> int:
 
 
 async def read_page(
-    engine: AsyncEngine, caller: Caller, after: int, query: ChangeQuery
+    engine: AsyncEngine, caller: Caller, after: int | None, query: ChangeQuery
 ) -> ChangesPage:
-    """The clinic's changes after ``after``, rendered, in one short transaction (which
-    also records who read which patients' data)."""
+    """The clinic's changes after ``after`` (None: from the oldest kept), rendered, in one
+    short transaction (which also records who read which patients' data).
+
+    A position before the clinic's retention horizon would miss pruned changes: 410. The
+    horizon is read after the page, so a prune that committed meanwhile is seen."""
     clinic_id = caller.clinic_id
-    params: dict[str, Any] = {"clinic_id": clinic_id, "after": after, "limit": query.limit}
+    start = after or 0
+    params: dict[str, Any] = {"clinic_id": clinic_id, "after": start, "limit": query.limit}
     async with transaction(engine) as session:
+        rows: Sequence[Any] = []
+        position = start
         if query.types:
             newest = (await execute(session, NEWEST, params)).scalar()
-            if newest is None:
-                return ChangesPage([], after)
-            types = sorted({str(kind) for kind in query.types})
-            rows = (
-                await execute(session, TYPED_PAGE, params | {"newest": newest, "types": types})
-            ).all()
-            # A full page ends at its last change; a short one read up to the newest.
-            position = rows[-1].id if len(rows) == query.limit else newest
+            if newest is not None:
+                types = sorted({str(kind) for kind in query.types})
+                rows = (
+                    await execute(session, TYPED_PAGE, params | {"newest": newest, "types": types})
+                ).all()
+                # A full page ends at its last change; a short one read up to the newest.
+                position = rows[-1].id if len(rows) == query.limit else newest
         else:
             rows = (await execute(session, PAGE, params)).all()
-            position = rows[-1].id if rows else after
+            position = rows[-1].id if rows else start
+        kept_after = await retention.horizon(session, clinic_id)
+        if after is not None and after < kept_after:
+            raise Gone(
+                "This cursor is older than the changes kept (DORSI_CHANGE_RETENTION_DAYS): "
+                "changes after it were pruned. Export again (GET /v1/export/{type}.ndjson) "
+                "and follow the feed from the export's Dorsi-Change-Cursor."
+            )
+        if after is None and not rows:
+            position = max(position, kept_after)
         items = await _render(session, clinic_id, rows)
         patients = sorted(
             {
