@@ -28,6 +28,7 @@ from app.core.logging import configure_logging, flush_logs
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
 from app.me.router import router as me_router
+from app.me.today import EXERCISE_CACHE_SIZE, ExerciseCache, TodayBatcher
 from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
 from app.patients.router import router as patients_router
@@ -133,6 +134,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.secrets = Secrets(settings)
+    # Exercise details live as long as public answers may be cached.
+    app.state.today = TodayBatcher(
+        engine, ExerciseCache(EXERCISE_CACHE_SIZE, settings.response_cache_seconds)
+    )
     app.state.sign_in_limiter = SignInLimiter(
         settings.sign_in_rate_limit, settings.rate_limit_storage
     )
