@@ -232,9 +232,12 @@ EXERCISES = select(
 
 # --- requests answered together --------------------------------------------------------
 
-# Batches in flight at once, each in a transaction of its own: while one waits for the
-# database, the next gathers the requests that arrive meanwhile.
-WORKERS = 2
+# A batch starts when a request finds none in flight. Another starts beside those in
+# flight (at most WORKERS in all, each in a transaction of its own) only once GATHER
+# requests wait: while the database is quick, the requests arriving meanwhile gather into
+# the next batch; when it is slow, further batches keep them from waiting on it in turn.
+WORKERS = 4
+GATHER = 8
 MAX_BATCH = 100
 
 
@@ -250,8 +253,8 @@ class Waiter:
 
 class TodayBatcher:
     """Answers today for the requests waiting at a moment, at most ``max_batch`` in one
-    transaction on ``engine``, ``workers`` batches at once. One per app
-    (``app.state.today``).
+    transaction on ``engine``; up to ``workers`` batches at once, a further one only when
+    ``gather`` requests wait. One per app (``app.state.today``).
 
     Each request gets its own answer: its JSON, or its own `Unauthorized`/`Forbidden` if
     its session no longer stands (not audited). If a batch fails, each of its requests
@@ -264,12 +267,14 @@ class TodayBatcher:
         exercises: ExerciseCache,
         *,
         workers: int = WORKERS,
+        gather: int = GATHER,
         max_batch: int = MAX_BATCH,
     ) -> None:
         self.engine = engine
         self.exercises = exercises
         self.workers = workers
         self.max_batch = max_batch
+        self.gather = gather
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: list[Waiter] = []
         self._running: set[asyncio.Task[None]] = set()
@@ -282,7 +287,9 @@ class TodayBatcher:
             self._loop, self._waiting, self._running = loop, [], set()
         future: asyncio.Future[bytes] = loop.create_future()
         self._waiting.append(Waiter(session_id, ip, request_id, future))
-        if len(self._running) < self.workers:
+        if not self._running or (
+            len(self._running) < self.workers and len(self._waiting) >= self.gather
+        ):
             self._running.add(loop.create_task(self._work()))
         return await future
 
@@ -364,8 +371,7 @@ async def answer(
         for state in states.values():
             wanted |= state.exercise_ids()
         exercises = await _exercise_details(session, wanted, cache)
-    bodies = {session_id: render(state, exercises) for session_id, state in states.items()}
-    return [bodies[o] if isinstance(o, uuid.UUID) else o for o in outcomes]
+    return [render(states[o], exercises) if isinstance(o, uuid.UUID) else o for o in outcomes]
 
 
 async def _recorded(

@@ -12,7 +12,7 @@ from httpx import AsyncClient
 
 from app.core.config import Settings
 from app.main import create_app, dispose_engines
-from app.me.today import ExerciseCache
+from app.me.today import ExerciseCache, TodayBatcher
 from tests.conftest import Actor, World, make_client
 from tests.core.problems import assert_problem
 from tests.plans import (
@@ -386,6 +386,35 @@ async def test_concurrent_requests_each_get_their_own_answer_and_audit_event(
         found = await today_events(client, world["admin1"], patient_id)
         assert sorted(e["request_id"] for e in found) == sent
         assert {(e["action"], e["actor_id"]) for e in found} == {("read", patient_id)}
+
+
+async def test_requests_beyond_a_batchs_bound_are_answered_by_further_batches(
+    client: AsyncClient, settings: Settings, world: World, clinician: Actor
+) -> None:
+    """With room for 3 requests a batch and 2 batches at a time, 20 requests at once all
+    get their own answers and audit events."""
+    patient, headers = await patient_with_app(client, clinician)
+    plan, _ = await active_plan(client, clinician, patient["id"])
+    app = create_app(settings)
+    app.state.today = TodayBatcher(
+        app.state.engine, ExerciseCache(10, 60), workers=2, gather=2, max_batch=3
+    )
+    calls = [with_id(headers) for _ in range(20)]
+    try:
+        async with make_client(app) as http:
+            responses = await asyncio.wait_for(
+                asyncio.gather(*(http.get("/v1/me/today", headers=h) for _, h in calls)),
+                timeout=30,
+            )
+    finally:
+        await dispose_engines(app)
+
+    for (request_id, _), response in zip(calls, responses, strict=True):
+        assert response.status_code == 200, response.text
+        assert response.headers["x-request-id"] == request_id
+        assert response.json()["plan_id"] == plan["id"]
+    found = await today_events(client, world["admin1"], patient["id"])
+    assert sorted(e["request_id"] for e in found) == sorted(r for r, _ in calls)
 
 
 async def test_requests_answered_together_each_get_their_own_verdict(
