@@ -32,6 +32,7 @@ from app.exercises.router import router as exercises_router
 from app.feed.listener import ChangeListener
 from app.feed.router import router as feed_router
 from app.me.router import router as me_router
+from app.me.today import EXERCISE_CACHE_SIZE, ExerciseCache, TodayBatcher
 from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
 from app.patients.router import router as patients_router
@@ -151,6 +152,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.secrets = Secrets(settings)
     app.state.change_listener = ChangeListener(settings.database_url)
+    # Exercise details live as long as public answers may be cached.
+    app.state.today = TodayBatcher(
+        engine, ExerciseCache(EXERCISE_CACHE_SIZE, settings.response_cache_seconds)
+    )
     app.state.sign_in_limiter = SignInLimiter(
         settings.sign_in_rate_limit, settings.rate_limit_storage
     )

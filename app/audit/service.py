@@ -66,8 +66,7 @@ def event(
     resource_id: uuid.UUID | str | None = None,
     patient_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
-    """The values of `EVENT` for one event. `record` runs it; a read may instead make
-    `EVENT` part of its own statement, so that the event commits with what it records."""
+    """The values of `EVENT` for one event: `record` writes one, `record_events` many."""
     principal = caller.principal
     return {
         "event_clinic_id": principal.clinic_id,
@@ -93,6 +92,17 @@ async def record(
 ) -> None:
     """Add an audit event to the session; it commits (or not) with the work it records."""
     await execute(session, EVENT, event(caller, action, resource_type, resource_id, patient_id))
+
+
+async def record_events(session: AsyncSession, events: list[dict[str, Any]]) -> None:
+    """Events of any callers (each made by `event`), in one statement in the session's
+    transaction: requests answered together record theirs together."""
+    if not events:
+        return
+    prefix = len("event_")
+    await insert_many(
+        session, EVENTS, [{name[prefix:]: value for name, value in e.items()} for e in events]
+    )
 
 
 async def record_many(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
-from sqlalchemy import Row, RowMapping, bindparam, select
+from sqlalchemy import Row, RowMapping, Select, bindparam, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.models import ActorKind, ApiClient, AuthSession, Clinician, Role
@@ -58,34 +58,40 @@ async def get_secrets(request: Request) -> Secrets:
 SecretsDep = Annotated[Secrets, Depends(get_secrets)]
 
 
-def _session_state() -> Any:
-    sessions, clinicians, clients = table_of(AuthSession), table_of(Clinician), table_of(ApiClient)
+SESSIONS = table_of(AuthSession)
+
+
+def session_state() -> Select[Any]:
+    """The columns `principal_of` reads, for any sessions: a query adds its own WHERE (and
+    may join and select more, by names other than these) and hands each row over."""
+    clinicians, clients = table_of(Clinician), table_of(ApiClient)
     return (
         select(
-            sessions.c.clinic_id,
-            sessions.c.actor_kind,
-            sessions.c.clinician_id,
-            sessions.c.patient_id,
-            sessions.c.api_client_id,
-            sessions.c.scopes,
-            sessions.c.expires_at,
-            sessions.c.revoked_at,
+            SESSIONS.c.clinic_id,
+            SESSIONS.c.actor_kind,
+            SESSIONS.c.clinician_id,
+            SESSIONS.c.patient_id,
+            SESSIONS.c.api_client_id,
+            SESSIONS.c.scopes,
+            SESSIONS.c.expires_at,
+            SESSIONS.c.revoked_at,
             clinicians.c.active.label("clinician_active"),
             clinicians.c.role.label("clinician_role"),
             clients.c.revoked_at.label("client_revoked_at"),
         )
-        .outerjoin(clinicians, clinicians.c.id == sessions.c.clinician_id)
-        .outerjoin(clients, clients.c.id == sessions.c.api_client_id)
-        .where(sessions.c.id == bindparam("session_id", type_=sessions.c.id.type))
+        .outerjoin(clinicians, clinicians.c.id == SESSIONS.c.clinician_id)
+        .outerjoin(clients, clients.c.id == SESSIONS.c.api_client_id)
     )
 
 
 # Every request pays for this check, so it is one indexed query returning plain columns,
-# built once. A query of its own may select these columns beside others (by name, so
-# theirs must not reuse these names) and hand its row to `principal_of`.
+# built once. A query of its own may select these columns (`session_state`) beside others
+# and hand its row to `principal_of`.
 # A deleted patient's sessions are revoked when the patient is (`service.revoke_patient`),
 # so the rule needs no patient table.
-SESSION_STATE = _session_state()
+SESSION_STATE = session_state().where(
+    SESSIONS.c.id == bindparam("session_id", type_=SESSIONS.c.id.type)
+)
 
 
 async def resolve(session: AsyncSession, secrets: Secrets, token: str | None) -> Principal | None:
@@ -210,19 +216,35 @@ def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., A
     return dependency
 
 
+PatientBearer = Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)]
+
+
 async def patient_caller(
-    request: Request,
-    session: SessionDep,
-    secrets: SecretsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)],
+    request: Request, session: SessionDep, secrets: SecretsDep, credentials: PatientBearer
 ) -> Caller:
     """A patient's app, with a token from pairing."""
     principal = await resolve(session, secrets, credentials.credentials if credentials else None)
     if principal is None:
         raise Unauthorized()
-    if principal.kind != ActorKind.patient:
-        raise Forbidden("Only a patient's app has a /v1/me.")
-    return caller_for(request, principal)
+    return caller_for(request, as_patient(principal))
 
 
 PatientCaller = Annotated[Caller, Depends(patient_caller)]
+
+
+def as_patient(principal: Principal) -> Principal:
+    """The principal, if it is a patient's app."""
+    if principal.kind != ActorKind.patient:
+        raise Forbidden("Only a patient's app has a /v1/me.")
+    return principal
+
+
+def patient_session(
+    secrets: Secrets, credentials: HTTPAuthorizationCredentials | None
+) -> uuid.UUID:
+    """The session a patient app's token (`PatientBearer`) names, its signature and expiry
+    checked, for a route that reads `session_state` within its own query;
+    `as_patient(principal_of(...))` then checks the session."""
+    if credentials is None:
+        raise Unauthorized()
+    return session_of(secrets, credentials.credentials)

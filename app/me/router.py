@@ -1,11 +1,9 @@
 """The patient app's routes: only the signed-in patient's own data."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Request, Response
 
 from app.audit import service as audit
-from app.auth.deps import PatientCaller
+from app.auth.deps import PatientBearer, PatientCaller, patient_session
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, responses
 from app.core.http import JSON_MEDIA_TYPE, NOT_MODIFIED, PRIVATE, IfNoneMatch, conditional_json
@@ -57,12 +55,16 @@ async def get_my_plan(
     response_model=Today,
     responses=responses(Unauthorized, Forbidden),
 )
-async def get_my_today(
-    session: SessionDep,
-    caller: PatientCaller,
-    exercises: Annotated[today.ExerciseCache, Depends(today.exercise_cache)],
-) -> Response:
+async def get_my_today(request: Request, credentials: PatientBearer) -> Response:
     """Today's items in the patient's own time zone, each with its dose, the exercise's
     steps and what is already recorded today."""
-    body = await today.today(session, caller, exercises)
+    # Only the token's signature here: its session is checked with the rest (`TodayBatcher`).
+    session_id = patient_session(request.app.state.secrets, credentials)
+    batcher: today.TodayBatcher = request.app.state.today
+    client = request.client
+    body = await batcher.today(
+        session_id,
+        client.host if client else None,
+        request.scope.get("state", {}).get("request_id"),
+    )
     return Response(body, media_type=JSON_MEDIA_TYPE)

@@ -1,15 +1,20 @@
 """`/v1/me/today`, the patient app's most frequent call: what it reads and how it answers.
 
-The route (`app.me.router`) has checked the token's session (`app.auth.deps.PatientCaller`);
-here, in the request's transaction, the patient's active plan version is read, an audit
-event written, and what is already recorded on the patient's local date read. The answer
-is rendered by hand (`render`) for speed; its shape is the `Today` schema's.
+Every patient app asks for today when it opens, and each answer writes an audit event.
+The route (`app.me.router`) checks the token's signature and awaits the app's
+`TodayBatcher`, which answers the requests waiting at a moment together, in one
+transaction: one statement reads their sessions (the one rule, `principal_of`, decides
+each), their patients and active plan versions; one writes the audit events of the valid
+ones; one reads what their patients already recorded on their local dates. A request that
+arrives alone is a batch of one. The answer is rendered by hand (`render`) for speed; its
+shape is the `Today` schema's.
 
 Exercise names and steps are kept in process, per app, for a while
 (DORSI_RESPONSE_CACHE_SECONDS): an edit to a clinic's own exercise shows in "today" within
 that time. See `ExerciseCache`.
 """
 
+import asyncio
 import time
 import uuid
 from collections import OrderedDict
@@ -20,15 +25,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import Request
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.adherence.models import AdherenceRecord
 from app.audit import service as audit
+from app.auth.deps import SESSIONS, as_patient, principal_of, session_state
 from app.auth.principal import Caller
-from app.core.db import execute, table_of
-from app.core.errors import Unauthorized
+from app.core.db import execute, table_of, transaction
+from app.core.errors import DorsiError, Unauthorized
 from app.exercises.models import Exercise
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanStatus, PlanVersion
@@ -48,7 +54,7 @@ class State:
     start_date: date | None
     end_date: date | None
     items: list[dict[str, Any]] | None
-    recorded: Sequence[RecordRow]
+    recorded: list[RecordRow]
 
     def exercise_ids(self) -> set[str]:
         if not self.due_at_all():
@@ -123,7 +129,7 @@ def render(state: State, exercises: dict[str, dict[str, Any]]) -> bytes:
 class ExerciseCache:
     """Exercise details (a `TodayExercise`'s fields) by id as plan items spell it (a UUID's
     canonical text), each kept for ``ttl`` seconds, at most ``maxsize`` of them: past that,
-    the least recently used go first. One per app (`exercise_cache`); ``ttl`` 0 keeps
+    the least recently used go first. One per app, its `TodayBatcher`'s; ``ttl`` 0 keeps
     nothing."""
 
     def __init__(
@@ -171,24 +177,17 @@ class ExerciseCache:
 EXERCISE_CACHE_SIZE = 2048
 
 
-async def exercise_cache(request: Request) -> ExerciseCache:
-    """The app's exercise cache (``app.state.today_exercises``), made on first use with the
-    app's DORSI_RESPONSE_CACHE_SECONDS as its time to live."""
-    state = request.app.state
-    cache: ExerciseCache | None = getattr(state, "today_exercises", None)
-    if cache is None:
-        cache = ExerciseCache(EXERCISE_CACHE_SIZE, state.settings.response_cache_seconds)
-        state.today_exercises = cache
-    return cache
-
-
-# --- the statements, built once ----------------------------------------------------------
+# --- the statements, built once -----------------------------------------------------------
 
 patients, plans, versions = table_of(Patient), table_of(Plan), table_of(PlanVersion)
 records, exercise_table = table_of(AdherenceRecord), table_of(Exercise)
 
+# Each session's state for `principal_of`, beside its patient's time zone and active plan
+# version.
 STATE = (
-    select(
+    session_state()
+    .add_columns(
+        SESSIONS.c.id.label("session_id"),
         patients.c.time_zone,
         plans.c.id.label("plan_id"),
         versions.c.number,
@@ -196,7 +195,7 @@ STATE = (
         versions.c.end_date,
         versions.c["items"],
     )
-    .select_from(patients)
+    .outerjoin(patients, patients.c.id == SESSIONS.c.patient_id)
     .outerjoin(
         plans,
         and_(plans.c.patient_id == patients.c.id, plans.c.status == PlanStatus.active.value),
@@ -204,10 +203,13 @@ STATE = (
     .outerjoin(
         versions, and_(versions.c.plan_id == plans.c.id, versions.c.number == plans.c.version)
     )
-    .where(patients.c.id == bindparam("patient_id", type_=patients.c.id.type))
+    .where(SESSIONS.c.id.in_(bindparam("session_ids", expanding=True)))
 )
+# What is recorded on each (clinic, patient, local date), through the index on them.
+DAY = (records.c.clinic_id, records.c.patient_id, records.c.performed_on)
 RECORDED = (
     select(
+        *DAY,
         records.c.id,
         records.c.item_id,
         records.c.status,
@@ -218,9 +220,7 @@ RECORDED = (
         records.c.pain,
     )
     .where(
-        records.c.clinic_id == bindparam("clinic_id", type_=records.c.clinic_id.type),
-        records.c.patient_id == bindparam("patient_id", type_=records.c.patient_id.type),
-        records.c.performed_on == bindparam("day", type_=records.c.performed_on.type),
+        tuple_(*DAY).in_(bindparam("days", expanding=True)),
         records.c.deleted_at.is_(None),
     )
     .order_by(records.c.performed_at, records.c.id)
@@ -230,23 +230,164 @@ EXERCISES = select(
 ).where(exercise_table.c.id.in_(bindparam("ids", expanding=True)))
 
 
-async def today(session: AsyncSession, caller: Caller, exercises: ExerciseCache) -> bytes:
-    """The calling patient's today as JSON bytes, its audit event written in ``session``."""
-    principal = caller.principal
-    patient_id = principal.patient_id
-    assert patient_id is not None
-    row = (await execute(session, STATE, {"patient_id": patient_id})).first()
-    if row is None:  # the caller's check found the patient; only a race gets here
-        raise Unauthorized("The access token has been revoked.")
-    await audit.record(session, caller, "read", "today", None, patient_id)
-    day = datetime.now(ZoneInfo(row.time_zone)).date()
-    state = State(
-        row.time_zone, day, row.plan_id, row.number, row.start_date, row.end_date, row.items, []
-    )
-    if state.due_at_all():
-        parameters = {"clinic_id": principal.clinic_id, "patient_id": patient_id, "day": day}
-        state.recorded = [tuple(r) for r in await execute(session, RECORDED, parameters)]
-    return render(state, await _exercise_details(session, state.exercise_ids(), exercises))
+# --- requests answered together --------------------------------------------------------
+
+# A batch starts when a request finds none in flight. Another starts beside those in
+# flight (at most WORKERS in all, each in a transaction of its own) only once GATHER
+# requests wait: while the database is quick, the requests arriving meanwhile gather into
+# the next batch; when it is slow, further batches keep them from waiting on it in turn.
+WORKERS = 4
+GATHER = 8
+MAX_BATCH = 100
+
+
+@dataclass(slots=True)
+class Waiter:
+    """A request for today, waiting for its batch's answer."""
+
+    session_id: uuid.UUID
+    ip: str | None
+    request_id: str | None
+    future: asyncio.Future[bytes]
+
+
+class TodayBatcher:
+    """Answers today for the requests waiting at a moment, at most ``max_batch`` in one
+    transaction on ``engine``; up to ``workers`` batches at once, a further one only when
+    ``gather`` requests wait. One per app (``app.state.today``).
+
+    Each request gets its own answer: its JSON, or its own `Unauthorized`/`Forbidden` if
+    its session no longer stands (not audited). If a batch fails, each of its requests
+    fails with that error (and so answers as any failing route does); nothing of it
+    commits. Requests that arrive later go in later batches."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        exercises: ExerciseCache,
+        *,
+        workers: int = WORKERS,
+        gather: int = GATHER,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.engine = engine
+        self.exercises = exercises
+        self.workers = workers
+        self.max_batch = max_batch
+        self.gather = gather
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: list[Waiter] = []
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def today(self, session_id: uuid.UUID, ip: str | None, request_id: str | None) -> bytes:
+        """Today's JSON for the patient of session ``session_id``, its audit event (with
+        ``ip`` and ``request_id``) committed."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # what waited on a loop that is gone is forgotten
+            self._loop, self._waiting, self._running = loop, [], set()
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._waiting.append(Waiter(session_id, ip, request_id, future))
+        if not self._running or (
+            len(self._running) < self.workers and len(self._waiting) >= self.gather
+        ):
+            self._running.add(loop.create_task(self._work()))
+        return await future
+
+    async def _work(self) -> None:
+        try:
+            while self._waiting:
+                batch = [w for w in self._waiting[: self.max_batch] if not w.future.done()]
+                del self._waiting[: self.max_batch]
+                if batch:
+                    await self._run(batch)
+        finally:
+            # At once, not in a done callback: a request arriving after the last look at
+            # the queue must find a free place and start a worker.
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.discard(task)
+
+    async def _run(self, batch: list[Waiter]) -> None:
+        try:
+            answers = await answer(self.engine, self.exercises, batch)
+        except Exception as error:
+            for waiter in batch:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+            return
+        except BaseException:
+            for waiter in batch:
+                waiter.future.cancel()
+            raise
+        for waiter, outcome in zip(batch, answers, strict=True):
+            if waiter.future.done():
+                continue
+            if isinstance(outcome, bytes):
+                waiter.future.set_result(outcome)
+            else:
+                waiter.future.set_exception(outcome)
+
+
+async def answer(
+    engine: AsyncEngine, cache: ExerciseCache, batch: Sequence[Waiter]
+) -> list[bytes | DorsiError]:
+    """Each waiter's answer, in order: its JSON, or the error its session earns. The audit
+    events of those answered with JSON commit before this returns."""
+    outcomes: list[uuid.UUID | DorsiError] = []  # the session whose state answers, or why not
+    states: dict[uuid.UUID, State] = {}
+    async with transaction(engine) as session:
+        found = await execute(session, STATE, {"session_ids": list({w.session_id for w in batch})})
+        rows = {row.session_id: row for row in found}
+        events = []
+        for waiter in batch:
+            row = rows.get(waiter.session_id)
+            try:
+                principal = as_patient(principal_of(waiter.session_id, row))
+            except DorsiError as error:
+                outcomes.append(error)
+                continue
+            assert row is not None
+            if row.time_zone is None:  # only a race with the patient's deletion gets here
+                outcomes.append(Unauthorized("The access token has been revoked."))
+                continue
+            caller = Caller(principal, waiter.ip, waiter.request_id)
+            events.append(audit.event(caller, "read", "today", None, principal.patient_id))
+            if waiter.session_id not in states:
+                day = datetime.now(ZoneInfo(row.time_zone)).date()
+                states[waiter.session_id] = State(
+                    row.time_zone,
+                    day,
+                    row.plan_id,
+                    row.number,
+                    row.start_date,
+                    row.end_date,
+                    row.items,
+                    [],
+                )
+            outcomes.append(waiter.session_id)
+        await audit.record_events(session, events)
+        await _recorded(session, states, rows)
+        wanted: set[str] = set()
+        for state in states.values():
+            wanted |= state.exercise_ids()
+        exercises = await _exercise_details(session, wanted, cache)
+    return [render(states[o], exercises) if isinstance(o, uuid.UUID) else o for o in outcomes]
+
+
+async def _recorded(
+    session: AsyncSession, states: dict[uuid.UUID, State], rows: dict[uuid.UUID, Any]
+) -> None:
+    """Fills in what each due state's patient recorded on their local date."""
+    days: dict[tuple[Any, ...], list[State]] = {}
+    for session_id, state in states.items():
+        if state.due_at_all():
+            row = rows[session_id]
+            days.setdefault((row.clinic_id, row.patient_id, state.day), []).append(state)
+    if not days:
+        return
+    for record in await execute(session, RECORDED, {"days": list(days)}):
+        for state in days[tuple(record[:3])]:
+            state.recorded.append(tuple(record[3:]))
 
 
 async def _exercise_details(

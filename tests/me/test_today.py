@@ -10,8 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from httpx import AsyncClient
 
-from app.me.today import ExerciseCache
-from tests.conftest import Actor, World
+from app.core.config import Settings
+from app.main import create_app, dispose_engines
+from app.me.today import ExerciseCache, TodayBatcher
+from tests.conftest import Actor, World, make_client
 from tests.core.problems import assert_problem
 from tests.plans import (
     EVERY_DAY,
@@ -25,6 +27,7 @@ from tests.plans import (
 )
 
 ME_PATHS = ("/v1/me", "/v1/me/plan", "/v1/me/today")
+UNREACHABLE_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/none"
 
 
 @pytest.fixture
@@ -383,6 +386,100 @@ async def test_concurrent_requests_each_get_their_own_answer_and_audit_event(
         found = await today_events(client, world["admin1"], patient_id)
         assert sorted(e["request_id"] for e in found) == sent
         assert {(e["action"], e["actor_id"]) for e in found} == {("read", patient_id)}
+
+
+async def test_requests_beyond_a_batchs_bound_are_answered_by_further_batches(
+    client: AsyncClient, settings: Settings, world: World, clinician: Actor
+) -> None:
+    """With room for 3 requests a batch and 2 batches at a time, 20 requests at once all
+    get their own answers and audit events."""
+    patient, headers = await patient_with_app(client, clinician)
+    plan, _ = await active_plan(client, clinician, patient["id"])
+    app = create_app(settings)
+    app.state.today = TodayBatcher(
+        app.state.engine, ExerciseCache(10, 60), workers=2, gather=2, max_batch=3
+    )
+    calls = [with_id(headers) for _ in range(20)]
+    try:
+        async with make_client(app) as http:
+            responses = await asyncio.wait_for(
+                asyncio.gather(*(http.get("/v1/me/today", headers=h) for _, h in calls)),
+                timeout=30,
+            )
+    finally:
+        await dispose_engines(app)
+
+    for (request_id, _), response in zip(calls, responses, strict=True):
+        assert response.status_code == 200, response.text
+        assert response.headers["x-request-id"] == request_id
+        assert response.json()["plan_id"] == plan["id"]
+    found = await today_events(client, world["admin1"], patient["id"])
+    assert sorted(e["request_id"] for e in found) == sorted(r for r, _ in calls)
+
+
+async def test_requests_answered_together_each_get_their_own_verdict(
+    client: AsyncClient, world: World, clinician: Actor
+) -> None:
+    """A revoked app's and a clinician's requests, among a valid app's, are refused (and
+    not audited) while the valid app's are answered and audited."""
+    valid, valid_app = await patient_with_app(client, clinician)
+    plan, _ = await active_plan(client, clinician, valid["id"])
+    revoked, revoked_app = await patient_with_app(client, clinician)
+    await active_plan(client, clinician, revoked["id"])
+    devices = await client.get(f"/v1/patients/{revoked['id']}/devices", headers=clinician.headers)
+    for device in devices.json():
+        path = f"/v1/patients/{revoked['id']}/devices/{device['id']}"
+        assert (await client.delete(path, headers=clinician.headers)).status_code == 204
+    calls = [
+        (who, *with_id(headers))
+        for _ in range(4)
+        for who, headers in (
+            ("valid", valid_app),
+            ("revoked", revoked_app),
+            ("clinician", clinician.headers),
+        )
+    ]
+
+    responses = await asyncio.gather(
+        *(client.get("/v1/me/today", headers=headers) for *_, headers in calls)
+    )
+
+    for (who, request_id, _), response in zip(calls, responses, strict=True):
+        assert response.headers["x-request-id"] == request_id
+        if who == "valid":
+            assert response.status_code == 200, response.text
+            assert response.json()["plan_id"] == plan["id"]
+        elif who == "revoked":
+            assert_problem(response, 401, "unauthorized")
+        else:
+            assert_problem(response, 403, "forbidden")
+    found = await today_events(client, world["admin1"], valid["id"])
+    sent = sorted(request_id for who, request_id, _ in calls if who == "valid")
+    assert sorted(e["request_id"] for e in found if e["request_id"] in sent) == sent
+    assert await today_events(client, world["admin1"], revoked["id"]) == []
+
+
+async def test_a_failed_batch_answers_each_of_its_requests_with_a_problem(
+    settings: Settings, world: World
+) -> None:
+    """Requests whose batch cannot reach the database each answer 500, and the next
+    requests are tried again rather than left waiting."""
+    app = create_app(settings.model_copy(update={"database_url": UNREACHABLE_DATABASE}))
+    calls = [with_id(world["patient_a"].headers) for _ in range(6)]
+    try:
+        async with make_client(app, raise_app_exceptions=False) as http:
+            for _ in range(2):
+                responses = await asyncio.wait_for(
+                    asyncio.gather(
+                        *(http.get("/v1/me/today", headers=headers) for _, headers in calls)
+                    ),
+                    timeout=30,
+                )
+                for (request_id, _), response in zip(calls, responses, strict=True):
+                    assert_problem(response, 500, "internal")
+                    assert response.headers["x-request-id"] == request_id
+    finally:
+        await dispose_engines(app)
 
 
 # --- who may ask --------------------------------------------------------------------------
