@@ -441,7 +441,8 @@ MATRIX: dict[RouteKey, list[Case]] = {
             send=lambda t: Call(
                 form={"grant_type": "password", "username": t.clinician_email, "password": "no"}
             ),
-            expect=everyone(401),
+            # RFC 6749: 400 `invalid_grant`.
+            expect=everyone(400),
         ),
     ],
     ("POST", "/v1/auth/pair"): [

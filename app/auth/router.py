@@ -5,6 +5,7 @@ import binascii
 import json
 from datetime import timedelta
 from typing import Annotated, Any
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,8 +14,16 @@ from starlette.responses import Response
 
 from app.auth import service
 from app.auth.deps import SecretsDep
+from app.auth.oauth import (
+    InvalidBasicClient,
+    InvalidRequest,
+    OAuthRoute,
+    UnsupportedGrantType,
+    oauth_responses,
+)
 from app.auth.ratelimit import SignInLimiter
 from app.auth.schemas import (
+    GRANT_TYPES,
     PairRequest,
     RefreshRequest,
     RevokeRequest,
@@ -26,7 +35,6 @@ from app.core.db import SessionDep
 from app.core.errors import (
     FORM_BODIES,
     JSON_BODY,
-    BadRequest,
     InvalidInput,
     TooManyRequests,
     Unauthorized,
@@ -60,23 +68,20 @@ def _address(request: Request) -> str:
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    """The client id and secret of HTTP Basic, each form-encoded first as RFC 6749
+    section 2.3.1 asks; None without Basic, 401 if it cannot be read."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
-        client_id, _, secret = base64.b64decode(value).decode().partition(":")
+        client_id, colon, secret = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return None
-    return client_id, secret
+        colon = ""
+    if not colon:
+        raise InvalidBasicClient("The HTTP Basic credentials cannot be read.")
+    return unquote_plus(client_id), unquote_plus(secret)
 
 
-@router.post(
-    "/token",
-    operation_id="createToken",
-    summary="Sign in (OAuth2 token endpoint)",
-    response_model=TokenResponse,
-    responses=responses(BadRequest, Unauthorized, TooManyRequests, InvalidInput),
-)
 async def create_token(
     request: Request,
     response: Response,
@@ -87,21 +92,48 @@ async def create_token(
 ) -> TokenResponse:
     """Clinicians: `grant_type=password` with email and password. Clinic systems:
     `grant_type=client_credentials` with the client id and secret (form fields or HTTP
-    Basic). Attempts are limited per account and per address; past it, 429."""
+    Basic). Attempts are limited per account and per address; past it, 429.
+
+    Errors are RFC 6749 error responses as well as problems: `error` and
+    `error_description` beside `type` and `detail`. 400 `invalid_request`,
+    `invalid_grant` (wrong username or password), `invalid_scope`,
+    `unsupported_grant_type` or `invalid_client` (client credentials in the form); 401
+    `invalid_client` with `WWW-Authenticate: Basic` when they came as HTTP Basic; 429
+    `slow_down` with `Retry-After`."""
     response.headers.update(NO_STORE)
+    if form.grant_type not in GRANT_TYPES:
+        raise UnsupportedGrantType(
+            f"Dorsi takes the grant types {' and '.join(GRANT_TYPES)}, not {form.grant_type!r}."
+        )
     if form.grant_type == "password":
         username, password = form.username, form.password
         if not username or not password:
-            raise BadRequest("The password grant needs `username` and `password`.")
+            raise InvalidRequest("The password grant needs `username` and `password`.")
         limiter.hit(("sign-in", "ip", _address(request)), ("sign-in", "account", username.lower()))
         return await service.password_grant(session, secrets, username, password, form.scope)
-    client_id, client_secret = _basic_credentials(request) or (form.client_id, form.client_secret)
+    basic = _basic_credentials(request)
+    if basic is not None and (form.client_id or form.client_secret):
+        raise InvalidRequest("Send the client credentials as HTTP Basic or in the form, not both.")
+    client_id, client_secret = basic or (form.client_id, form.client_secret)
     if not client_id or not client_secret:
-        raise BadRequest("The client_credentials grant needs `client_id` and `client_secret`.")
+        raise InvalidRequest("The client_credentials grant needs `client_id` and `client_secret`.")
     limiter.hit(("sign-in", "ip", _address(request)), ("sign-in", "client", client_id))
     return await service.client_credentials_grant(
-        session, secrets, client_id, client_secret, form.scope
+        session, secrets, client_id, client_secret, form.scope, basic=basic is not None
     )
+
+
+# The token endpoint's problems are RFC 6749 error responses too (app.auth.oauth).
+router.add_api_route(
+    "/token",
+    create_token,
+    methods=["POST"],
+    operation_id="createToken",
+    summary="Sign in (OAuth2 token endpoint)",
+    response_model=TokenResponse,
+    responses=oauth_responses(400, 401, 415, 429),
+    route_class_override=OAuthRoute,
+)
 
 
 @router.post(

@@ -1,7 +1,7 @@
 """What the sign-in endpoints read and answer."""
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,9 @@ class TokenResponse(BaseModel):
     )
 
 
+GRANT_TYPES = ("password", "client_credentials")
+
+
 class TokenForm(BaseModel):
     """The OAuth2 token request, form-encoded. As RFC 6749 asks, parameters it does not
     know are ignored rather than refused. Client credentials may come as HTTP Basic."""
@@ -54,7 +57,17 @@ class TokenForm(BaseModel):
         }
     )
 
-    grant_type: Literal["password", "client_credentials"]
+    # Checked by the route, not here, so that another grant type is RFC 6749's 400
+    # `unsupported_grant_type` rather than a validation error.
+    grant_type: Annotated[
+        str,
+        Field(
+            max_length=64,
+            json_schema_extra={"enum": list(GRANT_TYPES)},
+            description="`password` (clinicians) or `client_credentials` (clinic systems); "
+            "another is 400 `unsupported_grant_type`.",
+        ),
+    ]
     username: Annotated[Line | None, Field(max_length=254)] = None
     password: Annotated[Line | None, Field(max_length=256)] = None
     client_id: Annotated[Line | None, Field(max_length=64)] = None

@@ -17,12 +17,13 @@ from app.auth.models import (
     Clinician,
     RefreshToken,
 )
+from app.auth.oauth import InvalidBasicClient, InvalidClient, InvalidGrant, InvalidScope
 from app.auth.principal import CLINICIAN_SCOPES, PATIENT_SCOPES, Caller, Principal
 from app.auth.schemas import TokenResponse
 from app.auth.security import Secrets, new_opaque_token, normalize_access_code
 from app.core.columns import utcnow
 from app.core.db import execute
-from app.core.errors import BadRequest, Unauthorized
+from app.core.errors import Unauthorized
 
 INVALID_CREDENTIALS = "The credentials are not valid."
 
@@ -57,7 +58,7 @@ def _requested(scope: str | None, allowed: frozenset[str]) -> list[str]:
         return sorted(allowed)
     wanted = set(scope.split())
     if not wanted <= allowed:
-        raise BadRequest(
+        raise InvalidScope(
             f"Scopes not granted to this caller: {' '.join(sorted(wanted - allowed))}."
         )
     return sorted(wanted)
@@ -76,7 +77,7 @@ async def password_grant(
     ).first()
     valid = await _verified(secrets, clinician.password_hash if clinician else None, password)
     if clinician is None or not valid or not clinician.active:
-        raise Unauthorized(INVALID_CREDENTIALS)
+        raise InvalidGrant(INVALID_CREDENTIALS)
     auth = AuthSession(
         clinic_id=clinician.clinic_id,
         actor_kind=ActorKind.clinician,
@@ -90,15 +91,22 @@ async def password_grant(
 
 
 async def client_credentials_grant(
-    session: AsyncSession, secrets: Secrets, client_id: str, client_secret: str, scope: str | None
+    session: AsyncSession,
+    secrets: Secrets,
+    client_id: str,
+    client_secret: str,
+    scope: str | None,
+    *,
+    basic: bool = False,
 ) -> TokenResponse:
+    """``basic``: the client authenticated with HTTP Basic, so a wrong one is a 401."""
     try:
         client = await session.get(ApiClient, uuid.UUID(client_id))
     except ValueError:
         client = None
     valid = await _verified(secrets, client.secret_hash if client else None, client_secret)
     if client is None or not valid or client.revoked_at is not None:
-        raise Unauthorized(INVALID_CREDENTIALS)
+        raise (InvalidBasicClient if basic else InvalidClient)(INVALID_CREDENTIALS)
     auth = AuthSession(
         clinic_id=client.clinic_id,
         actor_kind=ActorKind.api_client,

@@ -107,10 +107,18 @@ class DorsiError(Exception):
     status: ClassVar[int] = 500
     slug: ClassVar[str] = "internal"
 
-    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        members: dict[str, Any] | None = None,
+    ):
         super().__init__(detail)
         self.detail = detail
         self.headers = headers or {}
+        # Extension members of the problem (RFC 9457 section 3.2).
+        self.members = members or {}
 
 
 class NotFound(DorsiError):
@@ -201,6 +209,13 @@ def problem_response(
         body["instance"] = request.url.path
         body["request_id"] = request.scope.get("state", {}).get("request_id")
     body.update(extra)
+    if request is not None:
+        # A route may speak a protocol of its own in its problems too (the OAuth2 token
+        # endpoint's errors): it adapts each one, status and headers included.
+        adapt = getattr(request.scope.get("route"), "adapt_problem", None)
+        if adapt is not None:
+            body, headers = adapt(body, dict(headers or {}))
+            status = body["status"]
     return Response(
         orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
     )
@@ -329,7 +344,7 @@ def transient(error: DBAPIError) -> bool:
 def install_error_handlers(app: FastAPI) -> None:
     async def dorsi_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, DorsiError)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(exc.members)
         if isinstance(exc, InvalidInput):
             extra["errors"] = [e.model_dump() for e in exc.errors]
         return problem_response(

@@ -56,7 +56,8 @@ async def test_an_admin_creates_reads_changes_and_revokes_a_client(
         await client.delete(f"/v1/api-clients/{created['id']}", headers=admin)
     ).status_code == 204
     assert (await client.get("/v1/patients", headers=new)).status_code == 401
-    assert (await token(client, created["id"], secret)).status_code == 401
+    refused = await token(client, created["id"], secret)
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_client")
     gone = await client.get(f"/v1/api-clients/{created['id']}", headers=admin)
     assert gone.status_code == 404
 

@@ -42,7 +42,8 @@ async def test_an_admin_adds_promotes_and_deactivates_a_clinician(
     )
     assert off.json()["active"] is False
     assert (await client.get("/v1/patients", headers=theirs)).status_code == 401
-    assert (await sign_in(client, email, "a long passphrase")).status_code == 401
+    refused = await sign_in(client, email, "a long passphrase")
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
 
 
 async def test_admins_keep_their_own_access(world: World, client: httpx.AsyncClient) -> None:
