@@ -16,6 +16,8 @@ from app.auth import service
 from app.auth.deps import SecretsDep
 from app.auth.oauth import (
     InvalidBasicClient,
+    InvalidClient,
+    InvalidGrant,
     InvalidRequest,
     OAuthRoute,
     UnsupportedGrantType,
@@ -92,7 +94,8 @@ async def create_token(
 ) -> TokenResponse:
     """Clinicians: `grant_type=password` with email and password. Clinic systems:
     `grant_type=client_credentials` with the client id and secret (form fields or HTTP
-    Basic). Attempts are limited per account and per address; past it, 429.
+    Basic). Failed attempts are limited per address, per account from one address, and
+    per account overall (a much higher ceiling); past one, 429. A success counts nothing.
 
     Errors are RFC 6749 error responses as well as problems: `error` and
     `error_description` beside `type` and `detail`. 400 `invalid_request`,
@@ -109,18 +112,27 @@ async def create_token(
         username, password = form.username, form.password
         if not username or not password:
             raise InvalidRequest("The password grant needs `username` and `password`.")
-        limiter.hit(("sign-in", "ip", _address(request)), ("sign-in", "account", username.lower()))
-        return await service.password_grant(session, secrets, username, password, form.scope)
+        account = username.strip().lower()
+        limiter.check("account", account, _address(request))
+        try:
+            return await service.password_grant(session, secrets, username, password, form.scope)
+        except InvalidGrant:
+            limiter.failed("account", account, _address(request))
+            raise
     basic = _basic_credentials(request)
     if basic is not None and (form.client_id or form.client_secret):
         raise InvalidRequest("Send the client credentials as HTTP Basic or in the form, not both.")
     client_id, client_secret = basic or (form.client_id, form.client_secret)
     if not client_id or not client_secret:
         raise InvalidRequest("The client_credentials grant needs `client_id` and `client_secret`.")
-    limiter.hit(("sign-in", "ip", _address(request)), ("sign-in", "client", client_id))
-    return await service.client_credentials_grant(
-        session, secrets, client_id, client_secret, form.scope, basic=basic is not None
-    )
+    limiter.check("client", client_id, _address(request))
+    try:
+        return await service.client_credentials_grant(
+            session, secrets, client_id, client_secret, form.scope, basic=basic is not None
+        )
+    except InvalidClient:
+        limiter.failed("client", client_id, _address(request))
+        raise
 
 
 # The token endpoint's problems are RFC 6749 error responses too (app.auth.oauth).

@@ -51,12 +51,15 @@ class Settings(BaseSettings):
         "memory://"
     )
     sign_in_rate_limit: Annotated[str, Field(min_length=3)] = "10/minute"
+    # Failed sign-ins per account from all addresses together; past it, even the right
+    # password is refused until the window moves on.
+    sign_in_account_ceiling: Annotated[str, Field(min_length=3)] = "100/hour"
     cors_origins: list[str] = []
     # Clinic sync: changes older than this may be pruned (`dorsi prune-changes`); a feed
     # cursor from before what is kept answers 410, and the client exports again.
     change_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
 
-    @field_validator("sign_in_rate_limit")
+    @field_validator("sign_in_rate_limit", "sign_in_account_ceiling")
     @classmethod
     def _rate(cls, value: str) -> str:
         try:

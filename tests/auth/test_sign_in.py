@@ -259,43 +259,76 @@ async def test_a_token_accepted_before_is_refused_once_it_expires(
 
 @pytest.fixture
 async def strict_app(settings: Settings) -> AsyncIterator[FastAPI]:
-    limited = create_app(settings_for(settings.database_url, sign_in_rate_limit="3/minute"))
+    limited = create_app(
+        settings_for(
+            settings.database_url, sign_in_rate_limit="3/minute", sign_in_account_ceiling="5/minute"
+        )
+    )
     yield limited
     await dispose_engines(limited)
 
 
-async def test_sign_in_is_limited_per_account_and_per_address(strict_app: FastAPI) -> None:
+def from_address(app: FastAPI, address: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://dorsi.test")
+
+
+async def test_sign_in_failures_are_limited_per_address(strict_app: FastAPI) -> None:
     email = await clinician(strict_app)
 
-    def from_address(address: str) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=strict_app, client=(address, 50000))
-        return httpx.AsyncClient(transport=transport, base_url="http://dorsi.test")
-
-    # Per account: attempts from many addresses still add up.
-    for n in range(3):
-        async with from_address(f"10.0.0.{n}") as http:
+    # One address guessing one account's password is stopped, the right password too.
+    async with from_address(strict_app, "10.0.0.1") as http:
+        for _ in range(3):
             assert (await password_grant(http, email, "wrong")).status_code == 400
-    async with from_address("10.0.0.9") as http:
-        blocked = await password_grant(http, email, PASSWORD)
+        blocked = await password_grant(http, email, "wrong")
+        assert (await password_grant(http, email, PASSWORD)).status_code == 429
     assert blocked.status_code == 429
     assert int(blocked.headers["retry-after"]) >= 1
     assert blocked.headers["content-type"] == "application/problem+json"
     assert blocked.json()["error"] == "slow_down"
+    # Those failures do not lock the account out elsewhere.
+    async with from_address(strict_app, "10.0.0.9") as http:
+        assert (await password_grant(http, email, PASSWORD)).status_code == 200
 
     # Per address: one address trying many accounts is stopped too.
-    async with from_address("10.0.1.1") as http:
+    async with from_address(strict_app, "10.0.1.1") as http:
         for n in range(3):
             assert (await password_grant(http, f"x{n}@clinic.test", "wrong")).status_code == 400
         assert (await password_grant(http, "y@clinic.test", "wrong")).status_code == 429
         pairing = await http.post("/v1/auth/pair", json={"code": "AAAA-BBBB"})
         assert pairing.status_code == 401
     # Pairing has its own count per address.
-    async with from_address("10.0.2.1") as http:
+    async with from_address(strict_app, "10.0.2.1") as http:
         statuses = [
             (await http.post("/v1/auth/pair", json={"code": "AAAABBBB"})).status_code
             for _ in range(4)
         ]
     assert statuses == [401, 401, 401, 429]
+
+
+async def test_successful_sign_ins_count_nothing(strict_app: FastAPI) -> None:
+    email = await clinician(strict_app)
+    async with from_address(strict_app, "10.0.3.1") as http:
+        for _ in range(6):
+            assert (await password_grant(http, email, PASSWORD)).status_code == 200
+        statuses = [(await password_grant(http, email, "wrong")).status_code for _ in range(4)]
+    assert statuses == [400, 400, 400, 429]
+
+
+async def test_past_the_account_ceiling_the_right_password_is_refused(
+    strict_app: FastAPI,
+) -> None:
+    email, other = await clinician(strict_app), await clinician(strict_app)
+    for n in range(5):
+        async with from_address(strict_app, f"10.0.4.{n}") as http:
+            assert (await password_grant(http, email, "wrong")).status_code == 400
+    async with from_address(strict_app, "10.0.4.9") as http:
+        refused = await password_grant(http, email, PASSWORD)
+        # The ceiling is the account's: another account signs in from the same address.
+        assert (await password_grant(http, other, PASSWORD)).status_code == 200
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "slow_down"
+    assert int(refused.headers["retry-after"]) >= 1
 
 
 async def test_security_headers_on_every_response(client: httpx.AsyncClient) -> None:

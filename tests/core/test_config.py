@@ -36,6 +36,7 @@ def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
         ("DORSI_MAX_BODY_BYTES", "10"),
         ("DORSI_ENVIRONMENT", "staging"),
         ("DORSI_SIGN_IN_RATE_LIMIT", "lots"),
+        ("DORSI_SIGN_IN_ACCOUNT_CEILING", "lots"),
         ("DORSI_ACCESS_TOKEN_MINUTES", "0"),
         ("DORSI_REFRESH_REUSE_SECONDS", "-1"),
         ("DORSI_REFRESH_REUSE_SECONDS", "301"),
