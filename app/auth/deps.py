@@ -98,7 +98,12 @@ async def resolve(session: AsyncSession, secrets: Secrets, token: str | None) ->
     """The principal a bearer token stands for, checked against its session, or None."""
     if not token:
         return None
-    session_id = session_of(secrets, token)
+    return await principal_for(session, session_of(secrets, token))
+
+
+async def principal_for(session: AsyncSession, session_id: uuid.UUID) -> Principal:
+    """The principal of a sign-in session, read and checked by `principal_of`, or
+    Unauthorized if the session no longer stands."""
     state = (await execute(session, SESSION_STATE, {"session_id": session_id})).first()
     return principal_of(session_id, state)
 

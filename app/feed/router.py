@@ -9,17 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette import types as asgi
 
 from app.auth.deps import (
-    SESSION_STATE,
     SecretsDep,
     as_staff,
     caller_for,
     oauth2,
-    principal_of,
+    principal_for,
     staff_session,
 )
 from app.auth.models import ActorKind, Role
 from app.auth.principal import Caller, Scope
-from app.core.db import execute, transaction
+from app.core.db import transaction
 from app.core.errors import Forbidden, Gone, InvalidInput, NotFound, Unauthorized, responses
 from app.feed import export, service
 from app.feed.listener import ChangeListener
@@ -39,8 +38,7 @@ async def feed_reader(
     its own, so that a reader that waits holds no connection meanwhile."""
     session_id = staff_session(secrets, authorization)
     async with transaction(request.app.state.engine) as session:
-        state = (await execute(session, SESSION_STATE, {"session_id": session_id})).first()
-    principal = as_staff(principal_of(session_id, state), Scope.changes_read)
+        principal = as_staff(await principal_for(session, session_id), Scope.changes_read)
     if principal.kind == ActorKind.clinician and principal.role != Role.admin:
         raise Forbidden("Only clinic admins and clinic systems read the change feed.")
     return caller_for(request, principal)

@@ -92,20 +92,18 @@ async def _render_items(
     session: AsyncSession, items: list[dict[str, Any]], kind: type[PlanItemPublic]
 ) -> list[Any]:
     exercises = await _exercises(session, {uuid.UUID(item["exercise_id"]) for item in items})
+    return _items(items, exercises, kind)
+
+
+def _items(
+    items: list[dict[str, Any]], exercises: dict[uuid.UUID, Exercise], kind: type[PlanItemPublic]
+) -> list[Any]:
+    """Stored items as their public schema, in order, each naming its exercise."""
     rendered = []
     for order, item in enumerate(items, start=1):
         exercise = exercises[uuid.UUID(item["exercise_id"])]
-        rendered.append(
-            kind.model_validate(
-                {
-                    **item,
-                    "order": order,
-                    "exercise": ExerciseBrief(
-                        id=exercise.id, slug=exercise.slug, name=exercise.name
-                    ),
-                }
-            )
-        )
+        brief = ExerciseBrief(id=exercise.id, slug=exercise.slug, name=exercise.name)
+        rendered.append(kind.model_validate({**item, "order": order, "exercise": brief}))
     return rendered
 
 
@@ -342,11 +340,6 @@ async def plans_at(
     rendered = {}
     for version in versions:
         plan = plans[version.plan_id]
-        items = []
-        for order, item in enumerate(version.items, start=1):
-            exercise = exercises[uuid.UUID(item["exercise_id"])]
-            brief = ExerciseBrief(id=exercise.id, slug=exercise.slug, name=exercise.name)
-            items.append(PlanItemPublic.model_validate({**item, "order": order, "exercise": brief}))
         rendered[(version.plan_id, version.number)] = PlanPublic(
             id=plan.id,
             patient_id=plan.patient_id,
@@ -357,7 +350,7 @@ async def plans_at(
             notes=version.notes,
             start_date=version.start_date,
             end_date=version.end_date,
-            items=items,
+            items=_items(version.items, exercises, PlanItemPublic),
             created_at=plan.created_at,
             # A plan's updated_at is when its newest version was made.
             updated_at=version.created_at,

@@ -1,5 +1,6 @@
 """Helpers for following the change feed as a clinic system does."""
 
+import uuid
 from typing import Any
 
 from httpx import AsyncClient
@@ -33,3 +34,18 @@ async def follow(client: AsyncClient, actor: Actor, cursor: str, **params: Any) 
         cursor = page["next_cursor"]
         if not page["items"]:
             return items
+
+
+def clinic_exercise(name: str) -> dict[str, Any]:
+    """A clinic exercise to create, with a slug of its own."""
+    return {
+        "slug": f"{name.lower().replace(' ', '-')}-{uuid.uuid4().hex[:8]}",
+        "name": name,
+        "summary": "Tapping the toes.",
+        "steps": ["Tap."],
+        "body_region": "ankle",
+        "movements": ["dorsiflexion"],
+        "mode": "active",
+        "position": "seated",
+        "equipment": [],
+    }

@@ -13,7 +13,7 @@ from httpx import AsyncClient
 from app.core.pagination import encode_cursor
 from tests.conftest import Actor, World, build_world
 from tests.core.problems import assert_problem
-from tests.feed import follow, read, tail
+from tests.feed import clinic_exercise, follow, read, tail
 from tests.plans import (
     changed_plan,
     item,
@@ -76,17 +76,7 @@ async def test_every_synced_write_arrives_as_its_get_rendered_it(
     )
     exercise = await client.post(
         "/v1/exercises",
-        json={
-            "slug": f"feed-toe-taps-{uuid.uuid4().hex[:8]}",
-            "name": "Feed toe taps",
-            "summary": "Tapping the toes.",
-            "steps": ["Tap."],
-            "body_region": "ankle",
-            "movements": ["dorsiflexion"],
-            "mode": "active",
-            "position": "seated",
-            "equipment": [],
-        },
+        json=clinic_exercise("Feed toe taps"),
         headers=admin.headers,
     )
     assert exercise.status_code == 201, exercise.text

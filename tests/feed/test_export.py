@@ -17,7 +17,7 @@ from app.core.db import libpq_url
 from app.feed import export
 from tests.conftest import Actor, World, build_world
 from tests.core.problems import assert_problem
-from tests.feed import follow, tail
+from tests.feed import clinic_exercise, follow, tail
 from tests.plans import changed_plan, item, new_patient, new_plan, paired_headers
 
 
@@ -85,17 +85,7 @@ async def test_each_type_exports_its_live_resources_as_their_own_get_renders_the
     )
     exercise = await client.post(
         "/v1/exercises",
-        json={
-            "slug": f"export-toe-taps-{uuid.uuid4().hex[:8]}",
-            "name": "Export toe taps",
-            "summary": "Tapping the toes.",
-            "steps": ["Tap."],
-            "body_region": "ankle",
-            "movements": ["dorsiflexion"],
-            "mode": "active",
-            "position": "seated",
-            "equipment": [],
-        },
+        json=clinic_exercise("Export toe taps"),
         headers=admin.headers,
     )
     await client.patch("/v1/clinic", json={"pain_alert_at": 6}, headers=admin.headers)
