@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
+from sqlalchemy import select as sa_select
 from sqlalchemy import tuple_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,7 +27,7 @@ from app.audit import service as audit
 from app.auth.models import ActorKind
 from app.auth.principal import Caller
 from app.core.columns import utcnow
-from app.core.db import flush_or, table_of
+from app.core.db import execute, flush_or, table_of
 from app.core.errors import (
     FieldError,
     InvalidInput,
@@ -46,7 +47,7 @@ PUBLIC_FIELDS = [field for field in RecordPublic.model_fields if field in RECORD
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-def public(record: AdherenceRecord | Mapping[str, Any]) -> RecordPublic:
+def public(record: AdherenceRecord | Mapping[Any, Any]) -> RecordPublic:
     """The record as stored, with performed_at back in the offset it was given in."""
     values = record if isinstance(record, Mapping) else record.model_dump()
     offset = timezone(timedelta(minutes=values["utc_offset_minutes"]))
@@ -217,16 +218,16 @@ async def records_at(
         return {}
     ids = sorted({record_id for record_id, _ in wanted})
     rendered: dict[tuple[uuid.UUID, int], dict[str, Any]] = {}
-    current = await session.exec(
-        select(AdherenceRecord).where(
-            col(AdherenceRecord.id).in_(ids), AdherenceRecord.clinic_id == clinic_id
-        )
+    # Rows, not ORM objects: a feed page renders up to a thousand records.
+    current = await execute(
+        session,
+        sa_select(RECORDS).where(RECORDS.c.id.in_(ids), RECORDS.c.clinic_id == clinic_id),
     )
     mine = set()
-    for record in current:
-        mine.add(record.id)
-        if (record.id, record.version) in wanted:
-            rendered[(record.id, record.version)] = public(record).model_dump(mode="json")
+    for record in current.mappings():
+        mine.add(record["id"])
+        if (record["id"], record["version"]) in wanted:
+            rendered[(record["id"], record["version"])] = public(record).model_dump(mode="json")
     # Earlier versions of the clinic's own records only (versions carry no clinic).
     earlier = sorted(key for key in wanted if key not in rendered and key[0] in mine)
     if earlier:
