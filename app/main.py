@@ -157,9 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine, ExerciseCache(EXERCISE_CACHE_SIZE, settings.response_cache_seconds)
     )
     app.state.sign_in_limiter = SignInLimiter(
-        settings.sign_in_rate_limit,
-        settings.rate_limit_storage,
-        account_ceiling=settings.sign_in_account_ceiling,
+        engine, settings.sign_in_rate_limit, account_ceiling=settings.sign_in_account_ceiling
     )
 
     install_error_handlers(app)

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, String
+from sqlalchemy import BigInteger, Column, Index, Integer, String
 from sqlmodel import Field, SQLModel
 
 from app.core.columns import JSONType, UTCDateTime, utcnow
@@ -104,3 +104,20 @@ class AccessCode(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RateLimitHit(SQLModel, table=True):
+    """One counted attempt (a failed sign-in, a pairing, a refresh) under a limit's key.
+    In the database so that every API process counts against the same limits."""
+
+    __tablename__ = "rate_limit_hit"
+    __table_args__ = (Index("ix_rate_limit_hit_key_at", "key", "at"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    key: str = Field(sa_type=String(400))
+    at: datetime = Field(sa_type=UTCDateTime, index=True)

@@ -1,37 +1,62 @@
 """Brute-force limits on sign-in and pairing, per account and per client address.
 
-Counting uses the `limits` library. Its storage is `DORSI_RATE_LIMIT_STORAGE`: the default
-`memory://` counts per server process; point every process at one `redis://` to share.
+Attempts are counted in the database (`rate_limit_hit`), so every API process of a
+deployment counts against the same limits, with no component beyond the database. Each
+count commits in a transaction of its own: a refused sign-in rolls its request back, but
+not the failure it counts.
 
 Sign-in counts failures only (`SignInLimiter.check` before the credentials are verified,
 `SignInLimiter.failed` after a refused grant; a success counts nothing). Three counts
 apply: per address (`DORSI_SIGN_IN_RATE_LIMIT`), per account from one address (the same
 rule), and per account from everywhere (`DORSI_SIGN_IN_ACCOUNT_CEILING`, much higher).
 So failures from other addresses cannot lock the right password out, short of the
-ceiling. Check and count are two steps: concurrent attempts may pass a limit by a few.
+ceiling. Windows move: an attempt counts for one window's length after it was made.
+Check and count are two steps: concurrent attempts may pass a limit by a few.
 """
 
 import math
-import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from limits import RateLimitItem, parse
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits import parse
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth.models import RateLimitHit
+from app.core.columns import utcnow
+from app.core.db import execute, table_of, transaction
 from app.core.errors import TooManyRequests
 
+HITS = table_of(RateLimitHit)
 Key = tuple[str, ...]
 
 
-class SignInLimiter:
-    def __init__(self, rule: str, storage_uri: str, *, account_ceiling: str = "100/hour") -> None:
-        self.rule = parse(rule)
-        self.ceiling = parse(account_ceiling)
-        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """At most ``amount`` attempts per ``window``."""
 
-    def _sign_in_keys(
-        self, kind: str, account: str, address: str
-    ) -> list[tuple[RateLimitItem, Key]]:
+    amount: int
+    window: timedelta
+
+    @classmethod
+    def parse(cls, text: str) -> "Rule":
+        item = parse(text)
+        return cls(item.amount, timedelta(seconds=item.get_expiry()))
+
+
+def _name(key: Key) -> str:
+    return "|".join(key)
+
+
+class SignInLimiter:
+    def __init__(
+        self, engine: AsyncEngine, rule: str, *, account_ceiling: str = "100/hour"
+    ) -> None:
+        self.engine = engine
+        self.rule = Rule.parse(rule)
+        self.ceiling = Rule.parse(account_ceiling)
+
+    def _sign_in_keys(self, kind: str, account: str, address: str) -> list[tuple[Rule, Key]]:
         """The counts of one sign-in: ``kind`` is ``account`` (a clinician's email) or
         ``client`` (an API client's id)."""
         return [
@@ -40,24 +65,57 @@ class SignInLimiter:
             (self.ceiling, ("sign-in", kind, account)),
         ]
 
-    def _refuse(self, blocked: list[tuple[RateLimitItem, Key]]) -> None:
-        if blocked:
-            reset = max(
-                self.limiter.get_window_stats(rule, *key).reset_time for rule, key in blocked
-            )
-            raise TooManyRequests(max(1, math.ceil(reset - time.time())))
+    async def _blocked(self, counts: list[tuple[Rule, Key]]) -> list[timedelta]:
+        """For each limit already reached, how long until its oldest counted attempt
+        leaves the window."""
+        now = utcnow()
+        since = now - max(rule.window for rule, _ in counts)
+        async with transaction(self.engine) as session:
+            rows = (
+                await execute(
+                    session,
+                    select(HITS.c.key, HITS.c.at).where(
+                        HITS.c.key.in_([_name(key) for _, key in counts]), HITS.c.at > since
+                    ),
+                )
+            ).all()
+        waits = []
+        for rule, key in counts:
+            name = _name(key)
+            times = sorted(row.at for row in rows if row.key == name and row.at > now - rule.window)
+            if len(times) >= rule.amount:
+                waits.append(times[len(times) - rule.amount] + rule.window - now)
+        return waits
 
-    def check(self, kind: str, account: str, address: str) -> None:
+    @staticmethod
+    def _refuse(waits: list[timedelta]) -> None:
+        if waits:
+            raise TooManyRequests(max(1, math.ceil(max(waits).total_seconds())))
+
+    async def _count(self, keys: list[Key], now: datetime) -> None:
+        async with transaction(self.engine) as session:
+            await execute(session, insert(HITS), [{"key": _name(key), "at": now} for key in keys])
+
+    async def check(self, kind: str, account: str, address: str) -> None:
         """429 if this sign-in is past a limit already; counts nothing."""
-        keys = self._sign_in_keys(kind, account, address)
-        self._refuse([(rule, key) for rule, key in keys if not self.limiter.test(rule, *key)])
+        self._refuse(await self._blocked(self._sign_in_keys(kind, account, address)))
 
-    def failed(self, kind: str, account: str, address: str) -> None:
+    async def failed(self, kind: str, account: str, address: str) -> None:
         """Count one refused sign-in against each of its limits."""
-        for rule, key in self._sign_in_keys(kind, account, address):
-            self.limiter.hit(rule, *key)
+        keys = [key for _, key in self._sign_in_keys(kind, account, address)]
+        await self._count(keys, utcnow())
 
-    def hit(self, *keys: Key) -> None:
+    async def hit(self, *keys: Key) -> None:
         """Count one attempt against each key; 429 if any is past its limit (pairing and
-        refresh, where every attempt counts)."""
-        self._refuse([(self.rule, key) for key in keys if not self.limiter.hit(self.rule, *key)])
+        refresh, where every attempt counts). A refused attempt is not counted, so a
+        steady stream of them lets the window move on."""
+        counts = [(self.rule, key) for key in keys]
+        self._refuse(await self._blocked(counts))
+        await self._count(list(keys), utcnow())
+
+
+async def prune(engine: AsyncEngine, longest: timedelta) -> int:
+    """Forget attempts older than the longest window; how many were deleted."""
+    async with transaction(engine) as session:
+        result = await execute(session, delete(HITS).where(HITS.c.at < utcnow() - longest))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -113,11 +113,14 @@ async def create_token(
         if not username or not password:
             raise InvalidRequest("The password grant needs `username` and `password`.")
         account = username.strip().lower()
-        limiter.check("account", account, _address(request))
+        await limiter.check("account", account, _address(request))
         try:
             return await service.password_grant(session, secrets, username, password, form.scope)
         except InvalidGrant:
-            limiter.failed("account", account, _address(request))
+            # The refused grant wrote nothing; its count must outlive the request's
+            # rollback (and, on SQLite, not wait behind the request's own lock).
+            await session.rollback()
+            await limiter.failed("account", account, _address(request))
             raise
     basic = _basic_credentials(request)
     if basic is not None and (form.client_id or form.client_secret):
@@ -125,13 +128,14 @@ async def create_token(
     client_id, client_secret = basic or (form.client_id, form.client_secret)
     if not client_id or not client_secret:
         raise InvalidRequest("The client_credentials grant needs `client_id` and `client_secret`.")
-    limiter.check("client", client_id, _address(request))
+    await limiter.check("client", client_id, _address(request))
     try:
         return await service.client_credentials_grant(
             session, secrets, client_id, client_secret, form.scope, basic=basic is not None
         )
     except InvalidClient:
-        limiter.failed("client", client_id, _address(request))
+        await session.rollback()  # as for the password grant
+        await limiter.failed("client", client_id, _address(request))
         raise
 
 
@@ -167,7 +171,7 @@ async def pair_device(
     """Trade the single-use code from `POST /v1/patients/{id}/access-codes` for an access
     token and a refresh token bound to this device."""
     response.headers.update(NO_STORE)
-    limiter.hit(("pair", "ip", _address(request)))
+    await limiter.hit(("pair", "ip", _address(request)))
     return await service.pair(
         session,
         secrets,
@@ -200,7 +204,7 @@ async def refresh_token(
     concurrent refreshes and a retry after a lost answer all succeed. Presented later, it
     has leaked: the device's session ends, and the audit trail records a suspected
     theft."""
-    limiter.hit(("refresh", "ip", _address(request)))
+    await limiter.hit(("refresh", "ip", _address(request)))
     tokens, reused = await service.refresh(
         session,
         secrets,

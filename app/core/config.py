@@ -47,9 +47,6 @@ class Settings(BaseSettings):
     refresh_reuse_seconds: Annotated[int, Field(ge=0, le=300)] = 30
     access_code_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
     password_hashing: Literal["standard", "fast"] = "standard"
-    rate_limit_storage: Annotated[str, Field(pattern=r"^(memory|redis|rediss|memcached)://")] = (
-        "memory://"
-    )
     sign_in_rate_limit: Annotated[str, Field(min_length=3)] = "10/minute"
     # Failed sign-ins per account from all addresses together; past it, even the right
     # password is refused until the window moves on.

@@ -367,3 +367,35 @@ def test_outside_development_start_up_needs_a_secret(environment: str) -> None:
         patch.setenv("DORSI_ENVIRONMENT", "development")
         patch.delenv("DORSI_SECRET_KEY")
         assert load_settings().secret_key is None
+
+
+async def test_api_processes_share_the_sign_in_limits(settings: Settings) -> None:
+    """Four API processes of one deployment allow the configured failures, not four times
+    as many: the attempts are counted in the database they share."""
+    processes = [
+        create_app(
+            settings_for(
+                settings.database_url,
+                sign_in_rate_limit="3/minute",
+                sign_in_account_ceiling="5/minute",
+            )
+        )
+        for _ in range(4)
+    ]
+    try:
+        email = await clinician(processes[0])
+        statuses = []
+        for n in range(8):
+            async with from_address(processes[n % 4], "10.0.5.1") as http:
+                statuses.append((await password_grant(http, email, "wrong")).status_code)
+        async with from_address(processes[1], "10.0.5.1") as http:
+            pairing = [
+                (await http.post("/v1/auth/pair", json={"code": "AAAABBBB"})).status_code
+                for _ in range(2)
+            ]
+    finally:
+        for process in processes:
+            await dispose_engines(process)
+    assert statuses == [400, 400, 400] + [429] * 5
+    # Pairing is counted apart from sign-in, under the same rule.
+    assert pairing == [401, 401]
