@@ -1,6 +1,5 @@
 """Builds the Dorsi ASGI application: settings, database, routes, errors, docs."""
 
-import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +24,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.core.idempotency import IdempotencyMiddleware
-from app.core.logging import configure_logging, flush_logs
+from app.core.logging import configure_logging
 from app.core.methods import HeadAsGet
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
@@ -127,12 +126,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        flusher = asyncio.create_task(flush_logs())
         # What start-up made (modules, models, the OpenAPI schema) lives as long as the
         # process: out of the collector's sight, full collections stay short mid-request.
         gc.freeze()
         yield
-        flusher.cancel()
         await dispose_engines(_app)
 
     app = Dorsi(

@@ -23,7 +23,6 @@ from app.auth import service as auth_service
 from app.auth.models import AccessCode, Role
 from app.auth.principal import Scope
 from app.auth.security import Secrets, new_access_code
-from app.core import logging as app_logging
 from app.core import migrate
 from app.core.columns import utcnow
 from app.core.config import Settings
@@ -235,11 +234,3 @@ async def build_world(app: FastAPI) -> World:
 @pytest.fixture(scope="session")
 async def world(app: FastAPI) -> World:
     return await build_world(app)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _flush_access_log() -> Iterator[None]:
-    """Access-log lines are buffered; flush them while output is still captured, so that
-    none lands after pytest's summary."""
-    yield
-    app_logging._flush()

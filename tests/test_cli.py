@@ -94,19 +94,49 @@ def test_serve_migrates_a_new_database_and_serves_the_catalog(server: Server) ->
 def test_serve_logs_each_request_as_a_json_line_on_stdout(server: Server) -> None:
     request_id = f"cli-{uuid.uuid4().hex}"
     httpx.get(f"{server.url}/healthz", headers={"X-Request-ID": request_id}, timeout=10)
-    # Lines are flushed twice a second while the server runs.
-    deadline = time.monotonic() + 5
-    found: list[dict[str, Any]] = []
-    while not found and time.monotonic() < deadline:
-        time.sleep(0.1)
-        found = [
-            orjson.loads(line)
-            for line in server.stdout.read_bytes().splitlines()
-            if request_id.encode() in line
-        ]
+    found = logged(server.stdout, request_id)
     assert len(found) == 1
     assert found[0]["route"] == "/healthz"
     assert found[0]["status"] == 200
+
+
+def logged(stdout: Path, request_id: str) -> list[dict[str, Any]]:
+    """The request's log lines, waiting a moment: a line is written just after its
+    response is sent."""
+    deadline = time.monotonic() + 0.1
+    while True:
+        found = [
+            orjson.loads(line)
+            for line in stdout.read_bytes().splitlines()
+            if request_id.encode() in line
+        ]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
+
+
+def test_a_killed_server_has_lost_no_log_line(tmp_path: Path) -> None:
+    """No line waits in a buffer: a process killed right after answering has logged it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [str(DORSI), "serve", "--port", str(port)],
+            env=environment(database_url=f"sqlite:///{tmp_path / 'dorsi.db'}"),
+            cwd=tmp_path,
+            stdout=out,
+            stderr=err,
+        )
+    try:
+        wait_until_up(process, url, stderr)
+        request_id = f"killed-{uuid.uuid4().hex}"
+        httpx.get(f"{url}/v1/exercises", headers={"X-Request-ID": request_id}, timeout=10)
+        time.sleep(0.1)
+    finally:
+        process.kill()
+        process.wait()
+    assert [line["status"] for line in logged(stdout, request_id)] == [200]
 
 
 def test_healthcheck_exits_0_when_the_server_answers(server: Server) -> None:

@@ -8,7 +8,6 @@ from fastapi import FastAPI, Request
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
-from app.core import logging as app_logging
 from app.core.config import Settings
 from app.core.db import SessionDep, execute
 from app.main import create_app, dispose_engines
@@ -109,11 +108,9 @@ async def test_unexpected_exception_is_500_problem_that_keeps_its_secrets(
 async def test_an_unexpected_exception_is_logged_once_with_its_trace_and_request_id(
     probe: AsyncClient, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    app_logging._flush()
     capfd.readouterr()
     response = await probe.get("/probe/crash", headers={"X-Request-ID": "crash-7"})
     assert_problem(response, 500, "internal")
-    app_logging._flush()
     lines = [orjson.loads(line) for line in capfd.readouterr().out.splitlines() if line]
     failures = [line for line in lines if line.get("level") == "error"]
     assert len(failures) == 1

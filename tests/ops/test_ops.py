@@ -9,7 +9,6 @@ import pytest
 from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.core import logging as app_logging
 from app.core.config import Settings
 from app.main import create_app, dispose_engines
 from tests.conftest import make_client
@@ -149,11 +148,9 @@ async def test_each_request_writes_one_json_access_line_to_stdout(
     client: AsyncClient, capfd: pytest.CaptureFixture[str]
 ) -> None:
     ids = {path: f"log-{uuid.uuid4().hex}" for path in ("/v1/exercises", "/nowhere")}
-    app_logging._flush()
     capfd.readouterr()
     for path, request_id in ids.items():
         await client.get(path, params={"limit": 2}, headers={"X-Request-ID": request_id})
-    app_logging._flush()
     lines = json_lines(capfd.readouterr().out)
 
     by_id = {rid: [line for line in lines if line.get("request_id") == rid] for rid in ids.values()}
@@ -175,8 +172,6 @@ async def test_access_log_follows_stdout_redirection(
     client: AsyncClient, capfd: pytest.CaptureFixture[str]
 ) -> None:
     request_id = f"redirected-{uuid.uuid4().hex}"
-    app_logging._flush()
     capfd.readouterr()
     await client.get("/healthz", headers={"X-Request-ID": request_id})
-    app_logging._flush()
     assert request_id in capfd.readouterr().out
