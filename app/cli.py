@@ -2,6 +2,9 @@
 document, check health."""
 
 import asyncio
+import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -65,15 +68,24 @@ def serve(
                 await engine.dispose()
 
         typer.echo(demo.instructions(asyncio.run(ensure_demo()), f"http://{host}:{port}"))
-    uvicorn.run(
-        "app.main:app",
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,
-        proxy_headers=True,
-        log_config=None,
-    )
+    metrics = None
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # The workers count into one directory, so that /metrics sums them all.
+        metrics = tempfile.mkdtemp(prefix="dorsi-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
+    try:
+        uvicorn.run(
+            "app.main:app",
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            proxy_headers=True,
+            log_config=None,
+        )
+    finally:
+        if metrics is not None:
+            shutil.rmtree(metrics, ignore_errors=True)
 
 
 @cli.command()

@@ -270,3 +270,35 @@ async def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path)
             assert restored.deleted_at is None
     finally:
         await engine.dispose()
+
+
+def test_metrics_sum_every_worker_process(tmp_path: Path) -> None:
+    """Under `dorsi serve --workers 2`, /metrics counts the requests both processes
+    answered, whichever of them serves it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    stderr = tmp_path / "stderr.log"
+    with stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [str(DORSI), "serve", "--port", str(port), "--workers", "2"],
+            env=environment(database_url=f"sqlite:///{tmp_path / 'dorsi.db'}"),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        wait_until_up(process, url, stderr)
+        for _ in range(30):  # a connection each, so that both processes answer some
+            assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+        counted = [
+            sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines()
+                if line.startswith("dorsi_http_requests_total{") and 'route="/readyz"' in line
+            )
+            for _ in range(6)
+        ]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert counted == [30.0] * 6

@@ -18,11 +18,13 @@ from fastapi import Depends, Request
 from sqlalchemy import Executable, Result, Table, event, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.core.errors import DorsiError, transient
+from app.core.observability import POOL_IN_USE, POOL_WAITING
 
 
 def async_url(database_url: str) -> str:
@@ -48,12 +50,27 @@ def make_engine(settings: Settings) -> AsyncEngine:
         return engine
     engine = create_async_engine(
         url,
+        poolclass=CountedPool,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         json_deserializer=orjson.loads,  # plans' items, read on every summary and recompute
     )
     event.listen(engine.sync_engine, "checkout", _checkout)
+    # After _checkout: a connection it refuses is replaced, not counted twice.
+    event.listen(engine.sync_engine, "checkout", lambda *_: POOL_IN_USE.inc())
+    event.listen(engine.sync_engine, "checkin", lambda *_: POOL_IN_USE.dec())
     return engine
+
+
+class CountedPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's asyncio queue pool, showing in /metrics who waits for a connection."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        POOL_WAITING.inc()
+        try:
+            return super()._do_get()
+        finally:
+            POOL_WAITING.dec()
 
 
 def _checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -7,7 +7,7 @@ import secrets
 import time
 
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +22,18 @@ LATENCY = Histogram(
     "Time from receiving a request to sending the last byte of its response.",
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+# The database pool, summed over the processes that share /metrics (see app.ops.router).
+POOL_IN_USE = Gauge(
+    "dorsi_db_pool_in_use",
+    "Database connections checked out of the pool.",
+    multiprocess_mode="livesum",
+)
+POOL_WAITING = Gauge(
+    "dorsi_db_pool_waiting",
+    "Requests waiting for a database connection from the pool.",
+    multiprocess_mode="livesum",
 )
 
 log = structlog.get_logger(__name__)

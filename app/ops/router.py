@@ -1,7 +1,15 @@
 """Health, readiness and Prometheus metrics."""
 
+import os
+
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import literal, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -56,5 +64,11 @@ async def readyz(request: Request) -> Response | Health:
     responses={200: {"content": {"text/plain": {"example": "dorsi_http_requests_total 1.0"}}}},
 )
 async def metrics() -> Response:
-    """Request counts and latencies in the Prometheus text format."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Request counts and latencies, and the database pool, in the Prometheus text format.
+    Served by `dorsi serve --workers N`, the figures are the sum of all N processes,
+    whichever of them answers."""
+    registry = REGISTRY
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

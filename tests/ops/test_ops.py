@@ -1,5 +1,6 @@
 """Operations: liveness, readiness, Prometheus metrics, request ids and the access log."""
 
+import asyncio
 import re
 import uuid
 from typing import Any
@@ -11,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.config import Settings
 from app.main import create_app, dispose_engines
-from tests.conftest import make_client
+from tests.conftest import World, make_client
 from tests.core.problems import assert_problem
 
 UNREACHABLE_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/none"
@@ -68,6 +69,25 @@ async def test_metrics_are_prometheus_text(client: AsyncClient) -> None:
     assert response.headers["content-type"].startswith("text/plain")
     assert "# TYPE dorsi_http_requests_total counter" in response.text
     assert "# TYPE dorsi_http_request_duration_seconds histogram" in response.text
+
+
+async def test_metrics_show_the_database_pool(client: AsyncClient, world: World) -> None:
+    """Connections in use and requests waiting for one; every connection a request took is
+    back once it is answered."""
+
+    def pool(text: str) -> dict[str, float]:
+        return {
+            family.name: family.samples[0].value
+            for family in text_string_to_metric_families(text)
+            if family.name in ("dorsi_db_pool_in_use", "dorsi_db_pool_waiting")
+        }
+
+    before = pool((await client.get("/metrics")).text)
+    headers = world["clinician1"].headers
+    answers = await asyncio.gather(*(client.get("/v1/patients", headers=headers) for _ in range(8)))
+    assert {answer.status_code for answer in answers} == {200}
+    assert pool((await client.get("/metrics")).text) == before
+    assert before["dorsi_db_pool_waiting"] == 0
 
 
 async def test_metrics_count_requests_by_route_template(client: AsyncClient) -> None:
