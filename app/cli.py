@@ -4,6 +4,7 @@ document, check health."""
 import asyncio
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from pathlib import Path
@@ -73,6 +74,9 @@ def serve(
         # The workers count into one directory, so that /metrics sums them all.
         metrics = tempfile.mkdtemp(prefix="dorsi-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again to the handler
+    # it found: this one, so that a clean stop exits 0 rather than "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         uvicorn.run(
             "app.main:app",
@@ -82,6 +86,7 @@ def serve(
             access_log=False,
             proxy_headers=True,
             log_config=None,
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
     finally:
         if metrics is not None:

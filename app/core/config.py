@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # Clinic sync: changes older than this may be pruned (`dorsi prune-changes`); a feed
     # cursor from before what is kept answers 410, and the client exports again.
     change_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    # On SIGTERM the server stops accepting, and gives requests in flight this long to
+    # finish before it cancels them and exits.
+    shutdown_grace_seconds: Annotated[int, Field(ge=1, le=600)] = 30
 
     @field_validator("sign_in_rate_limit", "sign_in_account_ceiling")
     @classmethod
