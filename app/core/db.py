@@ -35,6 +35,10 @@ def async_url(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+CONNECT_TIMEOUT_SECONDS = 5
+POOL_TIMEOUT_SECONDS = 10
+
+
 def make_engine(settings: Settings) -> AsyncEngine:
     """The engine for ``settings``; its pool is the process's only one."""
     url = async_url(settings.database_url)
@@ -51,6 +55,10 @@ def make_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         url,
         poolclass=CountedPool,
+        # A database that does not answer is a 503 within seconds, not a request that
+        # hangs on the operating system's TCP timeout.
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         json_deserializer=orjson.loads,  # plans' items, read on every summary and recompute

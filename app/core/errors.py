@@ -1,6 +1,7 @@
 """RFC 9457 problem details: one exception type per failure, one place that renders them."""
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -9,7 +10,8 @@ import structlog
 from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -341,6 +343,47 @@ def transient(error: DBAPIError) -> bool:
     return error.connection_invalidated or sqlstate in TRANSIENT_SQLSTATES
 
 
+def unreachable(error: DBAPIError) -> bool:
+    """Whether the database could not be reached at all: the driver failed on its side
+    (refused, timed out, no route), with no SQLSTATE from a server. PostgreSQL only: its
+    driver's errors carry ``sqlstate``, None when no server answered."""
+    return isinstance(error, OperationalError) and getattr(error.orig, "sqlstate", "") is None
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseAnswer:
+    """The 503 that answers a database failure worth trying again."""
+
+    slug: str
+    detail: str
+    headers: dict[str, str]
+
+
+def database_answer(exc: BaseException) -> DatabaseAnswer | None:
+    """The 503 for a database failure the client may try again (None: a 500). The same
+    answer whichever layer met it: a route, or a middleware such as idempotency."""
+    if isinstance(exc, PoolTimeout):
+        return DatabaseAnswer(
+            "database-busy", "Every database connection is in use; try again.", {"Retry-After": "1"}
+        )
+    if not isinstance(exc, DBAPIError):
+        return None
+    if unreachable(exc):
+        # Long enough for a restart; a client that retries sooner is only refused again.
+        return DatabaseAnswer(
+            "database-unavailable",
+            "The database cannot be reached; try again shortly.",
+            {"Retry-After": "5"},
+        )
+    if transient(exc):
+        return DatabaseAnswer(
+            "database-busy",
+            "The database could not complete this request now; try again.",
+            {"Retry-After": "1"},
+        )
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def dorsi_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, DorsiError)
@@ -410,21 +453,14 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def database_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, DBAPIError)
-        if transient(exc):
-            log.warning(
-                "database_busy",
-                request_id=request.scope.get("state", {}).get("request_id"),
-                exc_info=exc,
-            )
-            return problem_response(
-                503,
-                slug="database-busy",
-                detail="The database could not complete this request now; try again.",
-                request=request,
-                headers={"Retry-After": "1"},
-            )
-        return await unexpected_error(request, exc)
+        answer = database_answer(exc)
+        if answer is None:
+            return await unexpected_error(request, exc)
+        request_id = request.scope.get("state", {}).get("request_id")
+        log.warning(answer.slug.replace("-", "_"), request_id=request_id, error=str(exc))
+        return problem_response(
+            503, slug=answer.slug, detail=answer.detail, request=request, headers=answer.headers
+        )
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         return problem_response(
@@ -435,4 +471,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(PoolTimeout, database_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import problem_response
+from app.core.errors import database_answer, problem_response
 from app.core.logging import log_request
 
 REQUESTS = Counter(
@@ -77,19 +77,25 @@ class RequestContextMiddleware:
                 await self._too_large(scope, receive, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
-        except Exception:
+        except Exception as error:
             # Whatever layer failed (a route, the cache, idempotency), the failure is logged
             # here once, with its stack trace and request id, and answered as problem+json
-            # unless an inner layer already answered it. Not raised again: the server
-            # would log it a second time, without the request id.
-            log.exception("request_failed", request_id=request_id, path=scope["path"])
+            # unless an inner layer already answered it: 503 for a database failure worth
+            # trying again, as the routes answer it, 500 otherwise. Not raised again: the
+            # server would log it a second time, without the request id.
+            answer = database_answer(error)
+            if answer is None:
+                log.exception("request_failed", request_id=request_id, path=scope["path"])
+            else:
+                log.warning(answer.slug.replace("-", "_"), request_id=request_id, error=str(error))
             if not started_response:
                 response = problem_response(
-                    500,
-                    slug="internal",
-                    detail="An unexpected error occurred.",
+                    503 if answer else 500,
+                    slug=answer.slug if answer else "internal",
+                    detail=answer.detail if answer else "An unexpected error occurred.",
                     instance=scope["path"],
                     request_id=request_id,
+                    headers=answer.headers if answer else None,
                 )
                 await response(scope, receive, send_with_id)
         finally:
