@@ -1,0 +1,122 @@
+"""When a plan is in force: what a plan says, what the app may record against it and what
+the summary counts agree (issue 19).
+
+The scenario is a clinic moving a program begun on paper into Dorsi: the plan starts on the
+Monday three weeks before this week and is activated today; the patient's app then uploads
+the sessions of the first two weeks. Its figures are computed by hand.
+"""
+
+import uuid
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from httpx import AsyncClient
+
+from tests.conftest import Actor, World
+from tests.plans import changed_plan, exercise_id, local_today, new_patient, new_plan, paired_headers
+
+# UTC−10, UTC and UTC+13, none of them with daylight saving time.
+ZONES = ["Pacific/Honolulu", "UTC", "Pacific/Tongatapu"]
+
+
+@pytest.fixture
+def clinician(world: World) -> Actor:
+    return world["clinician1"]
+
+
+def monday_three_weeks_before_this_week(time_zone: str) -> date:
+    today = local_today(time_zone)
+    return today - timedelta(days=today.isoweekday() - 1 + 21)
+
+
+def at_noon(day: date, time_zone: str) -> str:
+    return datetime.combine(day, time(12), ZoneInfo(time_zone)).isoformat()
+
+
+@pytest.mark.parametrize("time_zone", ZONES)
+async def test_a_plan_moved_from_paper_counts_from_its_start_date(
+    client: AsyncClient, clinician: Actor, time_zone: str
+) -> None:
+    patient = await new_patient(client, clinician, time_zone=time_zone)
+    start = monday_three_weeks_before_this_week(time_zone)
+    draft, etag = await new_plan(
+        client,
+        clinician,
+        patient["id"],
+        start_date=start.isoformat(),
+        items=[
+            {
+                "exercise_id": exercise_id("ankle-dorsiflexion"),
+                "sets": 3,
+                "reps": 10,
+                "schedule": {"sessions_per_week": 3},
+            },
+            {
+                "exercise_id": exercise_id("ankle-eversion"),
+                "reps": 10,
+                "schedule": {"days_of_week": [1, 3, 5]},
+            },
+        ],
+    )
+    plan, _ = await changed_plan(client, clinician, draft["id"], etag, status="active")
+    dorsiflexion, eversion = (entry["id"] for entry in plan["items"])
+    app = await paired_headers(client, clinician, patient["id"])
+
+    week1, week2 = start, start + timedelta(days=7)
+    sessions = [
+        # Week 1: dorsiflexion Monday, Wednesday and Friday; eversion done, half, skipped.
+        (week1, dorsiflexion, "completed"),
+        (week1 + timedelta(days=2), dorsiflexion, "completed"),
+        (week1 + timedelta(days=4), dorsiflexion, "completed"),
+        (week1, eversion, "completed"),
+        (week1 + timedelta(days=2), eversion, "partial"),
+        (week1 + timedelta(days=4), eversion, "skipped"),
+        # Week 2: dorsiflexion Monday and half on Wednesday; eversion every scheduled day,
+        # and once more on the Tuesday, which is not one of its days.
+        (week2, dorsiflexion, "completed"),
+        (week2 + timedelta(days=2), dorsiflexion, "partial"),
+        (week2, eversion, "completed"),
+        (week2 + timedelta(days=1), eversion, "completed"),
+        (week2 + timedelta(days=2), eversion, "completed"),
+        (week2 + timedelta(days=4), eversion, "completed"),
+    ]
+    records: list[dict[str, Any]] = [
+        {
+            "id": str(uuid.uuid4()),
+            "plan_id": plan["id"],
+            "plan_version": plan["version"],
+            "item_id": item_id,
+            "performed_at": at_noon(day, time_zone),
+            "status": status,
+            **({"skip_reason": "no_time"} if status == "skipped" else {"sets_done": 3}),
+        }
+        for day, item_id, status in sessions
+    ]
+    uploaded = await client.post("/v1/adherence/batch", json={"records": records}, headers=app)
+    assert uploaded.status_code == 200, uploaded.text
+    assert [r["result"] for r in uploaded.json()["results"]] == ["created"] * 12
+
+    answer = await client.get(
+        f"/v1/patients/{patient['id']}/adherence/summary",
+        params={"from": week1.isoformat(), "to": (week2 + timedelta(days=6)).isoformat()},
+        headers=clinician.headers,
+    )
+    assert answer.status_code == 200, answer.text
+    summary = answer.json()
+    assert summary["totals"] == {
+        "expected": 12.0,
+        "credited": 9.0,
+        "adherence_percent": 75.0,
+        "completed": 9,
+        "partial": 2,
+        "skipped": 1,
+    }
+    # Week 1: dorsiflexion 3 of 3, eversion 1.5 of 3. Week 2: dorsiflexion 1.5 of 3,
+    # eversion 3 of 3 (the Tuesday earns nothing).
+    assert [(w["expected"], w["credited"]) for w in summary["weeks"]] == [(6.0, 4.5), (6.0, 4.5)]
+    items = {entry["item_id"]: entry for entry in summary["items"]}
+    assert (items[dorsiflexion]["expected"], items[dorsiflexion]["credited"]) == (6.0, 4.5)
+    assert (items[eversion]["expected"], items[eversion]["credited"]) == (6.0, 4.5)
+    assert (items[eversion]["completed"], items[eversion]["partial"]) == (4, 1)
