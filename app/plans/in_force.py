@@ -116,3 +116,38 @@ def newest_governs(status: str, start_date: date, end_date: date | None, day: da
 def governing_on(found: Iterable[Term[V]], day: date) -> Term[V] | None:
     """The term among ``found`` (one plan's) that governs ``day``, if any."""
     return next((term for term in found if term.governs(day)), None)
+
+
+class Numbered(Dated, Protocol):
+    @property
+    def number(self) -> int: ...
+
+
+N = TypeVar("N", bound=Numbered)
+
+
+def outside(found: dict[int, Term[N]], number: int, day: date) -> tuple[str, str] | None:
+    """Why a record against version ``number`` of a plan, on local ``day``, is outside the
+    plan, as (the record's field at fault, a reason an app can show); None if that version
+    was in force on that day. ``found`` holds the plan's terms by version number."""
+    term = found.get(number)
+    if term is not None and term.in_force_on(day):
+        return None
+    if term is None:
+        return (
+            "plan_version",
+            f"Version {number} of the plan never governed a day (a draft, or the end of the "
+            "plan); record against the version the app shows today.",
+        )
+    governing = governing_on(found.values(), day)
+    if governing is not None:
+        return (
+            "plan_version",
+            f"Version {number} of the plan was not in force on {day}; "
+            f"version {governing.version.number} was.",
+        )
+    first = min(t.first for t in found.values())
+    ends = [t.touched for t in found.values()]
+    last = None if None in ends else max(e for e in ends if e is not None)
+    days = f"from {first}" + (f" to {last}" if last is not None else " on")
+    return "performed_at", f"{day} is outside the plan's days, which run {days}."

@@ -127,3 +127,91 @@ async def test_a_plan_moved_from_paper_counts_from_its_start_date(
     assert (items[dorsiflexion]["expected"], items[dorsiflexion]["credited"]) == (6.0, 4.5)
     assert (items[eversion]["expected"], items[eversion]["credited"]) == (6.0, 4.5)
     assert [items[eversion][k] for k in ("completed", "partial", "skipped")] == [5, 1, 1]
+
+
+async def upload_one(
+    client: AsyncClient, headers: dict[str, str], plan: dict[str, Any], **fields: Any
+) -> dict[str, Any]:
+    record = {
+        "id": str(uuid.uuid4()),
+        "plan_id": plan["id"],
+        "plan_version": plan["version"],
+        "item_id": plan["items"][0]["id"],
+        "status": "completed",
+        **fields,
+    }
+    answer = await client.post("/v1/adherence/batch", json={"records": [record]}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()["results"][0]
+    return result
+
+
+def refusal(result: dict[str, Any]) -> tuple[str, str]:
+    """The pointer and the reason of a rejected record's one error."""
+    assert result["result"] == "rejected", result
+    [error] = result["errors"]
+    return error["pointer"], error["detail"]
+
+
+@pytest.mark.parametrize("time_zone", ZONES)
+async def test_a_record_outside_the_days_its_version_governed_is_rejected_with_a_reason(
+    client: AsyncClient, clinician: Actor, time_zone: str
+) -> None:
+    today = local_today(time_zone)
+    start, end = today - timedelta(days=14), today - timedelta(days=7)
+    patient = await new_patient(client, clinician, time_zone=time_zone)
+    app = await paired_headers(client, clinician, patient["id"])
+    draft, etag = await new_plan(
+        client, clinician, patient["id"], start_date=start.isoformat(), end_date=end.isoformat()
+    )
+    plan, _ = await changed_plan(client, clinician, draft["id"], etag, status="active")
+
+    def on(day: date) -> str:
+        return at_noon(day, time_zone)
+
+    # The plan's first and last days are its own; the days around them are not.
+    for day in (start, end):
+        assert (await upload_one(client, app, plan, performed_at=on(day)))["result"] == "created"
+    before = await upload_one(client, app, plan, performed_at=on(start - timedelta(days=1)))
+    assert refusal(before) == (
+        "#/records/0/performed_at",
+        f"{start - timedelta(days=1)} is outside the plan's days, which run from {start} to {end}.",
+    )
+    after = await upload_one(client, app, plan, performed_at=on(end + timedelta(days=1)))
+    assert refusal(after)[0] == "#/records/0/performed_at"
+    # The draft never governed a day, not even one within the plan's dates.
+    against_draft = await upload_one(client, app, draft, performed_at=on(start))
+    assert refusal(against_draft) == (
+        "#/records/0/plan_version",
+        "Version 1 of the plan never governed a day (a draft, or the end of the plan); "
+        "record against the version the app shows today.",
+    )
+
+
+async def test_an_edit_governs_from_its_day_and_the_version_it_replaced_until_then(
+    client: AsyncClient, clinician: Actor
+) -> None:
+    time_zone = "Pacific/Tongatapu"
+    today = local_today(time_zone)
+    patient = await new_patient(client, clinician, time_zone=time_zone)
+    app = await paired_headers(client, clinician, patient["id"])
+    draft, etag = await new_plan(
+        client, clinician, patient["id"], start_date=(today - timedelta(days=7)).isoformat()
+    )
+    v2, etag = await changed_plan(client, clinician, draft["id"], etag, status="active")
+    v3, _ = await changed_plan(client, clinician, draft["id"], etag, notes="Slower.")
+    yesterday = today - timedelta(days=1)
+    # Version 3 was made today: yesterday belongs to version 2 alone.
+    late = await upload_one(client, app, v3, performed_at=at_noon(yesterday, time_zone))
+    assert refusal(late) == (
+        "#/records/0/plan_version",
+        f"Version 3 of the plan was not in force on {yesterday}; version 2 was.",
+    )
+    assert (await upload_one(client, app, v2, performed_at=at_noon(yesterday, time_zone)))[
+        "result"
+    ] == "created"
+    # Today either: version 2 was in force until the edit, as on an app that had not yet
+    # heard of it; version 3 since.
+    now = datetime.now(ZoneInfo(time_zone)).isoformat(timespec="seconds")
+    for version in (v2, v3):
+        assert (await upload_one(client, app, version, performed_at=now))["result"] == "created"

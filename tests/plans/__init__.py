@@ -13,6 +13,8 @@ from tests.conftest import Actor
 
 GLOBAL_TEMPLATE_ID = str(catalog_id("template:foot-drop-home-program"))
 EVERY_DAY = [1, 2, 3, 4, 5, 6, 7]
+# The start of the tests' active plans: before the days their sessions are recorded on.
+PLAN_START = "2026-11-01"
 
 
 def exercise_id(slug: str) -> str:
@@ -88,7 +90,10 @@ async def changed_plan(
 async def active_plan(
     client: AsyncClient, actor: Actor, patient_id: object, **body: Any
 ) -> tuple[dict[str, Any], str]:
-    """A new plan, activated; returns it and its ETag."""
+    """A new plan, activated; returns it and its ETag. Unless the body says else, it starts
+    on `PLAN_START`, so that sessions of the tests' fixed days in November 2026 fall on days
+    it governs."""
+    body.setdefault("start_date", PLAN_START)
     plan, etag = await new_plan(client, actor, patient_id, **body)
     return await changed_plan(client, actor, plan["id"], etag, status="active")
 
