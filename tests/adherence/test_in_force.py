@@ -6,15 +6,24 @@ Monday three weeks before this week and is activated today; the patient's app th
 the sessions of the first two weeks. Its figures are computed by hand.
 """
 
+import asyncio
+import json
+import sys
 import uuid
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
 
-from tests.conftest import Actor, World
+from app.adherence.models import AdherenceRecord
+from app.adherence.outside import outside_records
+from app.core.config import Settings
+from app.core.db import transaction
+from tests.conftest import TEST_SECRET, Actor, World
 from tests.plans import (
     changed_plan,
     exercise_id,
@@ -215,3 +224,71 @@ async def test_an_edit_governs_from_its_day_and_the_version_it_replaced_until_th
     now = datetime.now(ZoneInfo(time_zone)).isoformat(timespec="seconds")
     for version in (v2, v3):
         assert (await upload_one(client, app, version, performed_at=now))["result"] == "created"
+
+
+async def test_stored_records_outside_their_plan_are_reported_and_kept(
+    app: FastAPI, settings: Settings, client: AsyncClient, clinician: Actor
+) -> None:
+    time_zone = "Pacific/Honolulu"
+    start = local_today(time_zone) - timedelta(days=10)
+    patient = await new_patient(client, clinician, time_zone=time_zone)
+    draft, etag = await new_plan(client, clinician, patient["id"], start_date=start.isoformat())
+    plan, _ = await changed_plan(client, clinician, draft["id"], etag, status="active")
+    item_id = uuid.UUID(plan["items"][0]["id"])
+    # As stored before uploads followed the rule: the day before the start, and the draft.
+    stored = {"before the start": (2, start - timedelta(days=1)), "draft": (1, start)}
+    stored_ids = {name: uuid.uuid4() for name in (*stored, "within")}
+    async with transaction(app.state.engine) as session:
+        for name, (number, day) in {**stored, "within": (2, start)}.items():
+            session.add(
+                AdherenceRecord(
+                    id=stored_ids[name],
+                    clinic_id=clinician.clinic_id,
+                    patient_id=uuid.UUID(patient["id"]),
+                    plan_id=uuid.UUID(plan["id"]),
+                    plan_version=number,
+                    item_id=item_id,
+                    performed_at=datetime.combine(day, time(12), ZoneInfo(time_zone)),
+                    utc_offset_minutes=-600,
+                    performed_on=day,
+                    status="completed",
+                    source="patient_app",
+                    recorded_by=uuid.UUID(patient["id"]),
+                )
+            )
+    async with transaction(app.state.engine) as session:
+        found = await outside_records(session, clinician.clinic_id)
+    mine = [o for o in found if str(o.patient_id) == patient["id"]]
+    assert [(o.id, o.plan_version, o.performed_on, o.field) for o in mine] == [
+        (stored_ids["draft"], 1, start, "plan_version"),
+        (stored_ids["before the start"], 2, start - timedelta(days=1), "performed_at"),
+    ]
+
+    # The command reports the same, one JSON line each, and exits 1.
+    env = {
+        "DORSI_DATABASE_URL": settings.database_url,
+        "DORSI_ENVIRONMENT": "test",
+        "DORSI_SECRET_KEY": TEST_SECRET,
+        "PATH": "/usr/bin:/bin",
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("dorsi")),
+        "check-records",
+        "--clinic-id",
+        str(clinician.clinic_id),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1, err.decode()
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    assert [
+        (line["id"], line["field"], line["reason"])
+        for line in lines
+        if line["patient_id"] == patient["id"]
+    ] == [(str(o.id), o.field, o.reason) for o in mine]
+    assert err.decode().strip() == f"{len(lines)} records outside their plan"
+    # Reported, not dropped: the clinic still reads all three.
+    listed = await client.get(f"/v1/patients/{patient['id']}/adherence", headers=clinician.headers)
+    assert sorted(r["id"] for r in listed.json()["items"]) == sorted(map(str, stored_ids.values()))
