@@ -235,6 +235,7 @@ async def test_stored_records_outside_their_plan_are_reported_and_kept(
     draft, etag = await new_plan(client, clinician, patient["id"], start_date=start.isoformat())
     plan, _ = await changed_plan(client, clinician, draft["id"], etag, status="active")
     item_id = uuid.UUID(plan["items"][0]["id"])
+    assert clinician.clinic_id is not None
     # As stored before uploads followed the rule: the day before the start, and the draft.
     stored = {"before the start": (2, start - timedelta(days=1)), "draft": (1, start)}
     stored_ids = {name: uuid.uuid4() for name in (*stored, "within")}
