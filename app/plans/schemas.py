@@ -10,7 +10,7 @@ from app.core.pagination import Page, PageQuery
 from app.core.text import Name, Text
 from app.core.timestamps import Day
 from app.patients.models import Side
-from app.plans.models import BandColour, PlanStatus
+from app.plans.models import BandColour, PlanStatus, Provenance
 
 Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 Monday … 7 Sunday.")]
 
@@ -102,6 +102,8 @@ class ExerciseBrief(BaseModel):
 
 ITEM_PUBLIC_EXAMPLE: dict[str, Any] = {
     **ITEM_EXAMPLE,
+    "dose_source": "clinician",
+    "schedule_source": "article",
     "id": "8d5c0f7e-1a2b-4c3d-9e8f-7a6b5c4d3e2f",
     "order": 1,
     "exercise": {
@@ -123,6 +125,18 @@ class PlanItemPublic(ItemDose):
     schedule: Schedule
     resistance: BandColour | None
     notes: str | None
+    dose_source: Provenance | None = Field(
+        description="Where `sets`, `reps`, `hold_seconds` and `rest_seconds` came from: "
+        "`article` (the source article prescribes them), `default` (Dorsi filled them in) "
+        "or `clinician` (the clinic set or changed them); null when the item gives no dose. "
+        "Set by Dorsi: an item keeps its source while its dose is unchanged."
+    )
+    schedule_source: Provenance = Field(
+        description="Where `schedule` came from: `article`, `default` (Dorsi's default, "
+        "such as the global template's daily schedules where the article gives no "
+        "frequency) or `clinician`. Set by Dorsi: an item keeps its source while its "
+        "schedule is unchanged."
+    )
 
 
 Items = Annotated[list[PlanItemIn], Field(max_length=30, description="At most 30 items.")]

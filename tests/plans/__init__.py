@@ -27,6 +27,13 @@ def item(slug: str = "ankle-dorsiflexion", **fields: Any) -> dict[str, Any]:
     return {"exercise_id": exercise_id(slug), "schedule": {"days_of_week": [1, 3, 5]}, **fields}
 
 
+def as_input(entry: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """An item as read, made fit to send back (with its id, so it stays the same item):
+    without what Dorsi sets (its order, exercise and sources)."""
+    read_only = ("order", "exercise", "dose_source", "schedule_source")
+    return {k: v for k, v in entry.items() if k not in read_only} | changes
+
+
 def version_tag(etag: str) -> str:
     """The version an ETag names, whichever encoding the answer came in: a compressed
     answer's ETag carries its coding inside the quotes (`"{id}-1-gzip"`)."""
