@@ -240,6 +240,8 @@ class PlanVersionPublic(BaseModel):
                     "items": [ITEM_PUBLIC_EXAMPLE],
                     "created_at": "2026-11-23T10:00:00Z",
                     "created_by": "5a3c1e7b-9d2f-4b6a-8c1e-2f3a4b5c6d7e",
+                    "governs_from": None,
+                    "governs_to": None,
                 }
             ]
         }
@@ -255,6 +257,19 @@ class PlanVersionPublic(BaseModel):
     items: list[PlanItemPublic]
     created_at: datetime
     created_by: uuid.UUID | None
+    governs_from: date | None = Field(
+        description="The first of the patient's local days this version governs: the "
+        "plan's start date for its first active version (a plan moved from paper counts "
+        "from when it began), the day it was made for later ones, never before its own "
+        "start date. Null: it governs no day (a draft, a version that completed or "
+        "cancelled the plan, or one replaced on the day it was made). Uploads, today, the "
+        "summary and the overview follow the same rule (see the README)."
+    )
+    governs_to: date | None = Field(
+        description="The last day it governs: the day before the plan's next version was "
+        "made, or its end date, whichever is earlier. Null: no end yet, or it governs no "
+        "day."
+    )
 
 
 TEMPLATE_EXAMPLE: dict[str, Any] = {

@@ -36,6 +36,7 @@ from app.core.pagination import (
 from app.exercises.models import Exercise
 from app.patients import service as patients
 from app.patients.models import Patient
+from app.plans import in_force
 from app.plans.models import (
     TRANSITIONS,
     Plan,
@@ -345,7 +346,12 @@ async def plan_public(
     )
 
 
-async def version_public(session: AsyncSession, version: PlanVersion) -> PlanVersionPublic:
+async def version_public(
+    session: AsyncSession, version: PlanVersion, term: in_force.Term[PlanVersion] | None
+) -> PlanVersionPublic:
+    """The version as the API shows it, with the days it governs (``term``, None if it
+    governs none)."""
+    governs = term is not None and (term.last is None or term.first <= term.last)
     return PlanVersionPublic(
         plan_id=version.plan_id,
         number=version.number,
@@ -357,7 +363,20 @@ async def version_public(session: AsyncSession, version: PlanVersion) -> PlanVer
         items=await _render_items(session, version.items, PlanItemPublic),
         created_at=version.created_at,
         created_by=version.created_by,
+        governs_from=term.first if term is not None and governs else None,
+        governs_to=term.last if term is not None and governs else None,
     )
+
+
+async def version_terms(session: AsyncSession, plan: Plan) -> dict[int, in_force.Term[PlanVersion]]:
+    """The days each version of the plan governs (`app.plans.in_force`), by number."""
+    patient = await session.get(Patient, plan.patient_id)
+    assert patient is not None
+    versions = await session.exec(
+        select(PlanVersion).where(PlanVersion.plan_id == plan.id).order_by(col(PlanVersion.number))
+    )
+    found = in_force.terms(versions.all(), ZoneInfo(patient.time_zone))
+    return {term.version.number: term for term in found}
 
 
 async def plans_at(
@@ -617,22 +636,27 @@ async def update_plan(
 
 async def list_versions(
     session: AsyncSession, caller: Caller, plan_id: uuid.UUID
-) -> list[PlanVersion]:
+) -> list[PlanVersionPublic]:
+    """Every version of the plan, oldest first, each with the days it governs."""
     plan = await read_plan(session, caller, plan_id)
+    terms = await version_terms(session, plan)
     found = await session.exec(
         select(PlanVersion).where(PlanVersion.plan_id == plan.id).order_by(col(PlanVersion.number))
     )
-    return list(found.all())
+    return [
+        await version_public(session, version, terms.get(version.number)) for version in found.all()
+    ]
 
 
 async def get_version(
     session: AsyncSession, caller: Caller, plan_id: uuid.UUID, number: int
-) -> PlanVersion:
+) -> PlanVersionPublic:
     plan = await read_plan(session, caller, plan_id)
+    terms = await version_terms(session, plan)
     found = await session.exec(
         select(PlanVersion).where(PlanVersion.plan_id == plan.id, PlanVersion.number == number)
     )
     version = found.first()
     if version is None:
         raise NotFound(f"Plan {plan_id} has no version {number}.")
-    return version
+    return await version_public(session, version, terms.get(number))
