@@ -196,6 +196,50 @@ def prune_changes() -> None:
 
 
 @cli.command()
+def check_records(
+    clinic_id: Annotated[
+        uuid.UUID | None, typer.Option(help="Only this clinic's records (default: all).")
+    ] = None,
+) -> None:
+    """Report stored adherence records dated outside the days their plan version was in
+    force (uploads refuse such records now; older ones stay, reported, never dropped): one
+    JSON line each on stdout, the count on stderr; exits 1 if there are any."""
+    import json
+
+    from app.adherence.outside import outside_records
+    from app.core.config import get_settings
+    from app.core.db import make_engine, transaction
+
+    async def run() -> list[dict[str, str | int]]:
+        engine = make_engine(get_settings())
+        try:
+            async with transaction(engine) as session:
+                found = await outside_records(session, clinic_id)
+        finally:
+            await engine.dispose()
+        return [
+            {
+                "id": str(o.id),
+                "clinic_id": str(o.clinic_id),
+                "patient_id": str(o.patient_id),
+                "plan_id": str(o.plan_id),
+                "plan_version": o.plan_version,
+                "performed_on": o.performed_on.isoformat(),
+                "field": o.field,
+                "reason": o.reason,
+            }
+            for o in found
+        ]
+
+    found = asyncio.run(run())
+    for entry in found:
+        typer.echo(json.dumps(entry))
+    typer.echo(f"{len(found)} records outside their plan", err=True)
+    if found:
+        raise typer.Exit(1)
+
+
+@cli.command()
 def create_client(
     clinic_id: Annotated[uuid.UUID, typer.Option(help="The clinic the client acts in.")],
     name: Annotated[str, typer.Option(help="What the client is, e.g. the EHR's name.")],

@@ -39,6 +39,9 @@ from app.core.http import check_if_match, etag_matches_strongly
 from app.core.pagination import split_page, time_position
 from app.patients import service as patients
 from app.patients.models import Patient
+from app.plans import in_force
+from app.plans import service as plans
+from app.plans.models import Plan
 from app.sync.outbox import record_change
 
 RECORDS = table_of(AdherenceRecord)
@@ -162,6 +165,16 @@ async def correct(
         offset = performed.utcoffset() or timedelta(0)
         changes["utc_offset_minutes"] = int(offset.total_seconds() // 60)
         changes["performed_on"] = performed.astimezone(ZoneInfo(patient.time_zone)).date()
+        # A correction may not move a session off the days its plan version was in force,
+        # any more than an upload may put it there.
+        plan = await session.get(Plan, record.plan_id)
+        assert plan is not None
+        terms = await plans.version_terms(session, plan)
+        why = in_force.outside(terms, record.plan_version, changes["performed_on"])
+        if why is not None:
+            raise InvalidInput(
+                [FieldError(location="body", pointer="#/performed_at", detail=why[1])]
+            )
     if all(getattr(record, k) == v for k, v in changes.items()):
         return record
     session.add(

@@ -1,8 +1,9 @@
 """The adherence summary: what the plan expected of each day and week, against what was done.
 
-Expectations follow the plan version in force on each day of the patient's calendar: a day
-follows the version in force at its end (an edit at noon counts for the whole day), and a
-day expects something only if that version is active and the day within its dates.
+Expectations follow the plan version that governs each day of the patient's calendar, by
+the one rule of `app.plans.in_force` (the first active version from the plan's start date,
+later ones from the day they were made, a day following the version in force at its end),
+and a day expects something only if that version is active.
 Weekday items expect `times_per_day` on their weekdays. Sessions-per-week items expect
 `sessions_per_week * times_per_day` in each ISO week, in proportion to the days of the week
 they were in force (rounded half up). The database counts what was done, by local date,
@@ -54,7 +55,8 @@ from app.core.columns import as_utc
 from app.core.db import execute, table_of
 from app.core.errors import FieldError, InvalidInput, NotFound
 from app.patients.models import Patient
-from app.plans.models import Plan, PlanStatus, PlanVersion
+from app.plans import in_force
+from app.plans.models import Plan, PlanVersion
 
 # A weekly mean moving this much a week or more is a trend.
 PAIN_TREND_PER_WEEK = 0.5
@@ -110,26 +112,6 @@ class Version(NamedTuple):
     items: list[dict[str, Any]]
 
 
-def governing(versions: list[Version], zone: ZoneInfo) -> list[tuple[date, date | None, Version]]:
-    """Each version with the local days it governs, ``[first, until)``.
-
-    A day follows the version in force at its end, the next local midnight (whatever the
-    day's length, 23 or 25 hours across a daylight-saving change): a version governs from
-    the local day it was made until the day its plan's next version was made. Of versions
-    made on one day, the last governs it.
-    """
-    made: dict[uuid.UUID, list[tuple[date, Version]]] = defaultdict(list)
-    for version in versions:  # in the order they were made
-        made[version.plan_id].append((version.created_at.astimezone(zone).date(), version))
-    spans = []
-    for history in made.values():
-        for n, (first, version) in enumerate(history):
-            until = history[n + 1][0] if n + 1 < len(history) else None
-            if until is None or first < until:
-                spans.append((first, until, version))
-    return spans
-
-
 @dataclass
 class Span:
     """Local days ``low`` to ``high`` under one active version: its weekday items by ISO
@@ -155,15 +137,17 @@ ONE_DAY = timedelta(days=1)
 
 
 def due(versions: list[Version], start: date, end: date, zone: ZoneInfo) -> Due:
-    """Only active versions expect anything, within their own start and end dates."""
+    """What the versions expect of the days ``start`` to ``end``: each active version on
+    the days it governs (`app.plans.in_force`)."""
     result = Due()
     days_in_force: dict[tuple[str, str], int] = defaultdict(int)
     weekly: dict[tuple[str, str], int] = {}
-    for first, until, version in governing(versions, zone):
-        if version.status != PlanStatus.active:
+    for term in in_force.terms(versions, zone):
+        if not term.expects:
             continue
-        low = max(start, first, version.start_date)
-        high = min(end, until - ONE_DAY if until else end, version.end_date or end)
+        version = term.version
+        low = max(start, term.first)
+        high = min(end, term.last or end)
         if low > high:
             continue
         on: list[dict[str, int]] = [{} for _ in range(8)]

@@ -7,12 +7,13 @@ its change to the outbox, all in the request's transaction.
 
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import and_, select, tuple_
+from sqlalchemy import case, null, select, tuple_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.adherence import rollups
@@ -27,6 +28,7 @@ from app.core.db import execute, retried, table_of
 from app.core.driver import insert_many
 from app.core.errors import FieldError, describe
 from app.patients.models import Patient
+from app.plans import in_force
 from app.plans.models import Plan, PlanVersion
 from app.sync.outbox import record_changes
 
@@ -82,9 +84,7 @@ async def upload(session: AsyncSession, caller: Caller, batch: BatchIn) -> list[
     now = utcnow()
     parsed = [_parse(index, raw) for index, raw in enumerate(batch.records)]
     good = [r for r in parsed if isinstance(r, RecordIn)]
-    plans, versions = await _named_plans(
-        session, caller, {(r.plan_id, r.plan_version) for r in good}
-    )
+    plans = await _named_plans(session, caller, {(r.plan_id, r.plan_version) for r in good})
 
     # What every record of this upload shares.
     common = {
@@ -103,25 +103,28 @@ async def upload(session: AsyncSession, caller: Caller, batch: BatchIn) -> list[
             continue
         found = plans.get(record.plan_id)
         problem = None
+        performed_on = None
         if found is None:
             problem = _problem(index, "plan_id", "No such plan for this caller.")
-        elif (record.plan_id, record.plan_version) not in versions:
+        elif record.plan_version not in found.numbers:
             problem = _problem(index, "plan_version", "The plan has no such version.")
-        elif str(record.item_id) not in versions[(record.plan_id, record.plan_version)]:
+        elif str(record.item_id) not in found.items[record.plan_version]:
             problem = _problem(index, "item_id", "Not an item of that plan version.")
         elif record.performed_at > now + CLOCK_SKEW:
             problem = _problem(index, "performed_at", "In the future.")
-        if problem or found is None:
+        else:
+            performed_on = record.performed_at.astimezone(found.zone).date()
+            problem = found.outside(index, record.plan_version, performed_on)
+        if problem or found is None or performed_on is None:
             results.append(_rejected(index, record.id, problem or []))
             continue
-        patient_id, zone = found
         offset = record.performed_at.utcoffset() or timedelta(0)
         candidates[index] = {
             **record.__dict__,  # its fields, as validated
             **common,
-            "patient_id": patient_id,
+            "patient_id": found.patient_id,
             "utc_offset_minutes": int(offset.total_seconds() // 60),
-            "performed_on": record.performed_at.astimezone(ZoneInfo(zone)).date(),
+            "performed_on": performed_on,
         }
         results.append(_result(index, record.id, "created"))
 
@@ -211,44 +214,92 @@ def _same(existing: Mapping[str, Any], row: dict[str, Any]) -> bool:
     return all(existing[field] == row[field] for field in CONTENT)
 
 
+class NamedVersion(NamedTuple):
+    """What an upload reads of a version of a named plan."""
+
+    plan_id: uuid.UUID
+    number: int
+    created_at: datetime
+    status: str
+    start_date: date
+    end_date: date | None
+
+
+@dataclass(slots=True)
+class NamedPlan:
+    """A plan an upload names: its patient and their time zone, the terms of its versions
+    (`app.plans.in_force`) by number, and the item ids of each version named."""
+
+    patient_id: uuid.UUID
+    zone: ZoneInfo
+    terms: dict[int, in_force.Term[NamedVersion]] = field(default_factory=dict)
+    numbers: set[int] = field(default_factory=set)
+    items: dict[int, set[str]] = field(default_factory=dict)
+
+    def outside(self, index: int, number: int, day: date) -> list[FieldError] | None:
+        """Why a record against version ``number`` on local ``day`` is outside the plan,
+        or None if that version was in force on that day."""
+        why = in_force.outside(self.terms, number, day)
+        return None if why is None else _problem(index, *why)
+
+
 async def _named_plans(
     session: AsyncSession, caller: Caller, named: set[tuple[uuid.UUID, int]]
-) -> tuple[dict[uuid.UUID, tuple[uuid.UUID, str]], dict[tuple[uuid.UUID, int], set[str]]]:
+) -> dict[uuid.UUID, NamedPlan]:
     """Each named plan of the caller's clinic (the patient's own, for a patient's app) whose
-    patient is not deleted, as (patient, time zone), and the item ids of each named version
-    of it: one query."""
-    plans: dict[uuid.UUID, tuple[uuid.UUID, str]] = {}
-    versions: dict[tuple[uuid.UUID, int], set[str]] = {}
+    patient is not deleted, with the terms of all its versions and the items of those named:
+    one query."""
+    plans: dict[uuid.UUID, NamedPlan] = {}
     if not named:
-        return plans, versions
+        return plans
     principal = caller.principal
     plan, patient, version = table_of(Plan), table_of(Patient), table_of(PlanVersion)
+    is_named = tuple_(version.c.plan_id, version.c.number).in_(sorted(named))
     statement = (
         select(
             plan.c.id.label("plan_id"),
             plan.c.patient_id,
             patient.c.time_zone,
             version.c.number,
-            version.c["items"],
+            version.c.created_at,
+            version.c.status,
+            version.c.start_date,
+            version.c.end_date,
+            # Items only of the versions named: the others' are not needed.
+            case((is_named, version.c["items"]), else_=null()).label("items"),
         )
         .join(patient, patient.c.id == plan.c.patient_id)
-        .outerjoin(
-            version,
-            and_(
-                version.c.plan_id == plan.c.id,
-                tuple_(version.c.plan_id, version.c.number).in_(sorted(named)),
-            ),
-        )
+        .outerjoin(version, version.c.plan_id == plan.c.id)
         .where(
             plan.c.id.in_(sorted({plan_id for plan_id, _ in named})),
             plan.c.clinic_id == principal.clinic_id,
             patient.c.deleted_at.is_(None),
         )
+        .order_by(plan.c.id, version.c.number)
     )
     if principal.kind == ActorKind.patient:
         statement = statement.where(plan.c.patient_id == principal.patient_id)
+    versions: dict[uuid.UUID, list[NamedVersion]] = {}
     for row in (await execute(session, statement)).mappings():
-        plans[row["plan_id"]] = (row["patient_id"], row["time_zone"])
-        if row["number"] is not None:
-            versions[(row["plan_id"], row["number"])] = {item["id"] for item in row["items"]}
-    return plans, versions
+        found = plans.get(row["plan_id"])
+        if found is None:
+            found = plans[row["plan_id"]] = NamedPlan(row["patient_id"], ZoneInfo(row["time_zone"]))
+        if row["number"] is None:
+            continue
+        found.numbers.add(row["number"])
+        versions.setdefault(row["plan_id"], []).append(
+            NamedVersion(
+                row["plan_id"],
+                row["number"],
+                row["created_at"],
+                row["status"],
+                row["start_date"],
+                row["end_date"],
+            )
+        )
+        if row["items"] is not None:
+            found.items[row["number"]] = {item["id"] for item in row["items"]}
+    for plan_id, history in versions.items():
+        found = plans[plan_id]
+        found.terms = {term.version.number: term for term in in_force.terms(history, found.zone)}
+    return plans

@@ -37,6 +37,7 @@ from app.core.db import execute, table_of, transaction
 from app.core.errors import DorsiError, Unauthorized
 from app.exercises.models import Exercise
 from app.patients.models import Patient
+from app.plans.in_force import newest_governs
 from app.plans.models import Plan, PlanStatus, PlanVersion
 
 # id, item_id, status, performed_at, utc_offset_minutes, sets_done, reps_done, pain
@@ -62,11 +63,12 @@ class State:
         return {item["exercise_id"] for item in self.items or ()}
 
     def due_at_all(self) -> bool:
-        return not (
-            self.plan_id is None
-            or self.start_date is None
-            or self.day < self.start_date
-            or (self.end_date is not None and self.day > self.end_date)
+        """Whether the plan governs today (`app.plans.in_force`); its version is the newest
+        of an active plan (`STATE`)."""
+        return (
+            self.plan_id is not None
+            and self.start_date is not None
+            and newest_governs(PlanStatus.active, self.start_date, self.end_date, self.day)
         )
 
 

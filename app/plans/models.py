@@ -34,6 +34,17 @@ TRANSITIONS: dict[PlanStatus, frozenset[PlanStatus]] = {
 }
 
 
+class Provenance(StrEnum):
+    """Where an item's dose or schedule came from."""
+
+    # The source article prescribes it.
+    article = "article"
+    # Dorsi filled it in where the article gives none.
+    default = "default"
+    # The clinic's staff set or changed it.
+    clinician = "clinician"
+
+
 class BandColour(StrEnum):
     """Resistance band colours, lightest to heaviest."""
 

@@ -246,10 +246,7 @@ async def update_plan(
 async def list_plan_versions(
     plan_id: uuid.UUID, session: SessionDep, caller: Reader
 ) -> list[PlanVersionPublic]:
-    return [
-        await service.version_public(session, version)
-        for version in await service.list_versions(session, caller, plan_id)
-    ]
+    return await service.list_versions(session, caller, plan_id)
 
 
 @router.get(
@@ -265,5 +262,4 @@ async def get_plan_version(
     session: SessionDep,
     caller: Reader,
 ) -> PlanVersionPublic:
-    version = await service.get_version(session, caller, plan_id, number)
-    return await service.version_public(session, version)
+    return await service.get_version(session, caller, plan_id, number)

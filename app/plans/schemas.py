@@ -10,7 +10,7 @@ from app.core.pagination import Page, PageQuery
 from app.core.text import Name, Text
 from app.core.timestamps import Day
 from app.patients.models import Side
-from app.plans.models import BandColour, PlanStatus
+from app.plans.models import BandColour, PlanStatus, Provenance
 
 Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 Monday … 7 Sunday.")]
 
@@ -102,6 +102,8 @@ class ExerciseBrief(BaseModel):
 
 ITEM_PUBLIC_EXAMPLE: dict[str, Any] = {
     **ITEM_EXAMPLE,
+    "dose_source": "clinician",
+    "schedule_source": "article",
     "id": "8d5c0f7e-1a2b-4c3d-9e8f-7a6b5c4d3e2f",
     "order": 1,
     "exercise": {
@@ -123,6 +125,18 @@ class PlanItemPublic(ItemDose):
     schedule: Schedule
     resistance: BandColour | None
     notes: str | None
+    dose_source: Provenance | None = Field(
+        description="Where `sets`, `reps`, `hold_seconds` and `rest_seconds` came from: "
+        "`article` (the source article prescribes them), `default` (Dorsi filled them in) "
+        "or `clinician` (the clinic set or changed them); null when the item gives no dose. "
+        "Set by Dorsi: an item keeps its source while its dose is unchanged."
+    )
+    schedule_source: Provenance = Field(
+        description="Where `schedule` came from: `article`, `default` (Dorsi's default, "
+        "such as the global template's daily schedules where the article gives no "
+        "frequency) or `clinician`. Set by Dorsi: an item keeps its source while its "
+        "schedule is unchanged."
+    )
 
 
 Items = Annotated[list[PlanItemIn], Field(max_length=30, description="At most 30 items.")]
@@ -226,6 +240,8 @@ class PlanVersionPublic(BaseModel):
                     "items": [ITEM_PUBLIC_EXAMPLE],
                     "created_at": "2026-11-23T10:00:00Z",
                     "created_by": "5a3c1e7b-9d2f-4b6a-8c1e-2f3a4b5c6d7e",
+                    "governs_from": None,
+                    "governs_to": None,
                 }
             ]
         }
@@ -241,6 +257,19 @@ class PlanVersionPublic(BaseModel):
     items: list[PlanItemPublic]
     created_at: datetime
     created_by: uuid.UUID | None
+    governs_from: date | None = Field(
+        description="The first of the patient's local days this version governs: the "
+        "plan's start date for its first active version (a plan moved from paper counts "
+        "from when it began), the day it was made for later ones, never before its own "
+        "start date. Null: it governs no day (a draft, a version that completed or "
+        "cancelled the plan, or one replaced on the day it was made). Uploads, today, the "
+        "summary and the overview follow the same rule (see the README)."
+    )
+    governs_to: date | None = Field(
+        description="The last day it governs: the day before the plan's next version was "
+        "made, or its end date, whichever is earlier. Null: no end yet, or it governs no "
+        "day."
+    )
 
 
 TEMPLATE_EXAMPLE: dict[str, Any] = {

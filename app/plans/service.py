@@ -36,7 +36,15 @@ from app.core.pagination import (
 from app.exercises.models import Exercise
 from app.patients import service as patients
 from app.patients.models import Patient
-from app.plans.models import TRANSITIONS, Plan, PlanStatus, PlanTemplate, PlanVersion
+from app.plans import in_force
+from app.plans.models import (
+    TRANSITIONS,
+    Plan,
+    PlanStatus,
+    PlanTemplate,
+    PlanVersion,
+    Provenance,
+)
 from app.plans.schemas import (
     ExerciseBrief,
     PlanCreate,
@@ -86,6 +94,46 @@ async def _check_exercises(
 
 def _stored(item: TemplateItemIn, item_id: uuid.UUID) -> dict[str, Any]:
     return {**item.model_dump(mode="json", exclude={"id"}), "id": str(item_id)}
+
+
+DOSE = ("sets", "reps", "hold_seconds", "rest_seconds")
+
+
+def sourced(item: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
+    """The stored item with where its dose and schedule came from: each kept from the item
+    it replaces (``before``) while unchanged, the clinician's otherwise; no dose source for
+    an item without a dose."""
+    has_dose = any(item.get(field) is not None for field in DOSE)
+    same_dose = before is not None and all(item.get(f) == before.get(f) for f in DOSE)
+    same_schedule = before is not None and item["schedule"] == before["schedule"]
+    return {
+        **item,
+        "dose_source": (
+            (before["dose_source"] if before is not None and same_dose else Provenance.clinician)
+            if has_dose
+            else None
+        ),
+        "schedule_source": (
+            before["schedule_source"]
+            if before is not None and same_schedule
+            else Provenance.clinician
+        ),
+    }
+
+
+def _sourced_by_exercise(
+    items: list[dict[str, Any]], before: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`sourced` for a template's new items, each matched to the first unmatched earlier
+    item of the same exercise (template items take new ids at each edit)."""
+    left = list(before)
+    result = []
+    for item in items:
+        match = next((b for b in left if b["exercise_id"] == item["exercise_id"]), None)
+        if match is not None:
+            left.remove(match)
+        result.append(sourced(item, match))
+    return result
 
 
 async def _render_items(
@@ -175,7 +223,7 @@ async def create_template(
         clinic_id=clinic_id,
         name=data.name,
         description=data.description,
-        items=[_stored(item, uuid.uuid4()) for item in data.items],
+        items=[sourced(_stored(item, uuid.uuid4()), None) for item in data.items],
     )
     session.add(template)
     await session.flush()
@@ -222,7 +270,9 @@ async def update_template(
     check_if_match(if_match, template_etag(template), "template", required=False)
     if data.items is not None:
         await _check_exercises(session, clinic_id, data.items)
-        template.items = [_stored(item, uuid.uuid4()) for item in data.items]
+        template.items = _sourced_by_exercise(
+            [_stored(item, uuid.uuid4()) for item in data.items], template.items
+        )
     if data.name is not None:
         template.name = data.name
     if data.description is not None:
@@ -296,7 +346,12 @@ async def plan_public(
     )
 
 
-async def version_public(session: AsyncSession, version: PlanVersion) -> PlanVersionPublic:
+async def version_public(
+    session: AsyncSession, version: PlanVersion, term: in_force.Term[PlanVersion] | None
+) -> PlanVersionPublic:
+    """The version as the API shows it, with the days it governs (``term``, None if it
+    governs none)."""
+    governs = term is not None and (term.last is None or term.first <= term.last)
     return PlanVersionPublic(
         plan_id=version.plan_id,
         number=version.number,
@@ -308,7 +363,20 @@ async def version_public(session: AsyncSession, version: PlanVersion) -> PlanVer
         items=await _render_items(session, version.items, PlanItemPublic),
         created_at=version.created_at,
         created_by=version.created_by,
+        governs_from=term.first if term is not None and governs else None,
+        governs_to=term.last if term is not None and governs else None,
     )
+
+
+async def version_terms(session: AsyncSession, plan: Plan) -> dict[int, in_force.Term[PlanVersion]]:
+    """The days each version of the plan governs (`app.plans.in_force`), by number."""
+    patient = await session.get(Patient, plan.patient_id)
+    assert patient is not None
+    versions = await session.exec(
+        select(PlanVersion).where(PlanVersion.plan_id == plan.id).order_by(col(PlanVersion.number))
+    )
+    found = in_force.terms(versions.all(), ZoneInfo(patient.time_zone))
+    return {term.version.number: term for term in found}
 
 
 async def plans_at(
@@ -370,8 +438,10 @@ def _check_dates(start: date, end: date | None) -> None:
 
 
 def _plan_items(
-    items: Sequence[PlanItemIn], patient: Patient, keep: set[str]
+    items: Sequence[PlanItemIn], patient: Patient, keep: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
+    """The items as stored; ``keep``, the current version's items by id, are those an item
+    may name to stay the same item."""
     errors = [
         FieldError(
             location="body",
@@ -390,7 +460,7 @@ def _plan_items(
     for item in items:
         data = _stored(item, item.id or uuid.uuid4())
         data["side"] = data["side"] or patient.affected_side
-        stored.append(data)
+        stored.append(sourced(data, keep.get(data["id"])))
     return stored
 
 
@@ -421,9 +491,7 @@ async def create_plan(
     else:
         given = data.items or []
         await _check_exercises(session, clinic_id, given)
-        items = _plan_items(
-            [item.model_copy(update={"id": None}) for item in given], patient, set()
-        )
+        items = _plan_items([item.model_copy(update={"id": None}) for item in given], patient, {})
     start = data.start_date or today_for(patient)
     _check_dates(start, data.end_date)
     now = utcnow()
@@ -518,7 +586,7 @@ async def update_plan(
     items = current.items
     if data.items is not None:
         await _check_exercises(session, caller.clinic_id, data.items)
-        items = _plan_items(data.items, patient, {item["id"] for item in current.items})
+        items = _plan_items(data.items, patient, {item["id"]: item for item in current.items})
     if target == PlanStatus.active and not items:
         raise Conflict("A plan without items cannot be activated.")
     start = data.start_date or current.start_date
@@ -568,22 +636,27 @@ async def update_plan(
 
 async def list_versions(
     session: AsyncSession, caller: Caller, plan_id: uuid.UUID
-) -> list[PlanVersion]:
+) -> list[PlanVersionPublic]:
+    """Every version of the plan, oldest first, each with the days it governs."""
     plan = await read_plan(session, caller, plan_id)
+    terms = await version_terms(session, plan)
     found = await session.exec(
         select(PlanVersion).where(PlanVersion.plan_id == plan.id).order_by(col(PlanVersion.number))
     )
-    return list(found.all())
+    return [
+        await version_public(session, version, terms.get(version.number)) for version in found.all()
+    ]
 
 
 async def get_version(
     session: AsyncSession, caller: Caller, plan_id: uuid.UUID, number: int
-) -> PlanVersion:
+) -> PlanVersionPublic:
     plan = await read_plan(session, caller, plan_id)
+    terms = await version_terms(session, plan)
     found = await session.exec(
         select(PlanVersion).where(PlanVersion.plan_id == plan.id, PlanVersion.number == number)
     )
     version = found.first()
     if version is None:
         raise NotFound(f"Plan {plan_id} has no version {number}.")
-    return version
+    return await version_public(session, version, terms.get(number))

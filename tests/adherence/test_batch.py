@@ -367,7 +367,9 @@ async def test_each_rule_rejects_with_its_pointer_and_the_limits_are_accepted(
         items=[{**item(), "id": patient.item(0)}, item("ankle-eversion")],
     )
     assert v3["version"] == v2["version"] + 1
-    base = record(v3)
+    # Version 3 governs from the day it was made (its updated_at), version 2 until then.
+    made = datetime.fromisoformat(v3["updated_at"]).astimezone(ZoneInfo(patient.time_zone))
+    base = record(v3, performed_at=made.isoformat(timespec="seconds"))
     dropped, added = patient.item(1), v3["items"][1]["id"]
     cases: dict[str, tuple[dict[str, Any], list[str] | None]] = {
         # name: (what the record changes, the fields pointed at; None: created)

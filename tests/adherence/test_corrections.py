@@ -100,6 +100,8 @@ async def test_a_correction_makes_a_new_version_and_keeps_the_old(
         ({"pain": 11}, "#/pain"),
         ({"plan_id": str(uuid.uuid4())}, "#/plan_id"),
         ({"performed_at": "2999-01-01T00:00:00+00:00"}, "#/performed_at"),
+        # The day before the plan starts (`PLAN_START`, 1 November) where the patient is.
+        ({"performed_at": "2026-10-31T12:00:00-05:00"}, "#/performed_at"),
     ],
 )
 async def test_a_bad_correction_is_422_and_changes_nothing(

@@ -227,3 +227,75 @@ async def test_the_rollup_migration_gives_every_patient_a_stale_row_with_its_las
         assert rollup.valid_until == STALE
         thresholds = await session.get_one(Clinic, clinic)
         assert (thresholds.adherence_threshold_percent, thresholds.pain_alert_at) == (70, 7)
+
+
+async def test_the_item_sources_migration_marks_what_the_global_template_shipped(
+    engine: AsyncEngine,
+) -> None:
+    """Items stored before sources existed: those equal to the shipped template's keep its
+    sources (the article's dose, Dorsi's daily schedule); the rest were a clinician's."""
+    await migrate.upgrade(engine, "9a4c2e7d5b13")
+    namespace = uuid.UUID("5b1f7c1e-8d0a-4c55-9a51-7d6f2f0c0d15")
+
+    def stored(slug: str, schedule: dict[str, Any], **dose: int) -> dict[str, Any]:
+        return {
+            "id": str(uuid.uuid4()),
+            "exercise_id": str(uuid.uuid5(namespace, slug)),
+            "sets": dose.get("sets"),
+            "reps": dose.get("reps"),
+            "hold_seconds": None,
+            "rest_seconds": None,
+            "side": None,
+            "schedule": {"days_of_week": None, "sessions_per_week": None, "times_per_day": 1}
+            | schedule,
+            "resistance": None,
+            "notes": None,
+        }
+
+    daily = {"days_of_week": [1, 2, 3, 4, 5, 6, 7]}
+    items = [
+        stored("ankle-dorsiflexion", {"sessions_per_week": 3}, sets=3, reps=10),
+        stored("ankle-eversion", daily, reps=10),
+        stored("ankle-eversion", daily, reps=12),
+        stored("hip-rotation", {"days_of_week": [1, 3, 5]}),
+    ]
+    template = sa.table(
+        "plan_template",
+        sa.column("id", sa.Uuid()),
+        sa.column("name", sa.String()),
+        sa.column("description", sa.String()),
+        sa.column("items", sa.JSON()),
+        sa.column("version", sa.Integer()),
+        sa.column("created_at", UTCDateTime()),
+        sa.column("updated_at", UTCDateTime()),
+    )
+    template_id, now = uuid.uuid4(), datetime.now(UTC)
+    async with engine.begin() as connection:
+        await connection.execute(
+            template.insert().values(
+                id=template_id,
+                name="Old",
+                description="",
+                items=items,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    async def sources() -> list[tuple[Any, Any]]:
+        async with engine.connect() as connection:
+            found = await connection.execute(
+                sa.select(template.c["items"]).where(template.c.id == template_id)
+            )
+            return [(i.get("dose_source"), i.get("schedule_source")) for i in found.scalar_one()]
+
+    await migrate.upgrade(engine, "4f2b8d6a1c37")
+    assert await sources() == [
+        ("article", "article"),
+        ("article", "default"),
+        ("clinician", "default"),
+        (None, "clinician"),
+    ]
+    await migrate.downgrade(engine, "9a4c2e7d5b13")
+    assert await sources() == [(None, None)] * 4

@@ -15,6 +15,7 @@ from tests.conftest import Actor, World, build_world
 from tests.core.problems import assert_problem
 from tests.feed import clinic_exercise, follow, read, tail
 from tests.plans import (
+    PLAN_START,
     changed_plan,
     item,
     new_patient,
@@ -43,7 +44,7 @@ async def test_every_synced_write_arrives_as_its_get_rendered_it(
         json={"reference": f"R-{uuid.uuid4().hex[:8]}"},
         headers=admin.headers,
     )
-    plan1, etag = await new_plan(client, admin, pid)
+    plan1, etag = await new_plan(client, admin, pid, start_date=PLAN_START)
     plan2, _ = await changed_plan(client, admin, plan1["id"], etag, status="active")
     app_headers = await paired_headers(client, admin, pid)
     record = {

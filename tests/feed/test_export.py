@@ -18,7 +18,7 @@ from app.feed import export
 from tests.conftest import Actor, World, build_world
 from tests.core.problems import assert_problem
 from tests.feed import clinic_exercise, follow, tail
-from tests.plans import changed_plan, item, new_patient, new_plan, paired_headers
+from tests.plans import PLAN_START, changed_plan, item, new_patient, new_plan, paired_headers
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ async def test_each_type_exports_its_live_resources_as_their_own_get_renders_the
     world = world_of_its_own
     patient = await new_patient(client, admin)
     gone = await new_patient(client, admin)
-    plan, etag = await new_plan(client, admin, patient["id"])
+    plan, etag = await new_plan(client, admin, patient["id"], start_date=PLAN_START)
     plan, _ = await changed_plan(client, admin, plan["id"], etag, status="active")
     await new_plan(client, admin, gone["id"])  # leaves with its patient
     app_headers = await paired_headers(client, admin, patient["id"])

@@ -18,6 +18,7 @@ from tests.core.problems import assert_problem
 from tests.plans import (
     EVERY_DAY,
     active_plan,
+    as_input,
     changed_plan,
     item,
     local_today,
@@ -266,7 +267,7 @@ async def test_today_is_the_patients_own_day(
 
     for zone, app, day, plan, etag in people:
         others = [d for d in EVERY_DAY if d != day]
-        entry = {k: v for k, v in plan["items"][0].items() if k not in ("order", "exercise")}
+        entry = as_input(plan["items"][0])
         await changed_plan(
             client,
             clinician,

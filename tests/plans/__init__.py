@@ -13,6 +13,8 @@ from tests.conftest import Actor
 
 GLOBAL_TEMPLATE_ID = str(catalog_id("template:foot-drop-home-program"))
 EVERY_DAY = [1, 2, 3, 4, 5, 6, 7]
+# The start of the tests' active plans: before the days their sessions are recorded on.
+PLAN_START = "2026-11-01"
 
 
 def exercise_id(slug: str) -> str:
@@ -23,6 +25,13 @@ def exercise_id(slug: str) -> str:
 def item(slug: str = "ankle-dorsiflexion", **fields: Any) -> dict[str, Any]:
     """A valid plan or template item: a catalog exercise on Monday, Wednesday and Friday."""
     return {"exercise_id": exercise_id(slug), "schedule": {"days_of_week": [1, 3, 5]}, **fields}
+
+
+def as_input(entry: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """An item as read, made fit to send back (with its id, so it stays the same item):
+    without what Dorsi sets (its order, exercise and sources)."""
+    read_only = ("order", "exercise", "dose_source", "schedule_source")
+    return {k: v for k, v in entry.items() if k not in read_only} | changes
 
 
 def version_tag(etag: str) -> str:
@@ -88,7 +97,10 @@ async def changed_plan(
 async def active_plan(
     client: AsyncClient, actor: Actor, patient_id: object, **body: Any
 ) -> tuple[dict[str, Any], str]:
-    """A new plan, activated; returns it and its ETag."""
+    """A new plan, activated; returns it and its ETag. Unless the body says else, it starts
+    on `PLAN_START`, so that sessions of the tests' fixed days in November 2026 fall on days
+    it governs."""
+    body.setdefault("start_date", PLAN_START)
     plan, etag = await new_plan(client, actor, patient_id, **body)
     return await changed_plan(client, actor, plan["id"], etag, status="active")
 

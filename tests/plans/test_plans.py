@@ -22,6 +22,7 @@ from tests.core.problems import assert_problem
 from tests.plans import (
     GLOBAL_TEMPLATE_ID,
     active_plan,
+    as_input,
     changed_plan,
     exercise_id,
     item,
@@ -97,11 +98,6 @@ async def versions(client: AsyncClient, actor: Actor, plan_id: object) -> list[d
     assert response.status_code == 200, response.text
     listed: list[dict[str, Any]] = response.json()
     return listed
-
-
-def as_input(entry: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """An item as read, made fit to send back (with its id, so it stays the same item)."""
-    return {k: v for k, v in entry.items() if k not in ("order", "exercise")} | changes
 
 
 def content(entry: dict[str, Any]) -> dict[str, Any]:
