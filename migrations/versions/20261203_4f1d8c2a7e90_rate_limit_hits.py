@@ -3,7 +3,7 @@
 Every API process of a deployment then counts against the same limits.
 
 Revision ID: 4f1d8c2a7e90
-Revises: 9a4c2e7d5b13
+Revises: 4f2b8d6a1c37
 Create Date: 2026-12-03 16:10:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import app.core.columns
 
 revision: str = "4f1d8c2a7e90"
-down_revision: str | None = "9a4c2e7d5b13"
+down_revision: str | None = "4f2b8d6a1c37"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
