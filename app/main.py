@@ -1,6 +1,7 @@
 """Builds the Dorsi ASGI application: settings, database, routes, errors, docs."""
 
 import gc
+from datetime import timedelta
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -111,6 +112,7 @@ class Dorsi(FastAPI):
                     super().build_middleware_stack(),
                     engine=self.state.engine,
                     subject_of=lambda token: (secrets.read_access_token(token) or {}).get("sub"),
+                    stale_after=timedelta(seconds=settings.idempotency_stale_seconds),
                 ),
                 minimum_bytes=settings.compression_min_bytes,
             ),

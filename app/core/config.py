@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # On SIGTERM the server stops accepting, and gives requests in flight this long to
     # finish before it cancels them and exits.
     shutdown_grace_seconds: Annotated[int, Field(ge=1, le=600)] = 30
+    # A POST with an Idempotency-Key whose process died before answering blocks retries of
+    # that key (409) this long; keep it above the longest a POST takes.
+    idempotency_stale_seconds: Annotated[int, Field(ge=1, le=3600)] = 120
 
     @field_validator("sign_in_rate_limit", "sign_in_account_ceiling")
     @classmethod

@@ -35,7 +35,8 @@ class IdempotentRequest(SQLModel, table=True):
 
 
 KEEP_FOR = timedelta(days=1)
-# A first request that never finished (its process died) stops blocking retries after this.
+# A first request that never finished (its process died) stops blocking retries after this
+# (DORSI_IDEMPOTENCY_STALE_SECONDS): longer than any POST takes.
 STALE_AFTER = timedelta(minutes=2)
 MAX_KEY_LENGTH = 200
 _table = IdempotentRequest.__table__  # type: ignore[attr-defined]
@@ -43,12 +44,18 @@ _table = IdempotentRequest.__table__  # type: ignore[attr-defined]
 
 class IdempotencyMiddleware:
     def __init__(
-        self, app: ASGIApp, *, engine: AsyncEngine, subject_of: Callable[[str], str | None]
+        self,
+        app: ASGIApp,
+        *,
+        engine: AsyncEngine,
+        subject_of: Callable[[str], str | None],
+        stale_after: timedelta = STALE_AFTER,
     ) -> None:
         """``subject_of`` names the caller of a bearer token (None if it names no one)."""
         self.app = app
         self.engine = engine
         self.subject_of = subject_of
+        self.stale_after = stale_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
@@ -102,7 +109,7 @@ class IdempotencyMiddleware:
                 delete(_table).where(
                     _table.c.key == scope_key,
                     _table.c.status.is_(None),
-                    _table.c.created_at < now - STALE_AFTER,
+                    _table.c.created_at < now - self.stale_after,
                 )
             )
             try:
