@@ -1,9 +1,9 @@
 """Builds the Dorsi ASGI application: settings, database, routes, errors, docs."""
 
 import gc
-from datetime import timedelta
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
