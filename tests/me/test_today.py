@@ -463,8 +463,8 @@ async def test_requests_answered_together_each_get_their_own_verdict(
 async def test_a_failed_batch_answers_each_of_its_requests_with_a_problem(
     settings: Settings, world: World
 ) -> None:
-    """Requests whose batch cannot reach the database each answer 500, and the next
-    requests are tried again rather than left waiting."""
+    """Requests whose batch cannot reach the database each answer 503 (try again), and
+    the next requests are tried again rather than left waiting."""
     app = create_app(settings.model_copy(update={"database_url": UNREACHABLE_DATABASE}))
     calls = [with_id(world["patient_a"].headers) for _ in range(6)]
     try:
@@ -477,7 +477,7 @@ async def test_a_failed_batch_answers_each_of_its_requests_with_a_problem(
                     timeout=30,
                 )
                 for (request_id, _), response in zip(calls, responses, strict=True):
-                    assert_problem(response, 500, "internal")
+                    assert_problem(response, 503, "database-unavailable")
                     assert response.headers["x-request-id"] == request_id
     finally:
         await dispose_engines(app)
