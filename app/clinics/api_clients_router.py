@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from app.auth import accounts
 from app.auth.deps import SecretsDep, staff
@@ -12,11 +12,13 @@ from app.clinics import service
 from app.clinics.schemas import (
     ApiClientCreate,
     ApiClientCreated,
+    ApiClientPage,
     ApiClientPublic,
     ApiClientUpdate,
 )
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, responses
+from app.core.pagination import PageQuery
 
 router = APIRouter(prefix="/v1/api-clients", tags=["auth"])
 Admin = Annotated[Caller, Depends(staff(admin=True))]
@@ -51,12 +53,18 @@ async def create_api_client(
     "",
     operation_id="listApiClients",
     summary="List API clients",
-    response_model=list[ApiClientPublic],
+    response_model=ApiClientPage,
     responses=responses(*ERRORS),
 )
-async def list_api_clients(session: SessionDep, caller: Admin) -> list[ApiClientPublic]:
-    rows = await service.list_api_clients(session, caller)
-    return [ApiClientPublic.model_validate(row) for row in rows]
+async def list_api_clients(
+    session: SessionDep, caller: Admin, query: Annotated[PageQuery, Query()]
+) -> ApiClientPage:
+    """The clinic's API clients that are not revoked, oldest first (secrets are never
+    shown again)."""
+    rows, cursor = await service.list_api_clients(session, caller, query)
+    return ApiClientPage(
+        items=[ApiClientPublic.model_validate(row) for row in rows], next_cursor=cursor
+    )
 
 
 @router.get(

@@ -18,11 +18,13 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
+from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json, written
+from app.core.pagination import PageQuery
 from app.patients import service
 from app.patients.models import Patient
 from app.patients.schemas import (
     AccessCodePublic,
+    DevicePage,
     DevicePublic,
     PatientCreate,
     PatientPage,
@@ -49,7 +51,7 @@ def _public(patient: Patient) -> bytes:
     summary="Create a patient",
     status_code=201,
     response_model=PatientPublic,
-    responses=responses(*AUTH_ERRORS, Conflict),
+    responses={**written(201, location=True), **responses(*AUTH_ERRORS, Conflict)},
 )
 async def create_patient(
     request: Request, body: PatientCreate, session: SessionDep, caller: Writer
@@ -101,7 +103,10 @@ async def get_patient(
     operation_id="updatePatient",
     summary="Update a patient",
     response_model=PatientPublic,
-    responses=responses(*AUTH_ERRORS, NotFound, Conflict, PreconditionFailed),
+    responses={
+        **written(200),
+        **responses(*AUTH_ERRORS, NotFound, Conflict, PreconditionFailed),
+    },
 )
 async def update_patient(
     patient_id: uuid.UUID,
@@ -161,16 +166,21 @@ async def create_access_code(
     "/{patient_id}/devices",
     operation_id="listPatientDevices",
     summary="List the patient's paired apps",
-    response_model=list[DevicePublic],
+    response_model=DevicePage,
     responses=responses(*AUTH_ERRORS, NotFound),
 )
 async def list_devices(
-    patient_id: uuid.UUID, session: SessionDep, caller: Reader
-) -> list[DevicePublic]:
-    return [
-        DevicePublic.model_validate(device)
-        for device in await service.list_devices(session, caller, patient_id)
-    ]
+    patient_id: uuid.UUID,
+    session: SessionDep,
+    caller: Reader,
+    query: Annotated[PageQuery, Query()],
+) -> DevicePage:
+    """The patient's apps, paired with an access code, oldest first, signed out ones too
+    (`revoked_at`)."""
+    rows, cursor = await service.list_devices(session, caller, patient_id, query)
+    return DevicePage(
+        items=[DevicePublic.model_validate(device) for device in rows], next_cursor=cursor
+    )
 
 
 @router.delete(

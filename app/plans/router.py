@@ -18,7 +18,8 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
+from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json, written
+from app.core.pagination import PageQuery
 from app.plans import service
 from app.plans.schemas import (
     PlanCreate,
@@ -26,6 +27,7 @@ from app.plans.schemas import (
     PlanPublic,
     PlanQuery,
     PlanUpdate,
+    PlanVersionPage,
     PlanVersionPublic,
     TemplateCopy,
     TemplateCreate,
@@ -76,7 +78,7 @@ async def list_plan_templates(
     summary="Create a plan template",
     status_code=201,
     response_model=TemplatePublic,
-    responses=responses(*ERRORS),
+    responses={**written(201, location=True), **responses(*ERRORS)},
 )
 async def create_plan_template(
     body: TemplateCreate, session: SessionDep, caller: Writer
@@ -110,7 +112,7 @@ async def get_plan_template(
     operation_id="updatePlanTemplate",
     summary="Update a plan template",
     response_model=TemplatePublic,
-    responses=responses(*ERRORS, NotFound, PreconditionFailed),
+    responses={**written(200), **responses(*ERRORS, NotFound, PreconditionFailed)},
 )
 async def update_plan_template(
     template_id: uuid.UUID,
@@ -145,7 +147,7 @@ async def delete_plan_template(
     summary="Copy a plan template into the clinic",
     status_code=201,
     response_model=TemplatePublic,
-    responses=responses(*ERRORS, NotFound),
+    responses={**written(201, location=True), **responses(*ERRORS, NotFound)},
 )
 async def copy_plan_template(
     template_id: uuid.UUID, body: TemplateCopy, session: SessionDep, caller: Writer
@@ -168,7 +170,7 @@ async def copy_plan_template(
     summary="Prescribe a plan",
     status_code=201,
     response_model=PlanPublic,
-    responses=responses(*ERRORS, NotFound),
+    responses={**written(201, location=True), **responses(*ERRORS, NotFound)},
 )
 async def create_plan(
     patient_id: uuid.UUID, body: PlanCreate, session: SessionDep, caller: Writer
@@ -220,7 +222,10 @@ async def get_plan(
     operation_id="updatePlan",
     summary="Change a plan (a new version)",
     response_model=PlanPublic,
-    responses=responses(*ERRORS, NotFound, Conflict, PreconditionFailed, PreconditionRequired),
+    responses={
+        **written(200),
+        **responses(*ERRORS, NotFound, Conflict, PreconditionFailed, PreconditionRequired),
+    },
 )
 async def update_plan(
     plan_id: uuid.UUID,
@@ -240,16 +245,22 @@ async def update_plan(
     "/v1/plans/{plan_id}/versions",
     operation_id="listPlanVersions",
     summary="List a plan's versions",
-    response_model=list[PlanVersionPublic],
+    response_model=PlanVersionPage,
     responses=responses(*ERRORS, NotFound),
 )
 async def list_plan_versions(
-    plan_id: uuid.UUID, session: SessionDep, caller: Reader
-) -> list[PlanVersionPublic]:
-    return [
-        await service.version_public(session, version)
-        for version in await service.list_versions(session, caller, plan_id)
-    ]
+    plan_id: uuid.UUID,
+    session: SessionDep,
+    caller: Reader,
+    query: Annotated[PageQuery, Query()],
+) -> PlanVersionPage:
+    """Every version the plan has had, oldest first: version 1 is the plan as created, and
+    each change made another. Adherence names the version it was done under."""
+    rows, cursor = await service.list_versions(session, caller, plan_id, query)
+    return PlanVersionPage(
+        items=[await service.version_public(session, version) for version in rows],
+        next_cursor=cursor,
+    )
 
 
 @router.get(

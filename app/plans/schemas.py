@@ -209,27 +209,24 @@ class PlanPage(Page[PlanPublic]):
     )
 
 
+PLAN_VERSION_EXAMPLE: dict[str, Any] = {
+    "plan_id": PLAN_EXAMPLE["id"],
+    "number": 1,
+    "status": "draft",
+    "title": "Foot drop home program",
+    "notes": None,
+    "start_date": "2026-11-24",
+    "end_date": None,
+    "items": [ITEM_PUBLIC_EXAMPLE],
+    "created_at": "2026-11-23T10:00:00Z",
+    "created_by": "5a3c1e7b-9d2f-4b6a-8c1e-2f3a4b5c6d7e",
+}
+
+
 class PlanVersionPublic(BaseModel):
     """A plan as it was from `created_at` until the next version."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "plan_id": PLAN_EXAMPLE["id"],
-                    "number": 1,
-                    "status": "draft",
-                    "title": "Foot drop home program",
-                    "notes": None,
-                    "start_date": "2026-11-24",
-                    "end_date": None,
-                    "items": [ITEM_PUBLIC_EXAMPLE],
-                    "created_at": "2026-11-23T10:00:00Z",
-                    "created_by": "5a3c1e7b-9d2f-4b6a-8c1e-2f3a4b5c6d7e",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [PLAN_VERSION_EXAMPLE]})
 
     plan_id: uuid.UUID
     number: int
@@ -241,6 +238,21 @@ class PlanVersionPublic(BaseModel):
     items: list[PlanItemPublic]
     created_at: datetime
     created_by: uuid.UUID | None
+
+
+class PlanVersionPage(Page[PlanVersionPublic]):
+    """A page of a plan's versions, oldest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [PLAN_VERSION_EXAMPLE],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
 
 
 TEMPLATE_EXAMPLE: dict[str, Any] = {

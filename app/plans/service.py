@@ -27,8 +27,10 @@ from app.core.errors import (
 )
 from app.core.http import check_if_match
 from app.core.pagination import (
+    PageQuery,
     decode_cursor,
     invalid_cursor,
+    number_position,
     split_page,
     time_key,
     time_position,
@@ -567,13 +569,15 @@ async def update_plan(
 
 
 async def list_versions(
-    session: AsyncSession, caller: Caller, plan_id: uuid.UUID
-) -> list[PlanVersion]:
+    session: AsyncSession, caller: Caller, plan_id: uuid.UUID, query: PageQuery
+) -> tuple[list[PlanVersion], str | None]:
+    """A page of the plan's versions, oldest first."""
     plan = await read_plan(session, caller, plan_id)
-    found = await session.exec(
-        select(PlanVersion).where(PlanVersion.plan_id == plan.id).order_by(col(PlanVersion.number))
-    )
-    return list(found.all())
+    statement = select(PlanVersion).where(PlanVersion.plan_id == plan.id)
+    if query.cursor is not None:
+        statement = statement.where(col(PlanVersion.number) > number_position(query.cursor))
+    found = await session.exec(statement.order_by(col(PlanVersion.number)).limit(query.limit + 1))
+    return split_page(list(found.all()), query.limit, lambda version: [version.number])
 
 
 async def get_version(
