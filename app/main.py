@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi._compat import get_definitions, get_flat_models_from_fields, get_model_name_map
 from fastapi.dependencies.models import Dependant
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
+from fastapi.openapi.utils import get_fields_from_routes, get_openapi
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
@@ -346,6 +347,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
             tags=app.openapi_tags,
         )
+        _restore_null_examples(app, schema)
         anonymous = _answering_anonymously(app)
         for route, path in schema["paths"].items():
             for method, operation in path.items():
@@ -364,6 +366,34 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 component["examples"] = [component["enum"][0]]
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def _restore_null_examples(app: FastAPI, schema: dict[str, Any]) -> None:
+    """Puts the models' examples back as they wrote them. FastAPI drops every null member
+    of the document it renders, examples' too, so an example would lack the required
+    nullable fields (`"next_cursor": null`) that its own schema demands. The models'
+    schemas are made again here, as `get_openapi` makes them, nulls kept."""
+    fields = get_fields_from_routes(app.routes)
+    names = get_model_name_map(get_flat_models_from_fields(fields, known_models=set()))
+    _, definitions = get_definitions(
+        fields=fields, model_name_map=names, separate_input_output_schemas=True
+    )
+    rendered = schema.get("components", {}).get("schemas", {})
+    for name, definition in definitions.items():
+        if name in rendered:
+            _copy_examples(definition, rendered[name])
+
+
+def _copy_examples(source: Any, target: Any) -> None:
+    if isinstance(source, dict) and isinstance(target, dict):
+        if "examples" in source:
+            target["examples"] = source["examples"]
+        for key, value in source.items():
+            if key != "examples":
+                _copy_examples(value, target.get(key))
+    elif isinstance(source, list) and isinstance(target, list) and len(source) == len(target):
+        for inner_source, inner_target in zip(source, target, strict=True):
+            _copy_examples(inner_source, inner_target)
 
 
 def _answering_anonymously(app: FastAPI) -> set[tuple[str, str]]:

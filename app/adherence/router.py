@@ -147,6 +147,8 @@ async def get_adherence_record(
     caller: Reader,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
+    """One session record at its current version, with its ETag: a patient's app reads its
+    own, staff their clinic's."""
     record = await records.read(session, caller, record_id)
     body = records.public(record).model_dump_json().encode()
     return conditional_json(body, records.etag(record), if_none_match, PRIVATE)

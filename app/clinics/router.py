@@ -24,6 +24,8 @@ router = APIRouter(prefix="/v1/clinic", tags=["auth"])
 async def get_clinic(
     session: SessionDep, caller: Annotated[Caller, Depends(staff())]
 ) -> ClinicPublic:
+    """The caller's clinic, with the thresholds that the adherence overview and summaries
+    flag against. Any clinician or API client of the clinic."""
     return ClinicPublic.model_validate(await service.read_clinic(session, caller))
 
 

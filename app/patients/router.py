@@ -56,6 +56,9 @@ def _public(patient: Patient) -> bytes:
 async def create_patient(
     request: Request, body: PatientCreate, session: SessionDep, caller: Writer
 ) -> Response:
+    """A pseudonymous patient of the caller's clinic: the clinic's own reference (409 if
+    the clinic already uses it), the affected side, the cause and the time zone in which
+    their days are counted."""
     patient = await service.create(session, caller, body)
     return Response(
         _public(patient),
@@ -75,6 +78,8 @@ async def create_patient(
 async def list_patients(
     session: SessionDep, caller: Reader, query: Annotated[PatientQuery, Query()]
 ) -> PatientPage:
+    """The clinic's patients, oldest first, a page at a time; `reference` finds one by the
+    clinic's own reference. Each patient listed is recorded in the audit trail."""
     rows, cursor = await service.list_page(session, caller, query)
     return PatientPage(
         items=[PatientPublic.model_validate(row) for row in rows], next_cursor=cursor
@@ -94,6 +99,7 @@ async def get_patient(
     caller: Reader,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
+    """One patient of the clinic, with its ETag (304 to a current `If-None-Match`)."""
     patient = await service.read(session, caller, patient_id)
     return conditional_json(_public(patient), service.etag(patient), if_none_match, PRIVATE)
 
@@ -115,6 +121,8 @@ async def update_patient(
     caller: Writer,
     if_match: IfMatch = None,
 ) -> Response:
+    """Changes the given fields; `If-Match` with the patient's ETag makes the change
+    conditional (412 when stale)."""
     patient = await service.update(session, caller, patient_id, body, if_match)
     return Response(
         _public(patient), media_type="application/json", headers={"ETag": service.etag(patient)}

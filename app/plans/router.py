@@ -83,6 +83,8 @@ async def list_plan_templates(
 async def create_plan_template(
     body: TemplateCreate, session: SessionDep, caller: Writer
 ) -> Response:
+    """A template of the caller's clinic, from catalog or clinic exercises, to prescribe
+    plans from."""
     template = await service.create_template(session, caller.clinic_id, body)
     return _json(
         await service.template_public(session, template),
@@ -102,6 +104,7 @@ async def create_plan_template(
 async def get_plan_template(
     template_id: uuid.UUID, session: SessionDep, caller: Reader, if_none_match: IfNoneMatch = None
 ) -> Response:
+    """One template: the global foot-drop template, or one of the clinic's own."""
     template = await service.get_template(session, caller.clinic_id, template_id)
     body = (await service.template_public(session, template)).model_dump_json().encode()
     return conditional_json(body, service.template_etag(template), if_none_match, PRIVATE)
@@ -137,6 +140,8 @@ async def update_plan_template(
 async def delete_plan_template(
     template_id: uuid.UUID, session: SessionDep, caller: Writer, if_match: IfMatch = None
 ) -> Response:
+    """The clinic's own templates only; the global one answers 403. Plans made from it keep
+    their own copy of its items."""
     await service.delete_template(session, caller.clinic_id, template_id, if_match)
     return Response(status_code=204)
 
@@ -152,6 +157,8 @@ async def delete_plan_template(
 async def copy_plan_template(
     template_id: uuid.UUID, body: TemplateCopy, session: SessionDep, caller: Writer
 ) -> Response:
+    """A new template of the caller's clinic with the items of this one (the global template,
+    say), to adapt; `name` renames the copy."""
     template = await service.copy_template(session, caller.clinic_id, template_id, body)
     return _json(
         await service.template_public(session, template),
@@ -196,6 +203,7 @@ async def create_plan(
 async def list_plans(
     patient_id: uuid.UUID, session: SessionDep, caller: Reader, query: Annotated[PlanQuery, Query()]
 ) -> PlanPage:
+    """The patient's plans, newest first, each at its current version, a page at a time."""
     rows, cursor = await service.list_plans(session, caller, patient_id, query)
     return PlanPage(
         items=[await service.plan_public(session, row) for row in rows], next_cursor=cursor
@@ -212,6 +220,8 @@ async def list_plans(
 async def get_plan(
     plan_id: uuid.UUID, session: SessionDep, caller: Reader, if_none_match: IfNoneMatch = None
 ) -> Response:
+    """One plan at its current version, with its ETag (send it as `If-Match` to change the
+    plan)."""
     plan = await service.read_plan(session, caller, plan_id)
     body = (await service.plan_public(session, plan)).model_dump_json().encode()
     return conditional_json(body, service.plan_etag(plan), if_none_match, PRIVATE)
@@ -276,5 +286,6 @@ async def get_plan_version(
     session: SessionDep,
     caller: Reader,
 ) -> PlanVersionPublic:
+    """The plan as it was at version `number`: versions never change once made."""
     version = await service.get_version(session, caller, plan_id, number)
     return await service.version_public(session, version)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.core.pagination import Page, PageQuery
 from app.core.text import Name, Text
 from app.core.timestamps import Day
+from app.exercises.catalog import catalog_id
 from app.patients.models import Side
 from app.plans.models import BandColour, PlanStatus
 
@@ -48,6 +49,9 @@ class ItemDose(BaseModel):
     rest_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
 
 
+# Examples name the shipped catalog's own ids: a client can try them as they are.
+GLOBAL_TEMPLATE_SLUG = "foot-drop-home-program"
+GLOBAL_TEMPLATE_ID = catalog_id(f"template:{GLOBAL_TEMPLATE_SLUG}")
 ITEM_EXAMPLE: dict[str, Any] = {
     "exercise_id": "0f64f410-4838-54e7-ba8d-49203dceac9e",
     "sets": 3,
@@ -137,9 +141,7 @@ class PlanCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [
-                {"template_id": "a3f1c2d4-5b6e-5f70-8a9b-0c1d2e3f4a5b", "start_date": "2026-11-24"}
-            ]
+            "examples": [{"template_id": str(GLOBAL_TEMPLATE_ID), "start_date": "2026-11-24"}]
         },
     )
 
@@ -255,22 +257,34 @@ class PlanVersionPage(Page[PlanVersionPublic]):
     )
 
 
+# The global template's second item, as the shipped catalog has it.
+GLOBAL_TEMPLATE_ITEM_EXAMPLE: dict[str, Any] = {
+    **ITEM_PUBLIC_EXAMPLE,
+    "id": str(catalog_id(f"template:{GLOBAL_TEMPLATE_SLUG}:ankle-dorsiflexion")),
+    "order": 2,
+    "sets": 3,
+    "reps": 10,
+    "hold_seconds": None,
+    "rest_seconds": None,
+    "side": None,
+    "schedule": {"sessions_per_week": 3, "times_per_day": 1},
+    "resistance": None,
+    "notes": None,
+}
 TEMPLATE_EXAMPLE: dict[str, Any] = {
-    "id": "a3f1c2d4-5b6e-5f70-8a9b-0c1d2e3f4a5b",
+    "id": str(GLOBAL_TEMPLATE_ID),
     "name": "Foot drop home program",
-    "description": "The seven exercises of the source article.",
+    "description": "The seven foot-drop exercises of the source article, with its dosage.",
     "owner": "global",
     "version": 1,
-    "items": [{**ITEM_PUBLIC_EXAMPLE, "side": None}],
+    "items": [GLOBAL_TEMPLATE_ITEM_EXAMPLE],
     "created_at": "2026-11-23T10:00:00Z",
     "updated_at": "2026-11-23T10:00:00Z",
 }
 
 
 class TemplateItemPublic(PlanItemPublic):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{**ITEM_PUBLIC_EXAMPLE, "side": None}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [GLOBAL_TEMPLATE_ITEM_EXAMPLE]})
 
 
 class TemplatePublic(BaseModel):
