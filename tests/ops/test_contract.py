@@ -5,6 +5,7 @@ and the headers each operation may send or take."""
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
@@ -13,6 +14,7 @@ from referencing.jsonschema import DRAFT202012
 
 from app.cli import openapi_yaml
 from app.exercises.catalog import catalog_id, read_catalog
+from tests.contract import check_headers
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 DOCUMENT_URI = "urn:dorsi:openapi"
@@ -316,3 +318,28 @@ def test_operations_name_the_scopes_they_need(document: dict[str, Any]) -> None:
         if {} in operation.get("security", [])
     ]
     assert sorted(anonymous) == [("get", "/v1/exercises"), ("get", "/v1/exercises/{exercise}")]
+
+
+def answer(status: int, path: str, **headers: str) -> httpx.Response:
+    request = httpx.Request("GET", f"http://dorsi.test{path}")
+    named = {name.replace("_", "-"): value for name, value in headers.items()}
+    return httpx.Response(status, headers=named, request=request)
+
+
+def test_the_contract_check_refuses_undeclared_headers_and_statuses() -> None:
+    """What `tests.contract` holds every answer of the suite to: a header the operation's
+    response does not declare, or a status it does not list, fails the test."""
+    declared = {"x-request-id": "r-1", "cache-control": "no-store", "vary": "Accept-Encoding"}
+    transport = {"content-length": "2", "date": "Thu, 03 Dec 2026 12:00:00 GMT"}
+    check_headers(answer(200, "/v1/patients", **declared, **transport), "GET")
+    check_headers(answer(200, "/v1/patients", **declared, x_frame_options="DENY"), "GET")
+    with pytest.raises(AssertionError, match="x-debug"):
+        check_headers(answer(200, "/v1/patients", **declared, x_debug="1"), "GET")
+    # An ETag is declared on a patient's read, not on the list of patients.
+    check_headers(answer(200, "/v1/patients/1", **declared, etag='"a-1"'), "GET")
+    with pytest.raises(AssertionError, match="etag"):
+        check_headers(answer(200, "/v1/patients", **declared, etag='"a-1"'), "GET")
+    with pytest.raises(AssertionError, match="does not declare 418"):
+        check_headers(answer(418, "/v1/patients", **declared), "GET")
+    # A concrete path is matched before a template: /v1/adherence/batch has no GET.
+    check_headers(answer(405, "/v1/adherence/batch", allow="POST"), "GET")
