@@ -35,6 +35,7 @@ from app.core.methods import HeadAsGet
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
 from app.feed.listener import ChangeListener
+from app.feed.router import CURSOR_HEADER
 from app.feed.router import router as feed_router
 from app.me.router import router as me_router
 from app.me.today import EXERCISE_CACHE_SIZE, ExerciseCache, TodayBatcher
@@ -204,7 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Idempotency-Key",
                 "X-Request-ID",
             ],
-            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            expose_headers=exposed_headers(),
         )
     install_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -306,6 +307,16 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "examples": ["application/json"]},
     },
 }
+
+# Response headers a browser shows scripts without CORS naming them (the Fetch standard's
+# "CORS-safelisted response-header names").
+CORS_SAFELISTED = frozenset({"Cache-Control", "Content-Language", "Content-Type", "Expires"})
+
+
+def exposed_headers() -> list[str]:
+    """What CORS lets a browser script read: every header the contract declares."""
+    return sorted({*RESPONSE_HEADERS, CURSOR_HEADER} - CORS_SAFELISTED)
+
 
 # Only a busy database's 503 says when to try again; a 503 of `/readyz` does not.
 BUSY_RETRY_AFTER = {
@@ -461,8 +472,10 @@ def _add_response_headers(route: str, method: str, operation: dict[str, Any]) ->
     for status, answer in operation["responses"].items():
         # The request context sends these two on every answer.
         names = ["X-Request-ID", "Cache-Control"]
-        if status == "304" or any(map(compresses, answer.get("content", {}))):
+        if any(map(compresses, answer.get("content", {}))):
             names += ["Vary", "Content-Encoding"]
+        if status == "304":
+            names.append("Vary")  # beside its ETag, as the 200 it stands for
         if status == "401":
             names.append("WWW-Authenticate")
         if status == "429":
