@@ -2,7 +2,7 @@
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
 from app.adherence.router import router as adherence_router
-from app.auth.deps import oauth2_or_anonymous
+from app.auth.deps import ADMIN_ONLY, oauth2_or_anonymous
 from app.auth.ratelimit import SignInLimiter
 from app.auth.router import router as auth_router
 from app.auth.security import Secrets
@@ -359,7 +359,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             tags=app.openapi_tags,
         )
         _restore_null_examples(app, schema)
-        anonymous = _answering_anonymously(app)
+        anonymous = _routes_depending_on(app, {oauth2_or_anonymous})
+        admins_only = _routes_depending_on(app, ADMIN_ONLY)
         for route, path in schema["paths"].items():
             for method, operation in path.items():
                 _add_unplanned(route, method, operation)
@@ -368,6 +369,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 if (method, route) in anonymous:
                     # OpenAPI's way to say that a caller need not sign in at all.
                     operation["security"].insert(0, {})
+                if (method, route) in admins_only:
+                    # A role, not a scope: OAuth2 has no word for it.
+                    operation["description"] = (
+                        f"{operation.get('description', '').rstrip()}\n\n{ADMINS_ONLY}".strip()
+                    )
         components = schema.setdefault("components", {})
         components["headers"] = RESPONSE_HEADERS
         components["parameters"] = REQUEST_HEADERS
@@ -407,18 +413,21 @@ def _copy_examples(source: Any, target: Any) -> None:
             _copy_examples(inner_source, inner_target)
 
 
-def _answering_anonymously(app: FastAPI) -> set[tuple[str, str]]:
-    """The (method, path) of the operations whose routes depend on the security scheme
-    that admits anonymous callers, `oauth2_or_anonymous`."""
+ADMINS_ONLY = "Clinic admins only: other clinicians and API clients get 403."
+
+
+def _routes_depending_on(app: FastAPI, calls: Collection[object]) -> set[tuple[str, str]]:
+    """The (method, path) of the operations whose routes depend on one of ``calls``: the
+    security scheme that admits anonymous callers (`oauth2_or_anonymous`), say."""
     found: set[tuple[str, str]] = set()
     for route in app.routes:
-        if isinstance(route, APIRoute) and _depends_on(route.dependant, oauth2_or_anonymous):
+        if isinstance(route, APIRoute) and _depends_on(route.dependant, calls):
             found |= {(method.lower(), route.path_format) for method in route.methods or ()}
     return found
 
 
-def _depends_on(dependant: Dependant, call: object) -> bool:
-    return any(sub.call is call or _depends_on(sub, call) for sub in dependant.dependencies)
+def _depends_on(dependant: Dependant, calls: Collection[object]) -> bool:
+    return any(sub.call in calls or _depends_on(sub, calls) for sub in dependant.dependencies)
 
 
 def _add_unplanned(route: str, method: str, operation: dict[str, Any]) -> None:

@@ -61,6 +61,7 @@ from app.core.db import transaction
 from app.exercises import service as exercises
 from app.exercises.models import Exercise
 from app.exercises.schemas import ExerciseCreate
+from app.main import ADMINS_ONLY
 from app.patients.models import Patient
 from app.plans import service as plans
 from app.plans.models import Plan, PlanStatus, PlanTemplate, PlanVersion
@@ -1116,3 +1117,17 @@ def test_security_says_where_anonymous_callers_are_answered() -> None:
             continue  # documentation, operations and sign-in take no token
         anonymous = all(case.expect["anonymous"] != 401 for case in cases)
         assert ({} in operation["security"]) == anonymous, f"{method} {path}"
+
+
+def test_the_contract_says_which_operations_are_for_clinic_admins_only() -> None:
+    """Being an admin is a role, not a scope: the description says it, exactly where the
+    matrix refuses everyone else signed in."""
+    for (method, path), cases in MATRIX.items():
+        operation = contract_document()["paths"].get(path, {}).get(method.lower())
+        if operation is None:
+            continue  # the documentation pages
+        expect = cases[0].expect
+        admins_only = expect["admin1"] < 400 and all(
+            status in (401, 403) for actor, status in expect.items() if actor != "admin1"
+        )
+        assert (ADMINS_ONLY in operation.get("description", "")) == admins_only, path

@@ -218,6 +218,11 @@ def as_staff(principal: Principal, scope: Scope | None = None, *, admin: bool = 
     return principal
 
 
+# The dependencies of admin-only routes, made once each as the routers are declared: the
+# contract says so of the routes that use one (`app.main`).
+ADMIN_ONLY: set[Callable[..., Awaitable[Caller]]] = set()
+
+
 def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., Awaitable[Caller]]:
     """A dependency for clinic routes: a clinician (admin, if asked) or an API client
     holding ``scope``. Patients are refused; they use `/v1/me`. The scope it checks is the
@@ -234,6 +239,8 @@ def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., A
             raise Unauthorized()
         return caller_for(request, as_staff(principal, scope, admin=admin))
 
+    if admin:
+        ADMIN_ONLY.add(dependency)
     return dependency
 
 

@@ -77,8 +77,7 @@ async def list_api_clients(
 async def get_api_client(
     client_id: uuid.UUID, session: SessionDep, caller: Admin
 ) -> ApiClientPublic:
-    """One API client of the clinic, with its scopes; its secret is never shown again.
-    Clinic admins only."""
+    """One API client of the clinic, with its scopes; its secret is never shown again."""
     return ApiClientPublic.model_validate(
         await accounts.load_api_client(session, caller.clinic_id, client_id)
     )

@@ -31,7 +31,7 @@ async def create_clinician(
     body: ClinicianCreate, session: SessionDep, secrets: SecretsDep, caller: Admin
 ) -> ClinicianPublic:
     """A clinician (or, with `role`, another admin) of the caller's clinic, who signs in
-    with this email and password. Clinic admins only; an email already in use is 409."""
+    with this email and password. An email already in use is 409."""
     clinician = await accounts.create_clinician(
         session, secrets, caller.clinic_id, body.email, body.password, body.role
     )

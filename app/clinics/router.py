@@ -41,5 +41,5 @@ async def update_clinic(
     session: SessionDep,
     caller: Annotated[Caller, Depends(staff(admin=True))],
 ) -> ClinicPublic:
-    """Clinic admins only. The overview applies new thresholds from its next request."""
+    """The overview applies new thresholds from its next request."""
     return ClinicPublic.model_validate(await service.update_clinic(session, caller, body))
