@@ -18,6 +18,7 @@ from app.clinics.schemas import (
 )
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, responses
+from app.core.http import declared_headers
 from app.core.pagination import PageQuery
 
 router = APIRouter(prefix="/v1/api-clients", tags=["auth"])
@@ -31,7 +32,7 @@ ERRORS = (Unauthorized, Forbidden, InvalidInput)
     summary="Create an API client",
     status_code=201,
     response_model=ApiClientCreated,
-    responses=responses(*ERRORS),
+    responses={201: {"headers": declared_headers("Location")}, **responses(*ERRORS)},
 )
 async def create_api_client(
     body: ApiClientCreate,
@@ -45,6 +46,7 @@ async def create_api_client(
     client, secret = await accounts.create_api_client(
         session, secrets, caller.clinic_id, body.name, body.scopes
     )
+    response.headers["Location"] = f"/v1/api-clients/{client.id}"
     public = ApiClientPublic.model_validate(client)
     return ApiClientCreated(**public.model_dump(), client_secret=secret)
 

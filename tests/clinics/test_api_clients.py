@@ -25,6 +25,7 @@ async def test_an_admin_creates_reads_changes_and_revokes_a_client(
     )
     assert made.status_code == 201
     created = made.json()
+    assert made.headers["location"] == f"/v1/api-clients/{created['id']}"
     secret = created.pop("client_secret")
     assert len(secret) >= 32
     listed = (await client.get("/v1/api-clients", headers=admin)).json()["items"]
