@@ -1,17 +1,21 @@
 """Builds the Dorsi ASGI application: settings, database, routes, errors, docs."""
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi._compat import get_definitions, get_flat_models_from_fields, get_model_name_map
+from fastapi.dependencies.models import Dependant
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
+from fastapi.openapi.utils import get_fields_from_routes, get_openapi
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
 from app.adherence.router import router as adherence_router
+from app.auth.deps import ADMIN_ONLY, oauth2_or_anonymous
 from app.auth.ratelimit import SignInLimiter
 from app.auth.router import router as auth_router
 from app.auth.security import Secrets
@@ -19,8 +23,9 @@ from app.clinics.api_clients_router import router as api_clients_router
 from app.clinics.audit_router import router as audit_router
 from app.clinics.clinicians_router import router as clinicians_router
 from app.clinics.router import router as clinic_router
+from app.core import idempotency
 from app.core.cache import PublicResponseCache
-from app.core.compression import CompressionMiddleware
+from app.core.compression import CompressionMiddleware, compresses
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
@@ -30,6 +35,7 @@ from app.core.methods import HeadAsGet
 from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
 from app.feed.listener import ChangeListener
+from app.feed.router import CURSOR_HEADER
 from app.feed.router import router as feed_router
 from app.me.router import router as me_router
 from app.me.today import EXERCISE_CACHE_SIZE, ExerciseCache, TodayBatcher
@@ -48,6 +54,11 @@ from a published source, patients' plans, and what patients actually did.
 * JSON answers of 1 KiB or more are gzip-compressed when `Accept-Encoding` allows it. A
   compressed answer's ETag ends in `-gzip`; either encoding's ETag revalidates.
 * Request bodies are limited in size (1 MiB by default); unknown fields are refused.
+* `POST`s that create take an `Idempotency-Key`; every answer carries an `X-Request-ID`.
+* Each operation names the OAuth2 scope it needs; a token without it gets 403.
+* Besides the headers each answer declares, every answer carries the same browser-security
+  headers: `X-Content-Type-Options`, `X-Frame-Options`, `Referrer-Policy`,
+  `Strict-Transport-Security` and `Content-Security-Policy`.
 """
 
 TAGS = [
@@ -191,7 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Idempotency-Key",
                 "X-Request-ID",
             ],
-            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            expose_headers=exposed_headers(),
         )
     install_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -229,6 +240,111 @@ IDEMPOTENT_UNPLANNED = {
 }
 
 
+# Response headers any answer may carry, declared once and referred to by each response.
+RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "required": True,
+        "description": "The request's id: the `X-Request-ID` the request sent, if it was 1 to "
+        "128 of `A-Z a-z 0-9 . _ : -`, else one Dorsi made. Every log line of the request "
+        "carries it; quote it when reporting a problem.",
+        "schema": {"type": "string", "examples": ["3f9a1c2b4d5e-1a"]},
+    },
+    "Cache-Control": {
+        "required": True,
+        "description": "`no-store` unless the operation says otherwise: signed-in reads "
+        "are `private, no-cache`, anonymous catalog reads `public, max-age=60`.",
+        "schema": {"type": "string", "examples": ["no-store"]},
+    },
+    "Vary": {
+        "description": "`Accept-Encoding` on JSON answers (and on a 304 that carries an "
+        "ETag); the catalog adds `Authorization`; a CORS answer adds `Origin`.",
+        "schema": {"type": "string", "examples": ["Authorization, Accept-Encoding"]},
+    },
+    "Content-Encoding": {
+        "description": "`gzip` when the request's `Accept-Encoding` prefers it and the JSON "
+        "answer is at least `DORSI_COMPRESSION_MIN_BYTES` (1 KiB), or streamed.",
+        "schema": {"type": "string", "enum": ["gzip"]},
+    },
+    "ETag": {
+        "required": True,
+        "description": "The representation's strong entity tag: send it back in "
+        "`If-None-Match` (304 if current) or `If-Match` (412 if stale). A gzip answer's "
+        "tag ends in `-gzip`; either encoding's tag is accepted.",
+        "schema": {"type": "string", "examples": ['"3f0e8a52-3"']},
+    },
+    "Location": {
+        "required": True,
+        "description": "The path of the resource this request created.",
+        "schema": {"type": "string", "format": "uri-reference"},
+    },
+    "Retry-After": {
+        "required": True,
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 0, "examples": [30]},
+    },
+    "WWW-Authenticate": {
+        "required": True,
+        "description": 'The challenge: `Bearer realm="dorsi"` (`Basic realm="dorsi"` '
+        "for a client that signed in with HTTP Basic).",
+        "schema": {"type": "string", "examples": ['Bearer realm="dorsi"']},
+    },
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the kept answer to an earlier request with the "
+        "same `Idempotency-Key`, replayed rather than done again.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "Accept-Post": {
+        "required": True,
+        "description": "The media types the operation's body may have.",
+        "schema": {"type": "string", "examples": ["application/json"]},
+    },
+    "Accept-Patch": {
+        "required": True,
+        "description": "The media types the operation's body may have.",
+        "schema": {"type": "string", "examples": ["application/json"]},
+    },
+}
+
+# Response headers a browser shows scripts without CORS naming them (the Fetch standard's
+# "CORS-safelisted response-header names").
+CORS_SAFELISTED = frozenset({"Cache-Control", "Content-Language", "Content-Type", "Expires"})
+
+
+def exposed_headers() -> list[str]:
+    """What CORS lets a browser script read: every header the contract declares."""
+    return sorted({*RESPONSE_HEADERS, CURSOR_HEADER} - CORS_SAFELISTED)
+
+
+# Only a busy database's 503 says when to try again; a 503 of `/readyz` does not.
+BUSY_RETRY_AFTER = {
+    "description": "When the database was busy: seconds to wait before trying again.",
+    "schema": {"type": "integer", "minimum": 0, "examples": [1]},
+}
+
+REQUEST_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "name": "X-Request-ID",
+        "in": "header",
+        "required": False,
+        "description": "An id for this request, echoed in the answer's `X-Request-ID` and in "
+        "the logs: 1 to 128 of `A-Z a-z 0-9 . _ : -`. Any other value is ignored and "
+        "Dorsi makes one.",
+        "schema": {"type": "string", "examples": ["checkout-7f3a"]},
+    },
+    "Idempotency-Key": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "Makes a retry safe: the first request with this key runs and its "
+        "answer is kept for a day (for this caller and path); a retry with the same body "
+        "gets that answer again with `Idempotent-Replayed: true`, one with another body "
+        "422, one while the first still runs 409. Answers that hold credentials "
+        "(`Cache-Control: no-store`) are not kept.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    },
+}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = get_openapi(
@@ -239,47 +355,146 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
             tags=app.openapi_tags,
         )
+        _restore_null_examples(app, schema)
+        anonymous = _routes_depending_on(app, {oauth2_or_anonymous})
+        admins_only = _routes_depending_on(app, ADMIN_ONLY)
         for route, path in schema["paths"].items():
             for method, operation in path.items():
-                # Any route may fail unexpectedly, or find the database busy or away; any
-                # body may be too large.
-                unplanned = dict(UNPLANNED)
-                if "requestBody" in operation:
-                    unplanned |= BODY_UNPLANNED
-                if method == "post" and not route.startswith("/v1/auth/"):
-                    for status, description in IDEMPOTENT_UNPLANNED.items():
-                        earlier = unplanned.get(status)
-                        unplanned[status] = (
-                            f"{earlier} Or {description.partition(': ')[2]}"
-                            if earlier
-                            else description
-                        )
-                for status, description in unplanned.items():
-                    model = "ValidationProblem" if status in WITH_ERRORS else "Problem"
-                    operation["responses"].setdefault(
-                        status,
-                        {
-                            "description": description,
-                            "content": {
-                                PROBLEM_MEDIA_TYPE: {
-                                    "schema": {"$ref": f"#/components/schemas/{model}"}
-                                }
-                            },
-                        },
+                _add_unplanned(route, method, operation)
+                _add_request_headers(route, method, operation)
+                _add_response_headers(route, method, operation)
+                if (method, route) in anonymous:
+                    # OpenAPI's way to say that a caller need not sign in at all.
+                    operation["security"].insert(0, {})
+                if (method, route) in admins_only:
+                    # A role, not a scope: OAuth2 has no word for it.
+                    operation["description"] = (
+                        f"{operation.get('description', '').rstrip()}\n\n{ADMINS_ONLY}".strip()
                     )
-                for status, answer in operation.get("responses", {}).items():
-                    # Errors are only ever problem+json; FastAPI would also list JSON.
-                    # (or the route's own media type, NDJSON say).
-                    content = answer.get("content", {})
-                    if status[0] in "45":
-                        for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
-                            content.setdefault(PROBLEM_MEDIA_TYPE, content.pop(media_type))
-        for component in schema.get("components", {}).get("schemas", {}).values():
+        components = schema.setdefault("components", {})
+        components["headers"] = RESPONSE_HEADERS
+        components["parameters"] = REQUEST_HEADERS
+        for component in components.get("schemas", {}).values():
             # Enums carry their first member as the example, so every schema has one.
             if "enum" in component and "examples" not in component:
                 component["examples"] = [component["enum"][0]]
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def _restore_null_examples(app: FastAPI, schema: dict[str, Any]) -> None:
+    """Puts the models' examples back as they wrote them. FastAPI drops every null member
+    of the document it renders, examples' too, so an example would lack the required
+    nullable fields (`"next_cursor": null`) that its own schema demands. The models'
+    schemas are made again here, as `get_openapi` makes them, nulls kept."""
+    fields = get_fields_from_routes(app.routes)
+    names = get_model_name_map(get_flat_models_from_fields(fields, known_models=set()))
+    _, definitions = get_definitions(
+        fields=fields, model_name_map=names, separate_input_output_schemas=True
+    )
+    rendered = schema.get("components", {}).get("schemas", {})
+    for name, definition in definitions.items():
+        if name in rendered:
+            _copy_examples(definition, rendered[name])
+
+
+def _copy_examples(source: Any, target: Any) -> None:
+    if isinstance(source, dict) and isinstance(target, dict):
+        if "examples" in source:
+            target["examples"] = source["examples"]
+        for key, value in source.items():
+            if key != "examples":
+                _copy_examples(value, target.get(key))
+    elif isinstance(source, list) and isinstance(target, list) and len(source) == len(target):
+        for inner_source, inner_target in zip(source, target, strict=True):
+            _copy_examples(inner_source, inner_target)
+
+
+ADMINS_ONLY = "Clinic admins only: other clinicians and API clients get 403."
+
+
+def _routes_depending_on(app: FastAPI, calls: Collection[object]) -> set[tuple[str, str]]:
+    """The (method, path) of the operations whose routes depend on one of ``calls``: the
+    security scheme that admits anonymous callers (`oauth2_or_anonymous`), say."""
+    found: set[tuple[str, str]] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute) and _depends_on(route.dependant, calls):
+            found |= {(method.lower(), route.path_format) for method in route.methods or ()}
+    return found
+
+
+def _depends_on(dependant: Dependant, calls: Collection[object]) -> bool:
+    return any(sub.call in calls or _depends_on(sub, calls) for sub in dependant.dependencies)
+
+
+def _add_unplanned(route: str, method: str, operation: dict[str, Any]) -> None:
+    """The answers no route raises itself: failures, a busy database, bodies the app cannot
+    read, and what `Idempotency-Key` answers."""
+    unplanned = dict(UNPLANNED)
+    if "requestBody" in operation:
+        unplanned |= BODY_UNPLANNED
+    if idempotency.applies(method, route):
+        for status, description in IDEMPOTENT_UNPLANNED.items():
+            earlier = unplanned.get(status)
+            unplanned[status] = (
+                f"{earlier} Or {description.partition(': ')[2]}" if earlier else description
+            )
+    for status, description in unplanned.items():
+        model = "ValidationProblem" if status in WITH_ERRORS else "Problem"
+        operation["responses"].setdefault(
+            status,
+            {
+                "description": description,
+                "content": {
+                    PROBLEM_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model}"}}
+                },
+            },
+        )
+    for status, answer in operation.get("responses", {}).items():
+        # Errors are only ever problem+json; FastAPI would also list JSON.
+        # (or the route's own media type, NDJSON say).
+        content = answer.get("content", {})
+        if status[0] in "45":
+            for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
+                content.setdefault(PROBLEM_MEDIA_TYPE, content.pop(media_type))
+
+
+def _add_request_headers(route: str, method: str, operation: dict[str, Any]) -> None:
+    parameters = operation.setdefault("parameters", [])
+    for parameter in parameters:
+        # The writes that answer 428 without `If-Match` require it (`check_if_match`).
+        if parameter["name"] == "If-Match" and "428" in operation["responses"]:
+            parameter["required"] = True
+    names = ["X-Request-ID"]
+    if idempotency.applies(method, route):
+        names.append("Idempotency-Key")
+    parameters.extend({"$ref": f"#/components/parameters/{name}"} for name in names)
+
+
+def _add_response_headers(route: str, method: str, operation: dict[str, Any]) -> None:
+    """What the layers around the routes add to their answers (`app.core`), beside what a
+    route declares itself (ETag, Location)."""
+    replayable = idempotency.applies(method, route)
+    for status, answer in operation["responses"].items():
+        # The request context sends these two on every answer.
+        names = ["X-Request-ID", "Cache-Control"]
+        if any(map(compresses, answer.get("content", {}))):
+            names += ["Vary", "Content-Encoding"]
+        if status == "304":
+            names.append("Vary")  # beside its ETag, as the 200 it stands for
+        if status == "401":
+            names.append("WWW-Authenticate")
+        if status == "429":
+            names.append("Retry-After")
+        if status == "415" and method in ("post", "patch"):
+            names.append(f"Accept-{method.capitalize()}")
+        if replayable and status[0] != "5":
+            names.append("Idempotent-Replayed")
+        headers = answer.setdefault("headers", {})
+        for name in names:
+            headers.setdefault(name, {"$ref": f"#/components/headers/{name}"})
+        if status == "503":
+            headers.setdefault("Retry-After", BUSY_RETRY_AFTER)
 
 
 def __getattr__(name: str) -> FastAPI:

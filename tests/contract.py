@@ -1,11 +1,14 @@
 """Every response a test receives is checked against the committed contract, `openapi.yaml`,
-for its path, method and status: a hand-rendered body can never drift from its schema.
+for its path, method and status: a hand-rendered body can never drift from its schema, and
+an answer may carry no status and no header that its operation does not declare.
 
 `make_client` in conftest hooks `check` into every httpx client the tests use.
 """
 
+import re
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -17,6 +20,8 @@ from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotF
 from openapi_core.templating.responses.exceptions import ResponseNotFound
 from openapi_core.validation.response.exceptions import MissingData
 from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+from app.core.observability import DEFAULT_HEADERS, SECURITY_HEADERS
 
 CONTRACT = Path(__file__).resolve().parents[1] / "openapi.yaml"
 
@@ -39,6 +44,60 @@ def concrete_paths() -> frozenset[str]:
     """The contract's paths without a template parameter."""
     paths = yaml.safe_load(CONTRACT.read_text())["paths"]
     return frozenset(path for path in paths if "{" not in path)
+
+
+# Headers no operation declares: the transport's own, the browser-security headers sent
+# alike on every answer (named in the contract's description), and CORS answers'.
+UNDECLARED_HEADERS = frozenset(
+    {"content-length", "content-type", "date", "server", "transfer-encoding", "connection"}
+    | {name.decode() for name, _ in SECURITY_HEADERS}
+    | {name.decode() for name in DEFAULT_HEADERS if name != b"cache-control"}
+)
+CORS_PREFIX = "access-control-"
+
+
+@cache
+def _operations() -> list[tuple[re.Pattern[str], dict[str, Any]]]:
+    """Each path's matcher and item; concrete paths before templates (OpenAPI 3.1, "Path
+    Templating Matching"), so /v1/adherence/batch is not /v1/adherence/{record_id}."""
+    paths = yaml.safe_load(CONTRACT.read_text())["paths"]
+    matchers = []
+    for path, item in sorted(paths.items(), key=lambda entry: entry[0].count("{")):
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path))
+        matchers.append((re.compile(f"^{pattern}$"), item))
+    return matchers
+
+
+def declared(path: str, method: str, status: int) -> dict[str, Any] | None:
+    """The contract's response for this path, method and status (or its range, `4XX`);
+    None when the contract names no such operation."""
+    for pattern, item in _operations():
+        if pattern.match(path):
+            operation = item.get(method.lower())
+            if operation is None:
+                return None
+            responses = operation["responses"]
+            found = responses.get(str(status)) or responses.get(f"{str(status)[0]}XX")
+            assert found is not None, f"{method} {path} does not declare {status}"
+            return found  # type: ignore[no-any-return]
+    return None
+
+
+def check_headers(response: httpx.Response, method: str) -> None:
+    """Raises if the answer carries a header its operation's response does not declare."""
+    answer = declared(response.request.url.path, method, response.status_code)
+    if answer is None:
+        return
+    names = {name.lower() for name in answer.get("headers", {})}
+    undeclared = sorted(
+        name
+        for name in response.headers
+        if name not in names and name not in UNDECLARED_HEADERS and not name.startswith(CORS_PREFIX)
+    )
+    assert not undeclared, (
+        f"{method} {response.request.url.path} answered {response.status_code} with "
+        f"headers the contract does not declare: {undeclared}"
+    )
 
 
 class ContractRequest:
@@ -137,3 +196,4 @@ async def check(response: httpx.Response) -> None:
     except PathNotFound:
         if response.status_code not in (404, 405):
             raise
+    check_headers(response, request.method)

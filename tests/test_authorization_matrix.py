@@ -35,9 +35,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from httpx import AsyncClient, Response
@@ -59,11 +61,13 @@ from app.core.db import transaction
 from app.exercises import service as exercises
 from app.exercises.models import Exercise
 from app.exercises.schemas import ExerciseCreate
+from app.main import ADMINS_ONLY
 from app.patients.models import Patient
 from app.plans import service as plans
 from app.plans.models import Plan, PlanStatus, PlanTemplate, PlanVersion
 from app.plans.schemas import PlanCreate, PlanUpdate, TemplateCreate
 from tests.conftest import PASSWORD, World, build_world
+from tests.contract import CONTRACT
 from tests.core.problems import assert_problem
 
 ACTORS = (
@@ -1009,3 +1013,121 @@ async def test_another_clinics_resource_answers_like_a_missing_one(
     absent = await client.get(route.format(missing), headers=clinician2)
     assert_problem(other_clinics, 404, "not-found")
     assert seen_from_outside(other_clinics, existing) == seen_from_outside(absent, missing)
+
+
+# ------------------------------------------- the contract names the scope the route checks
+
+
+def documented_scopes(method: str, path: str) -> list[str] | None:
+    """The OAuth2 scopes `openapi.yaml` says the operation needs (None: not OAuth2)."""
+    operation = contract_document()["paths"].get(path, {}).get(method.lower(), {})
+    for requirement in operation.get("security", []):
+        if "OAuth2" in requirement:
+            scopes: list[str] = requirement["OAuth2"]
+            return scopes
+    return None
+
+
+@cache
+def contract_document() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(CONTRACT.read_text())
+    return document
+
+
+class ScopedTokens:
+    """Tokens of clinic 1's API clients holding exactly the scopes asked for."""
+
+    def __init__(self, targets: Targets) -> None:
+        self.targets = targets
+        self.made: dict[frozenset[str], dict[str, str]] = {}
+
+    async def holding(self, scopes: frozenset[str]) -> dict[str, str]:
+        if scopes not in self.made:
+            async with self.targets._session() as session:
+                client, secret = await accounts.create_api_client(
+                    session,
+                    self.targets.secrets,
+                    self.targets.world.clinic1,
+                    "Scoped",
+                    [Scope(scope) for scope in scopes],
+                )
+                token = await auth_service.client_credentials_grant(
+                    session, self.targets.secrets, str(client.id), secret, None
+                )
+            self.made[scopes] = {"Authorization": f"Bearer {token.access_token}"}
+        return self.made[scopes]
+
+
+@pytest.fixture(scope="module")
+def scoped(targets: Targets) -> ScopedTokens:
+    return ScopedTokens(targets)
+
+
+def oauth2_routes() -> list[object]:
+    return [
+        pytest.param(method, path, id=f"{method} {path}")
+        for method, path in MATRIX
+        if documented_scopes(method, path) is not None
+    ]
+
+
+def test_most_clinic_routes_name_a_scope() -> None:
+    named = [key for key in MATRIX if documented_scopes(*key)]
+    assert len(named) > 30
+
+
+@pytest.mark.parametrize(("method", "path"), oauth2_routes())
+async def test_the_documented_scopes_are_the_enforced_ones(
+    client: AsyncClient, targets: Targets, scoped: ScopedTokens, method: str, path: str
+) -> None:
+    """A clinic system holding every scope but one the contract names gets 403; holding just
+    the named ones, it gets past authorization. An operation naming none answers a client
+    holding none, unless it is for clinic admins only (no client is one)."""
+    documented = frozenset(documented_scopes(method, path) or ())
+    case = MATRIX[(method, path)][0]
+
+    async def status_with(scopes: frozenset[str]) -> int:
+        sent = case.send(targets)
+        call = await sent if inspect.isawaitable(sent) else sent
+        response = await client.request(
+            method,
+            path.format_map(call.path),
+            json=call.json,
+            data=call.form,
+            headers={**await scoped.holding(scopes), **call.headers},
+        )
+        return response.status_code
+
+    for missing in sorted(documented):
+        assert await status_with(frozenset(Scope) - {missing}) == 403, missing
+    admins_only = case.expect["client_all"] == 403 and case.expect["admin1"] != 403
+    if admins_only:
+        assert not documented
+        assert await status_with(frozenset(Scope)) == 403
+    else:
+        assert await status_with(documented) not in (401, 403)
+
+
+def test_security_says_where_anonymous_callers_are_answered() -> None:
+    """`{}` among an operation's security requirements exactly where the matrix lets an
+    anonymous caller through; every other signed-in operation answers it 401."""
+    for (method, path), cases in MATRIX.items():
+        operation = contract_document()["paths"].get(path, {}).get(method.lower(), {})
+        if "security" not in operation:
+            continue  # documentation, operations and sign-in take no token
+        anonymous = all(case.expect["anonymous"] != 401 for case in cases)
+        assert ({} in operation["security"]) == anonymous, f"{method} {path}"
+
+
+def test_the_contract_says_which_operations_are_for_clinic_admins_only() -> None:
+    """Being an admin is a role, not a scope: the description says it, exactly where the
+    matrix refuses everyone else signed in."""
+    for (method, path), cases in MATRIX.items():
+        operation = contract_document()["paths"].get(path, {}).get(method.lower())
+        if operation is None:
+            continue  # the documentation pages
+        expect = cases[0].expect
+        admins_only = expect["admin1"] < 400 and all(
+            status in (401, 403) for actor, status in expect.items() if actor != "admin1"
+        )
+        assert (ADMINS_ONLY in operation.get("description", "")) == admins_only, path

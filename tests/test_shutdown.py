@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import signal
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,7 +78,10 @@ async def test_sigterm_finishes_the_uploads_in_flight(
                     answered.extend(record["id"] for record in records)
 
         uploads = [asyncio.create_task(upload_until_refused()) for _ in range(UPLOADERS)]
-        await asyncio.sleep(1.5)
+        # Stop once uploads are flowing (a busy machine takes longer to answer the first).
+        deadline = time.monotonic() + 30
+        while len(answered) < UPLOADERS * BATCH_SIZE and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         before_stop = len(answered)
         server.send_signal(signal.SIGTERM)
         await asyncio.wait_for(asyncio.gather(*uploads), timeout=60)

@@ -36,7 +36,7 @@ from app.core.errors import (
     PreconditionRequired,
 )
 from app.core.http import check_if_match, etag_matches_strongly
-from app.core.pagination import split_page, time_position
+from app.core.pagination import PageQuery, number_position, split_page, time_position
 from app.patients import service as patients
 from app.patients.models import Patient
 from app.plans import in_force
@@ -257,27 +257,36 @@ async def records_at(
 
 
 async def versions(
-    session: AsyncSession, caller: Caller, record_id: uuid.UUID
-) -> list[RecordVersionPublic]:
+    session: AsyncSession, caller: Caller, record_id: uuid.UUID, query: PageQuery
+) -> tuple[list[RecordVersionPublic], str | None]:
+    """A page of the record's versions, oldest first: the replaced ones as they were kept,
+    then the record as it is."""
     record = await read(session, caller, record_id)
+    after = 0 if query.cursor is None else number_position(query.cursor)
     earlier = (
         await session.exec(
             select(AdherenceRecordVersion)
-            .where(AdherenceRecordVersion.record_id == record.id)
+            .where(
+                AdherenceRecordVersion.record_id == record.id,
+                col(AdherenceRecordVersion.version) > after,
+            )
             .order_by(col(AdherenceRecordVersion.version))
+            .limit(query.limit + 1)
         )
     ).all()
-    return [
-        *(
-            RecordVersionPublic(
-                version=row.version,
-                record=RecordPublic.model_validate(row.content),
-                replaced_at=row.replaced_at,
-                replaced_by=row.replaced_by,
-            )
-            for row in earlier
-        ),
+    found = [
         RecordVersionPublic(
-            version=record.version, record=public(record), replaced_at=None, replaced_by=None
-        ),
+            version=row.version,
+            record=RecordPublic.model_validate(row.content),
+            replaced_at=row.replaced_at,
+            replaced_by=row.replaced_by,
+        )
+        for row in earlier
     ]
+    if record.version > after:
+        found.append(
+            RecordVersionPublic(
+                version=record.version, record=public(record), replaced_at=None, replaced_by=None
+            )
+        )
+    return split_page(found, query.limit, lambda version: [version.version])

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic_core import to_json
 
@@ -19,7 +19,7 @@ from app.adherence.schemas import (
     RecordPublic,
     RecordQuery,
     RecordUpdate,
-    RecordVersionPublic,
+    RecordVersionPage,
     Summary,
     SummaryQuery,
 )
@@ -36,7 +36,8 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
+from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json, written
+from app.core.pagination import PageQuery
 
 router = APIRouter(tags=["adherence"])
 
@@ -48,7 +49,7 @@ def patient_or_staff(scope: Scope) -> Callable[..., Awaitable[Caller]]:
         request: Request,
         session: SessionDep,
         secrets: SecretsDep,
-        _staff: Annotated[str | None, Depends(oauth2)],
+        _staff: Annotated[str | None, Security(oauth2, scopes=[scope])],
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(patient_bearer)],
     ) -> Caller:
         token = credentials.credentials if credentials else None
@@ -146,6 +147,8 @@ async def get_adherence_record(
     caller: Reader,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
+    """One session record at its current version, with its ETag: a patient's app reads its
+    own, staff their clinic's."""
     record = await records.read(session, caller, record_id)
     body = records.public(record).model_dump_json().encode()
     return conditional_json(body, records.etag(record), if_none_match, PRIVATE)
@@ -156,7 +159,10 @@ async def get_adherence_record(
     operation_id="correctAdherenceRecord",
     summary="Correct an adherence record",
     response_model=RecordPublic,
-    responses=responses(*RECORD_ERRORS, PreconditionFailed, PreconditionRequired),
+    responses={
+        **written(200),
+        **responses(*RECORD_ERRORS, PreconditionFailed, PreconditionRequired),
+    },
 )
 async def correct_adherence_record(
     record_id: uuid.UUID,
@@ -190,13 +196,19 @@ async def delete_adherence_record(
     "/v1/adherence/{record_id:uuid}/versions",
     operation_id="listAdherenceRecordVersions",
     summary="List an adherence record's versions",
-    response_model=list[RecordVersionPublic],
+    response_model=RecordVersionPage,
     responses=responses(*RECORD_ERRORS),
 )
 async def list_adherence_record_versions(
-    record_id: uuid.UUID, session: SessionDep, caller: Reader
-) -> list[RecordVersionPublic]:
-    return await records.versions(session, caller, record_id)
+    record_id: uuid.UUID,
+    session: SessionDep,
+    caller: Reader,
+    query: Annotated[PageQuery, Query()],
+) -> RecordVersionPage:
+    """Every version of the record, oldest first: those that corrections replaced, each
+    with when and by whom, then the record as it is (`replaced_at` null)."""
+    rows, cursor = await records.versions(session, caller, record_id, query)
+    return RecordVersionPage(items=rows, next_cursor=cursor)
 
 
 @router.get(

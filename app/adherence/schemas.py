@@ -227,26 +227,31 @@ class RecordUpdate(BaseModel):
     assistive_device: AssistiveDevice | None = None
 
 
+RECORD_VERSION_EXAMPLE: dict[str, Any] = {
+    "version": 1,
+    "record": RECORD_PUBLIC_EXAMPLE,
+    "replaced_at": "2026-11-24T08:00:00Z",
+    "replaced_by": "5a3c1e7b-9d2f-4b6a-8c1e-2f3a4b5c6d7e",
+}
+
+
 class RecordVersionPublic(BaseModel):
     """A record as it was, until `replaced_at`."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "version": 1,
-                    "record": RECORD_PUBLIC_EXAMPLE,
-                    "replaced_at": "2026-11-24T08:00:00Z",
-                    "replaced_by": "5a3c1e7b-9d2f-4b6a-8c1e-2f3a4b5c6d7e",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [RECORD_VERSION_EXAMPLE]})
 
     version: int
     record: RecordPublic
     replaced_at: datetime | None
     replaced_by: uuid.UUID | None
+
+
+class RecordVersionPage(Page[RecordVersionPublic]):
+    """A page of a record's versions, oldest first; the last is the record as it is."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [RECORD_VERSION_EXAMPLE], "next_cursor": None}]}
+    )
 
 
 MAX_SUMMARY_DAYS = 366

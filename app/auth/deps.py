@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
 from sqlalchemy import Row, RowMapping, Select, bindparam, select
@@ -30,18 +30,27 @@ SCOPE_DESCRIPTIONS = {
     Scope.changes_read: "Follow the clinic's change feed and exports.",
 }
 
-oauth2 = OAuth2(
-    flows=OAuthFlows(
-        password=OAuthFlowPassword(tokenUrl=TOKEN_URL, scopes=dict(SCOPE_DESCRIPTIONS)),
-        clientCredentials=OAuthFlowClientCredentials(
-            tokenUrl=TOKEN_URL, scopes=dict(SCOPE_DESCRIPTIONS)
+
+def _oauth2() -> OAuth2:
+    return OAuth2(
+        flows=OAuthFlows(
+            password=OAuthFlowPassword(tokenUrl=TOKEN_URL, scopes=dict(SCOPE_DESCRIPTIONS)),
+            clientCredentials=OAuthFlowClientCredentials(
+                tokenUrl=TOKEN_URL, scopes=dict(SCOPE_DESCRIPTIONS)
+            ),
         ),
-    ),
-    scheme_name="OAuth2",
-    description="Clinicians sign in with the password flow, clinic systems with client "
-    "credentials. Tokens last `DORSI_ACCESS_TOKEN_MINUTES`.",
-    auto_error=False,
-)
+        scheme_name="OAuth2",
+        description="Clinicians sign in with the password flow, clinic systems with client "
+        "credentials. Tokens last `DORSI_ACCESS_TOKEN_MINUTES`. Each operation names the "
+        "scope it needs; a token without it gets 403.",
+        auto_error=False,
+    )
+
+
+oauth2 = _oauth2()
+# The same scheme, for the reads that also answer anonymously: the contract says so of the
+# operations that depend on this instance (`app.main`), so it cannot drift from the routes.
+oauth2_or_anonymous = _oauth2()
 patient_bearer = HTTPBearer(
     scheme_name="PatientToken",
     description="A patient app's access token from `POST /v1/auth/pair` or "
@@ -159,15 +168,24 @@ def caller_for(request: Request, principal: Principal) -> Caller:
     )
 
 
-async def optional_caller(
-    request: Request,
-    session: SessionDep,
-    secrets: SecretsDep,
-    token: Annotated[str | None, Depends(oauth2)],
-) -> Caller | None:
-    """Anyone; a presented token must be valid."""
-    principal = await resolve(session, secrets, _bearer(token))
-    return None if principal is None else caller_for(request, principal)
+def optional_caller(scope: Scope) -> Callable[..., Awaitable[Caller | None]]:
+    """A dependency for public reads: anyone, but a presented token must be valid and hold
+    ``scope``, which the contract names beside anonymous access."""
+
+    async def dependency(
+        request: Request,
+        session: SessionDep,
+        secrets: SecretsDep,
+        token: Annotated[str | None, Security(oauth2_or_anonymous, scopes=[scope])],
+    ) -> Caller | None:
+        principal = await resolve(session, secrets, _bearer(token))
+        if principal is None:
+            return None
+        if scope not in principal.scopes:
+            raise Forbidden(f"This token lacks the `{scope}` scope.")
+        return caller_for(request, principal)
+
+    return dependency
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -178,9 +196,6 @@ def _bearer(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not value:
         raise Unauthorized("Send the token as `Authorization: Bearer <token>`.")
     return value
-
-
-OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
 
 
 def staff_session(secrets: Secrets, authorization: str | None) -> uuid.UUID:
@@ -203,21 +218,29 @@ def as_staff(principal: Principal, scope: Scope | None = None, *, admin: bool = 
     return principal
 
 
+# The dependencies of admin-only routes, made once each as the routers are declared: the
+# contract says so of the routes that use one (`app.main`).
+ADMIN_ONLY: set[Callable[..., Awaitable[Caller]]] = set()
+
+
 def staff(scope: Scope | None = None, *, admin: bool = False) -> Callable[..., Awaitable[Caller]]:
     """A dependency for clinic routes: a clinician (admin, if asked) or an API client
-    holding ``scope``. Patients are refused; they use `/v1/me`."""
+    holding ``scope``. Patients are refused; they use `/v1/me`. The scope it checks is the
+    one the contract names (`Security`), from this one argument."""
 
     async def dependency(
         request: Request,
         session: SessionDep,
         secrets: SecretsDep,
-        token: Annotated[str | None, Depends(oauth2)],
+        token: Annotated[str | None, Security(oauth2, scopes=[] if scope is None else [scope])],
     ) -> Caller:
         principal = await resolve(session, secrets, _bearer(token))
         if principal is None:
             raise Unauthorized()
         return caller_for(request, as_staff(principal, scope, admin=admin))
 
+    if admin:
+        ADMIN_ONLY.add(dependency)
     return dependency
 
 

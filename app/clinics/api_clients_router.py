@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from app.auth import accounts
 from app.auth.deps import SecretsDep, staff
@@ -12,11 +12,14 @@ from app.clinics import service
 from app.clinics.schemas import (
     ApiClientCreate,
     ApiClientCreated,
+    ApiClientPage,
     ApiClientPublic,
     ApiClientUpdate,
 )
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, responses
+from app.core.http import declared_headers
+from app.core.pagination import PageQuery
 
 router = APIRouter(prefix="/v1/api-clients", tags=["auth"])
 Admin = Annotated[Caller, Depends(staff(admin=True))]
@@ -29,7 +32,7 @@ ERRORS = (Unauthorized, Forbidden, InvalidInput)
     summary="Create an API client",
     status_code=201,
     response_model=ApiClientCreated,
-    responses=responses(*ERRORS),
+    responses={201: {"headers": declared_headers("Location")}, **responses(*ERRORS)},
 )
 async def create_api_client(
     body: ApiClientCreate,
@@ -43,6 +46,7 @@ async def create_api_client(
     client, secret = await accounts.create_api_client(
         session, secrets, caller.clinic_id, body.name, body.scopes
     )
+    response.headers["Location"] = f"/v1/api-clients/{client.id}"
     public = ApiClientPublic.model_validate(client)
     return ApiClientCreated(**public.model_dump(), client_secret=secret)
 
@@ -51,12 +55,18 @@ async def create_api_client(
     "",
     operation_id="listApiClients",
     summary="List API clients",
-    response_model=list[ApiClientPublic],
+    response_model=ApiClientPage,
     responses=responses(*ERRORS),
 )
-async def list_api_clients(session: SessionDep, caller: Admin) -> list[ApiClientPublic]:
-    rows = await service.list_api_clients(session, caller)
-    return [ApiClientPublic.model_validate(row) for row in rows]
+async def list_api_clients(
+    session: SessionDep, caller: Admin, query: Annotated[PageQuery, Query()]
+) -> ApiClientPage:
+    """The clinic's API clients that are not revoked, oldest first (secrets are never
+    shown again)."""
+    rows, cursor = await service.list_api_clients(session, caller, query)
+    return ApiClientPage(
+        items=[ApiClientPublic.model_validate(row) for row in rows], next_cursor=cursor
+    )
 
 
 @router.get(
@@ -69,6 +79,7 @@ async def list_api_clients(session: SessionDep, caller: Admin) -> list[ApiClient
 async def get_api_client(
     client_id: uuid.UUID, session: SessionDep, caller: Admin
 ) -> ApiClientPublic:
+    """One API client of the clinic, with its scopes; its secret is never shown again."""
     return ApiClientPublic.model_validate(
         await accounts.load_api_client(session, caller.clinic_id, client_id)
     )

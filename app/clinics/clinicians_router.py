@@ -3,15 +3,16 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from app.auth import accounts
 from app.auth.deps import SecretsDep, staff
 from app.auth.principal import Caller
 from app.clinics import service
-from app.clinics.schemas import ClinicianCreate, ClinicianPublic, ClinicianUpdate
+from app.clinics.schemas import ClinicianCreate, ClinicianPage, ClinicianPublic, ClinicianUpdate
 from app.core.db import SessionDep
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, responses
+from app.core.pagination import PageQuery
 
 router = APIRouter(prefix="/v1/clinicians", tags=["auth"])
 Admin = Annotated[Caller, Depends(staff(admin=True))]
@@ -29,6 +30,8 @@ ERRORS = (Unauthorized, Forbidden, InvalidInput)
 async def create_clinician(
     body: ClinicianCreate, session: SessionDep, secrets: SecretsDep, caller: Admin
 ) -> ClinicianPublic:
+    """A clinician (or, with `role`, another admin) of the caller's clinic, who signs in
+    with this email and password. An email already in use is 409."""
     clinician = await accounts.create_clinician(
         session, secrets, caller.clinic_id, body.email, body.password, body.role
     )
@@ -39,12 +42,17 @@ async def create_clinician(
     "",
     operation_id="listClinicians",
     summary="List clinicians",
-    response_model=list[ClinicianPublic],
+    response_model=ClinicianPage,
     responses=responses(*ERRORS),
 )
-async def list_clinicians(session: SessionDep, caller: Admin) -> list[ClinicianPublic]:
-    rows = await service.list_clinicians(session, caller)
-    return [ClinicianPublic.model_validate(row) for row in rows]
+async def list_clinicians(
+    session: SessionDep, caller: Admin, query: Annotated[PageQuery, Query()]
+) -> ClinicianPage:
+    """The clinic's clinicians, oldest first, deactivated ones too (`active`)."""
+    rows, cursor = await service.list_clinicians(session, caller, query)
+    return ClinicianPage(
+        items=[ClinicianPublic.model_validate(row) for row in rows], next_cursor=cursor
+    )
 
 
 @router.patch(

@@ -24,6 +24,8 @@ router = APIRouter(prefix="/v1/clinic", tags=["auth"])
 async def get_clinic(
     session: SessionDep, caller: Annotated[Caller, Depends(staff())]
 ) -> ClinicPublic:
+    """The caller's clinic, with the thresholds that the adherence overview and summaries
+    flag against. Any clinician or API client of the clinic."""
     return ClinicPublic.model_validate(await service.read_clinic(session, caller))
 
 
@@ -39,5 +41,5 @@ async def update_clinic(
     session: SessionDep,
     caller: Annotated[Caller, Depends(staff(admin=True))],
 ) -> ClinicPublic:
-    """Clinic admins only. The overview applies new thresholds from its next request."""
+    """The overview applies new thresholds from its next request."""
     return ClinicPublic.model_validate(await service.update_clinic(session, caller, body))

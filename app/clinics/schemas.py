@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from app.auth.models import Role
 from app.auth.principal import Scope
+from app.core.pagination import Page
 from app.core.text import Line, Name
 
 # ------------------------------------------------------------------------ clinic settings
@@ -100,6 +101,14 @@ class ClinicianPublic(BaseModel):
     created_at: datetime
 
 
+class ClinicianPage(Page[ClinicianPublic]):
+    """A page of the clinic's clinicians, oldest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_CLINICIAN_EXAMPLE], "next_cursor": None}]}
+    )
+
+
 # ---------------------------------------------------------------------------- API clients
 
 _API_CLIENT_EXAMPLE: dict[str, Any] = {
@@ -131,6 +140,14 @@ class ApiClientPublic(BaseModel):
     name: str
     scopes: list[str]
     created_at: datetime
+
+
+class ApiClientPage(Page[ApiClientPublic]):
+    """A page of the clinic's API clients that are not revoked, oldest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_API_CLIENT_EXAMPLE], "next_cursor": None}]}
+    )
 
 
 class ApiClientCreated(ApiClientPublic):

@@ -5,6 +5,7 @@ Every query is scoped to the caller's clinic: another clinic's id answers 404.
 
 import uuid
 
+from sqlalchemy import tuple_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,6 +15,7 @@ from app.auth.models import ApiClient, Clinic, Clinician, Role
 from app.auth.principal import Caller
 from app.clinics.schemas import ApiClientUpdate, ClinicianUpdate, ClinicPublic, ClinicUpdate
 from app.core.errors import Conflict, NotFound
+from app.core.pagination import PageQuery, split_page, time_key, time_position
 from app.sync.outbox import record_change
 
 # ------------------------------------------------------------------------ clinic settings
@@ -59,16 +61,17 @@ async def load_clinician(
     return clinician
 
 
-async def list_clinicians(session: AsyncSession, caller: Caller) -> list[Clinician]:
-    return list(
-        (
-            await session.exec(
-                select(Clinician)
-                .where(Clinician.clinic_id == caller.clinic_id)
-                .order_by(col(Clinician.created_at), col(Clinician.id))
-            )
-        ).all()
-    )
+async def list_clinicians(
+    session: AsyncSession, caller: Caller, query: PageQuery
+) -> tuple[list[Clinician], str | None]:
+    """A page of the clinic's clinicians, oldest first."""
+    statement = select(Clinician).where(Clinician.clinic_id == caller.clinic_id)
+    if query.cursor is not None:
+        position = time_position(query.cursor)
+        statement = statement.where(tuple_(col(Clinician.created_at), col(Clinician.id)) > position)
+    statement = statement.order_by(col(Clinician.created_at), col(Clinician.id))
+    found = await session.exec(statement.limit(query.limit + 1))
+    return split_page(list(found.all()), query.limit, time_key)
 
 
 async def update_clinician(
@@ -94,16 +97,19 @@ async def update_clinician(
 # ---------------------------------------------------------------------------- API clients
 
 
-async def list_api_clients(session: AsyncSession, caller: Caller) -> list[ApiClient]:
-    return list(
-        (
-            await session.exec(
-                select(ApiClient)
-                .where(ApiClient.clinic_id == caller.clinic_id, col(ApiClient.revoked_at).is_(None))
-                .order_by(col(ApiClient.created_at))
-            )
-        ).all()
+async def list_api_clients(
+    session: AsyncSession, caller: Caller, query: PageQuery
+) -> tuple[list[ApiClient], str | None]:
+    """A page of the clinic's API clients that are not revoked, oldest first."""
+    statement = select(ApiClient).where(
+        ApiClient.clinic_id == caller.clinic_id, col(ApiClient.revoked_at).is_(None)
     )
+    if query.cursor is not None:
+        position = time_position(query.cursor)
+        statement = statement.where(tuple_(col(ApiClient.created_at), col(ApiClient.id)) > position)
+    statement = statement.order_by(col(ApiClient.created_at), col(ApiClient.id))
+    found = await session.exec(statement.limit(query.limit + 1))
+    return split_page(list(found.all()), query.limit, time_key)
 
 
 async def update_api_client(

@@ -130,14 +130,20 @@ def not_modified_etag(if_none_match: str | None, etag: str) -> str | None:
     return None
 
 
+def compresses(media_type: str) -> bool:
+    """Whether answers of this media type are compressed (and say `Vary: Accept-Encoding`):
+    any JSON. The contract declares their headers by this rule too."""
+    return media_type.startswith("application/") and media_type.endswith("json")
+
+
 def _compressible(headers: list[tuple[bytes, bytes]]) -> bool:
-    media_type = b""
+    media_type = ""
     for name, value in headers:
         if name == b"content-encoding":
             return False
         if name == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
-    return media_type.startswith(b"application/") and media_type.endswith(b"json")
+            media_type = value.split(b";", 1)[0].strip().lower().decode("latin-1")
+    return compresses(media_type)
 
 
 def _with_vary(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

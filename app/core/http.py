@@ -11,9 +11,30 @@ from app.core.errors import PreconditionFailed, PreconditionRequired
 JSON_MEDIA_TYPE = "application/json"
 # Signed-in reads: only the caller's own cache may keep them, and must ask again first.
 PRIVATE = "private, no-cache"
+
+
+def declared_headers(*names: str) -> dict[str, Any]:
+    """Response headers as the contract declares them (its `components/headers`)."""
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+# A conditional read: its answer and its 304 carry the ETag.
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {"description": "Not Modified: the `If-None-Match` ETag is current."}
+    200: {"headers": declared_headers("ETag")},
+    304: {
+        "description": "Not Modified: the `If-None-Match` ETag is current.",
+        "headers": declared_headers("ETag"),
+    },
 }
+
+
+def written(status: int, *, location: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry of a write that answers the resource with its ETag (and,
+    for a create, its Location)."""
+    names = ("ETag", "Location") if location else ("ETag",)
+    return {status: {"headers": declared_headers(*names)}}
+
+
 # One entity tag of a list (RFC 9110 section 8.8.3): an opaque quoted string, weak or not.
 # A tag may hold a comma, so a list is read tag by tag rather than split at commas.
 _LIST_ELEMENT = re.compile(r'[\s,]*((?:W/)?"[\x21\x23-\x7e\x80-\xff]*")[ \t]*(,|$)')

@@ -42,6 +42,13 @@ MAX_KEY_LENGTH = 200
 _table = IdempotentRequest.__table__  # type: ignore[attr-defined]
 
 
+def applies(method: str, path: str) -> bool:
+    """Whether a request may carry an `Idempotency-Key`: a POST, but not a sign-in, whose
+    answers are credentials, never kept, so never replayed. The contract's parameter is
+    declared by this rule too."""
+    return method.upper() == "POST" and not path.startswith("/v1/auth/")
+
+
 class IdempotencyMiddleware:
     def __init__(
         self,
@@ -59,8 +66,7 @@ class IdempotencyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
-        # Sign-in answers are credentials: never kept, so never replayed.
-        if key is None or scope["method"] != "POST" or scope["path"].startswith("/v1/auth/"):
+        if key is None or not applies(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         if not 1 <= len(key) <= MAX_KEY_LENGTH:

@@ -107,5 +107,13 @@ def time_position(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise invalid_cursor() from None
 
 
+def number_position(cursor: str) -> int:
+    """The position of a cursor whose key is ``[number]`` (a version number)."""
+    (number,) = decode_cursor(cursor, 1)
+    if type(number) is not int or not 0 <= number < 2**31:
+        raise invalid_cursor()
+    return number
+
+
 def time_key(row: Any) -> list[Any]:
     return [row.created_at.isoformat(), str(row.id)]

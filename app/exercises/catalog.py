@@ -1,6 +1,5 @@
 """Loading the shipped global catalog from its data file, idempotently."""
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +8,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.columns import utcnow
-from app.exercises.models import Exercise
+from app.exercises.models import Exercise, catalog_id
 from app.exercises.schemas import ExercisePublic
 
+__all__ = ["CATALOG_FILE", "catalog_id", "load_catalog", "read_catalog"]
+
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
-# Catalog ids are derived from slugs so that every installation shares them.
-CATALOG_NAMESPACE = uuid.UUID("5b1f7c1e-8d0a-4c55-9a51-7d6f2f0c0d15")
 
 CONTENT_FIELDS = (
     "name",
@@ -30,10 +29,6 @@ CONTENT_FIELDS = (
     "media",
     "references",
 )
-
-
-def catalog_id(slug: str) -> uuid.UUID:
-    return uuid.uuid5(CATALOG_NAMESPACE, slug)
 
 
 def read_catalog(path: Path = CATALOG_FILE) -> dict[str, Any]:

@@ -10,6 +10,14 @@ from sqlmodel import Field, SQLModel
 
 from app.core.columns import JSONType, UTCDateTime, utcnow
 
+# Catalog ids are derived from slugs so that every installation shares them.
+CATALOG_NAMESPACE = uuid.UUID("5b1f7c1e-8d0a-4c55-9a51-7d6f2f0c0d15")
+
+
+def catalog_id(slug: str) -> uuid.UUID:
+    """The id of the shipped catalog's exercise (or template, `template:<slug>`) ``slug``."""
+    return uuid.uuid5(CATALOG_NAMESPACE, slug)
+
 
 class BodyRegion(StrEnum):
     ankle = "ankle"

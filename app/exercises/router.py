@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
-from app.auth.deps import OptionalCaller, staff
+from app.auth.deps import optional_caller, staff
 from app.auth.principal import Caller, Scope
 from app.core.db import SessionDep
 from app.core.errors import (
@@ -17,7 +17,7 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
+from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json, written
 from app.core.text import Line
 from app.exercises import service
 from app.exercises.schemas import (
@@ -37,14 +37,11 @@ READ_ERRORS = (Unauthorized, Forbidden, InvalidInput)
 
 ExerciseKey = Annotated[Line, Path(max_length=80, description="The exercise's id (UUID) or slug.")]
 Writer = Annotated[Caller, Depends(staff(Scope.exercises_write))]
+Reader = Annotated[Caller | None, Depends(optional_caller(Scope.exercises_read))]
 
 
 def _reader_clinic(caller: Caller | None) -> Any:
-    if caller is None:
-        return None
-    if Scope.exercises_read not in caller.principal.scopes:
-        raise Forbidden(f"This token lacks the `{Scope.exercises_read}` scope.")
-    return caller.clinic_id
+    return None if caller is None else caller.clinic_id
 
 
 def _answer(rendered: service.Rendered, if_none_match: str | None, public: bool) -> Response:
@@ -64,7 +61,7 @@ def _answer(rendered: service.Rendered, if_none_match: str | None, public: bool)
 )
 async def list_exercises(
     session: SessionDep,
-    caller: OptionalCaller,
+    caller: Reader,
     query: Annotated[ExerciseQuery, Query()],
     if_none_match: IfNoneMatch = None,
 ) -> Response:
@@ -83,7 +80,7 @@ async def list_exercises(
 )
 async def get_exercise(
     session: SessionDep,
-    caller: OptionalCaller,
+    caller: Reader,
     exercise: ExerciseKey,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
@@ -106,7 +103,7 @@ async def _written(session: SessionDep, caller: Caller, exercise_id: str, status
     summary="Create a clinic exercise",
     status_code=201,
     response_model=ExercisePublic,
-    responses=responses(*READ_ERRORS, Conflict),
+    responses={**written(201, location=True), **responses(*READ_ERRORS, Conflict)},
 )
 async def create_exercise(body: ExerciseCreate, session: SessionDep, caller: Writer) -> Response:
     """An exercise of the caller's clinic, seen by no other clinic."""
@@ -119,7 +116,10 @@ async def create_exercise(body: ExerciseCreate, session: SessionDep, caller: Wri
     operation_id="updateExercise",
     summary="Update a clinic exercise",
     response_model=ExercisePublic,
-    responses=responses(*READ_ERRORS, NotFound, Conflict, PreconditionFailed),
+    responses={
+        **written(200, location=True),
+        **responses(*READ_ERRORS, NotFound, Conflict, PreconditionFailed),
+    },
 )
 async def update_exercise(
     exercise: ExerciseKey,

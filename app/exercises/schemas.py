@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from app.core.pagination import Page, PageQuery
 from app.core.text import Line, Name, Text
-from app.exercises.models import BodyRegion, Equipment, Mode, Movement, Position
+from app.exercises.models import BodyRegion, Equipment, Mode, Movement, Position, catalog_id
 
 
 class Dose(BaseModel):
@@ -91,7 +91,7 @@ class ExerciseRef(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "id": "6f1c2a1e-58f4-5d7c-9a55-0a9d9d3c3f10",
+                    "id": str(catalog_id("ankle-abduction-adduction-active")),
                     "slug": "ankle-abduction-adduction-active",
                     "name": "Ankle abduction/adduction, active",
                 }
@@ -105,7 +105,7 @@ class ExerciseRef(BaseModel):
 
 
 EXERCISE_EXAMPLE: dict[str, Any] = {
-    "id": "0b7d9a43-2f0e-5f5a-bc5e-5a3f0d6c1e21",
+    "id": str(catalog_id("ankle-dorsiflexion")),
     "slug": "ankle-dorsiflexion",
     "name": "Ankle dorsiflexion with a band or towel",
     "summary": "Flex the ankle by drawing the toes toward you with a stretch band or towel.",

@@ -3,7 +3,7 @@
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette import types as asgi
@@ -31,14 +31,19 @@ router = APIRouter(tags=["sync"])
 RECHECK_SECONDS = 1.0
 
 
+FEED_SCOPE = Scope.changes_read
+
+
 async def feed_reader(
-    request: Request, secrets: SecretsDep, authorization: Annotated[str | None, Depends(oauth2)]
+    request: Request,
+    secrets: SecretsDep,
+    authorization: Annotated[str | None, Security(oauth2, scopes=[FEED_SCOPE])],
 ) -> Caller:
     """A clinic admin, or an API client holding `changes:read`. Checked in a transaction of
     its own, so that a reader that waits holds no connection meanwhile."""
     session_id = staff_session(secrets, authorization)
     async with transaction(request.app.state.engine) as session:
-        principal = as_staff(await principal_for(session, session_id), Scope.changes_read)
+        principal = as_staff(await principal_for(session, session_id), FEED_SCOPE)
     if principal.kind == ActorKind.clinician and principal.role != Role.admin:
         raise Forbidden("Only clinic admins and clinic systems read the change feed.")
     return caller_for(request, principal)

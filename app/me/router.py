@@ -23,6 +23,8 @@ router = APIRouter(prefix="/v1/me", tags=["me"])
     responses=responses(Unauthorized, Forbidden),
 )
 async def get_me(session: SessionDep, caller: PatientCaller) -> Me:
+    """The patient this app is paired for: their id, affected side, time zone, and today's
+    date where they are."""
     return await service.me(session, caller)
 
 

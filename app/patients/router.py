@@ -18,11 +18,13 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
+from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json, written
+from app.core.pagination import PageQuery
 from app.patients import service
 from app.patients.models import Patient
 from app.patients.schemas import (
     AccessCodePublic,
+    DevicePage,
     DevicePublic,
     PatientCreate,
     PatientPage,
@@ -49,11 +51,14 @@ def _public(patient: Patient) -> bytes:
     summary="Create a patient",
     status_code=201,
     response_model=PatientPublic,
-    responses=responses(*AUTH_ERRORS, Conflict),
+    responses={**written(201, location=True), **responses(*AUTH_ERRORS, Conflict)},
 )
 async def create_patient(
     request: Request, body: PatientCreate, session: SessionDep, caller: Writer
 ) -> Response:
+    """A pseudonymous patient of the caller's clinic: the clinic's own reference (409 if
+    the clinic already uses it), the affected side, the cause and the time zone in which
+    their days are counted."""
     patient = await service.create(session, caller, body)
     return Response(
         _public(patient),
@@ -73,6 +78,8 @@ async def create_patient(
 async def list_patients(
     session: SessionDep, caller: Reader, query: Annotated[PatientQuery, Query()]
 ) -> PatientPage:
+    """The clinic's patients, oldest first, a page at a time; `reference` finds one by the
+    clinic's own reference. Each patient listed is recorded in the audit trail."""
     rows, cursor = await service.list_page(session, caller, query)
     return PatientPage(
         items=[PatientPublic.model_validate(row) for row in rows], next_cursor=cursor
@@ -92,6 +99,7 @@ async def get_patient(
     caller: Reader,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
+    """One patient of the clinic, with its ETag (304 to a current `If-None-Match`)."""
     patient = await service.read(session, caller, patient_id)
     return conditional_json(_public(patient), service.etag(patient), if_none_match, PRIVATE)
 
@@ -101,7 +109,10 @@ async def get_patient(
     operation_id="updatePatient",
     summary="Update a patient",
     response_model=PatientPublic,
-    responses=responses(*AUTH_ERRORS, NotFound, Conflict, PreconditionFailed),
+    responses={
+        **written(200),
+        **responses(*AUTH_ERRORS, NotFound, Conflict, PreconditionFailed),
+    },
 )
 async def update_patient(
     patient_id: uuid.UUID,
@@ -110,6 +121,8 @@ async def update_patient(
     caller: Writer,
     if_match: IfMatch = None,
 ) -> Response:
+    """Changes the given fields; `If-Match` with the patient's ETag makes the change
+    conditional (412 when stale)."""
     patient = await service.update(session, caller, patient_id, body, if_match)
     return Response(
         _public(patient), media_type="application/json", headers={"ETag": service.etag(patient)}
@@ -161,16 +174,21 @@ async def create_access_code(
     "/{patient_id}/devices",
     operation_id="listPatientDevices",
     summary="List the patient's paired apps",
-    response_model=list[DevicePublic],
+    response_model=DevicePage,
     responses=responses(*AUTH_ERRORS, NotFound),
 )
 async def list_devices(
-    patient_id: uuid.UUID, session: SessionDep, caller: Reader
-) -> list[DevicePublic]:
-    return [
-        DevicePublic.model_validate(device)
-        for device in await service.list_devices(session, caller, patient_id)
-    ]
+    patient_id: uuid.UUID,
+    session: SessionDep,
+    caller: Reader,
+    query: Annotated[PageQuery, Query()],
+) -> DevicePage:
+    """The patient's apps, paired with an access code, oldest first, signed out ones too
+    (`revoked_at`)."""
+    rows, cursor = await service.list_devices(session, caller, patient_id, query)
+    return DevicePage(
+        items=[DevicePublic.model_validate(device) for device in rows], next_cursor=cursor
+    )
 
 
 @router.delete(

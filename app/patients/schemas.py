@@ -106,22 +106,20 @@ class AccessCodePublic(BaseModel):
     expires_at: datetime
 
 
+DEVICE_EXAMPLE: dict[str, Any] = {
+    "id": "9b1d6f1e-0c55-4a9a-8f3e-6d2b7c1a0e44",
+    "device_name": "Ana's phone",
+    "created_at": "2026-11-23T10:05:00Z",
+    "expires_at": "2026-12-23T10:05:00Z",
+    "revoked_at": None,
+}
+
+
 class DevicePublic(BaseModel):
     """A paired app: one sign-in session of the patient."""
 
     model_config = ConfigDict(
-        from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "9b1d6f1e-0c55-4a9a-8f3e-6d2b7c1a0e44",
-                    "device_name": "Ana's phone",
-                    "created_at": "2026-11-23T10:05:00Z",
-                    "expires_at": "2026-12-23T10:05:00Z",
-                    "revoked_at": None,
-                }
-            ]
-        },
+        from_attributes=True, json_schema_extra={"examples": [DEVICE_EXAMPLE]}
     )
 
     id: uuid.UUID
@@ -129,3 +127,11 @@ class DevicePublic(BaseModel):
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+
+
+class DevicePage(Page[DevicePublic]):
+    """A page of the patient's paired apps, oldest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [DEVICE_EXAMPLE], "next_cursor": None}]}
+    )

@@ -20,7 +20,7 @@ from app.core.columns import utcnow
 from app.core.db import flush_or
 from app.core.errors import Conflict, NotFound
 from app.core.http import check_if_match
-from app.core.pagination import split_page, time_key, time_position
+from app.core.pagination import PageQuery, split_page, time_key, time_position
 from app.patients.models import Patient
 from app.patients.schemas import (
     AccessCodePublic,
@@ -165,16 +165,20 @@ async def issue_access_code(
 
 
 async def list_devices(
-    session: AsyncSession, caller: Caller, patient_id: uuid.UUID
-) -> list[AuthSession]:
+    session: AsyncSession, caller: Caller, patient_id: uuid.UUID, query: PageQuery
+) -> tuple[list[AuthSession], str | None]:
+    """A page of the patient's paired apps (sign-in sessions), oldest first."""
     patient = await load(session, caller, patient_id)
     await audit.record(session, caller, "list", "device", None, patient.id)
-    devices = await session.exec(
-        select(AuthSession)
-        .where(AuthSession.patient_id == patient.id)
-        .order_by(col(AuthSession.created_at))
-    )
-    return list(devices.all())
+    statement = select(AuthSession).where(AuthSession.patient_id == patient.id)
+    if query.cursor is not None:
+        position = time_position(query.cursor)
+        statement = statement.where(
+            tuple_(col(AuthSession.created_at), col(AuthSession.id)) > position
+        )
+    statement = statement.order_by(col(AuthSession.created_at), col(AuthSession.id))
+    devices = await session.exec(statement.limit(query.limit + 1))
+    return split_page(list(devices.all()), query.limit, time_key)
 
 
 async def revoke_device(

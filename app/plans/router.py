@@ -18,7 +18,8 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json
+from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json, written
+from app.core.pagination import PageQuery
 from app.plans import service
 from app.plans.schemas import (
     PlanCreate,
@@ -26,6 +27,7 @@ from app.plans.schemas import (
     PlanPublic,
     PlanQuery,
     PlanUpdate,
+    PlanVersionPage,
     PlanVersionPublic,
     TemplateCopy,
     TemplateCreate,
@@ -76,11 +78,13 @@ async def list_plan_templates(
     summary="Create a plan template",
     status_code=201,
     response_model=TemplatePublic,
-    responses=responses(*ERRORS),
+    responses={**written(201, location=True), **responses(*ERRORS)},
 )
 async def create_plan_template(
     body: TemplateCreate, session: SessionDep, caller: Writer
 ) -> Response:
+    """A template of the caller's clinic, from catalog or clinic exercises, to prescribe
+    plans from."""
     template = await service.create_template(session, caller.clinic_id, body)
     return _json(
         await service.template_public(session, template),
@@ -100,6 +104,7 @@ async def create_plan_template(
 async def get_plan_template(
     template_id: uuid.UUID, session: SessionDep, caller: Reader, if_none_match: IfNoneMatch = None
 ) -> Response:
+    """One template: the global foot-drop template, or one of the clinic's own."""
     template = await service.get_template(session, caller.clinic_id, template_id)
     body = (await service.template_public(session, template)).model_dump_json().encode()
     return conditional_json(body, service.template_etag(template), if_none_match, PRIVATE)
@@ -110,7 +115,7 @@ async def get_plan_template(
     operation_id="updatePlanTemplate",
     summary="Update a plan template",
     response_model=TemplatePublic,
-    responses=responses(*ERRORS, NotFound, PreconditionFailed),
+    responses={**written(200), **responses(*ERRORS, NotFound, PreconditionFailed)},
 )
 async def update_plan_template(
     template_id: uuid.UUID,
@@ -135,6 +140,8 @@ async def update_plan_template(
 async def delete_plan_template(
     template_id: uuid.UUID, session: SessionDep, caller: Writer, if_match: IfMatch = None
 ) -> Response:
+    """The clinic's own templates only; the global one answers 403. Plans made from it keep
+    their own copy of its items."""
     await service.delete_template(session, caller.clinic_id, template_id, if_match)
     return Response(status_code=204)
 
@@ -145,11 +152,13 @@ async def delete_plan_template(
     summary="Copy a plan template into the clinic",
     status_code=201,
     response_model=TemplatePublic,
-    responses=responses(*ERRORS, NotFound),
+    responses={**written(201, location=True), **responses(*ERRORS, NotFound)},
 )
 async def copy_plan_template(
     template_id: uuid.UUID, body: TemplateCopy, session: SessionDep, caller: Writer
 ) -> Response:
+    """A new template of the caller's clinic with the items of this one (the global template,
+    say), to adapt; `name` renames the copy."""
     template = await service.copy_template(session, caller.clinic_id, template_id, body)
     return _json(
         await service.template_public(session, template),
@@ -168,7 +177,7 @@ async def copy_plan_template(
     summary="Prescribe a plan",
     status_code=201,
     response_model=PlanPublic,
-    responses=responses(*ERRORS, NotFound),
+    responses={**written(201, location=True), **responses(*ERRORS, NotFound)},
 )
 async def create_plan(
     patient_id: uuid.UUID, body: PlanCreate, session: SessionDep, caller: Writer
@@ -194,6 +203,7 @@ async def create_plan(
 async def list_plans(
     patient_id: uuid.UUID, session: SessionDep, caller: Reader, query: Annotated[PlanQuery, Query()]
 ) -> PlanPage:
+    """The patient's plans, newest first, each at its current version, a page at a time."""
     rows, cursor = await service.list_plans(session, caller, patient_id, query)
     return PlanPage(
         items=[await service.plan_public(session, row) for row in rows], next_cursor=cursor
@@ -210,6 +220,8 @@ async def list_plans(
 async def get_plan(
     plan_id: uuid.UUID, session: SessionDep, caller: Reader, if_none_match: IfNoneMatch = None
 ) -> Response:
+    """One plan at its current version, with its ETag (send it as `If-Match` to change the
+    plan)."""
     plan = await service.read_plan(session, caller, plan_id)
     body = (await service.plan_public(session, plan)).model_dump_json().encode()
     return conditional_json(body, service.plan_etag(plan), if_none_match, PRIVATE)
@@ -220,7 +232,10 @@ async def get_plan(
     operation_id="updatePlan",
     summary="Change a plan (a new version)",
     response_model=PlanPublic,
-    responses=responses(*ERRORS, NotFound, Conflict, PreconditionFailed, PreconditionRequired),
+    responses={
+        **written(200),
+        **responses(*ERRORS, NotFound, Conflict, PreconditionFailed, PreconditionRequired),
+    },
 )
 async def update_plan(
     plan_id: uuid.UUID,
@@ -240,13 +255,19 @@ async def update_plan(
     "/v1/plans/{plan_id}/versions",
     operation_id="listPlanVersions",
     summary="List a plan's versions",
-    response_model=list[PlanVersionPublic],
+    response_model=PlanVersionPage,
     responses=responses(*ERRORS, NotFound),
 )
 async def list_plan_versions(
-    plan_id: uuid.UUID, session: SessionDep, caller: Reader
-) -> list[PlanVersionPublic]:
-    return await service.list_versions(session, caller, plan_id)
+    plan_id: uuid.UUID,
+    session: SessionDep,
+    caller: Reader,
+    query: Annotated[PageQuery, Query()],
+) -> PlanVersionPage:
+    """Every version the plan has had, oldest first: version 1 is the plan as created, and
+    each change made another. Adherence names the version it was done under."""
+    items, cursor = await service.list_versions(session, caller, plan_id, query)
+    return PlanVersionPage(items=items, next_cursor=cursor)
 
 
 @router.get(
@@ -262,4 +283,5 @@ async def get_plan_version(
     session: SessionDep,
     caller: Reader,
 ) -> PlanVersionPublic:
+    """The plan as it was at version `number`: versions never change once made."""
     return await service.get_version(session, caller, plan_id, number)

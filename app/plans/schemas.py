@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.core.pagination import Page, PageQuery
 from app.core.text import Name, Text
 from app.core.timestamps import Day
+from app.exercises.catalog import catalog_id
 from app.patients.models import Side
 from app.plans.models import BandColour, PlanStatus, Provenance
 
@@ -48,6 +49,9 @@ class ItemDose(BaseModel):
     rest_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
 
 
+# Examples name the shipped catalog's own ids: a client can try them as they are.
+GLOBAL_TEMPLATE_SLUG = "foot-drop-home-program"
+GLOBAL_TEMPLATE_ID = catalog_id(f"template:{GLOBAL_TEMPLATE_SLUG}")
 ITEM_EXAMPLE: dict[str, Any] = {
     "exercise_id": "0f64f410-4838-54e7-ba8d-49203dceac9e",
     "sets": 3,
@@ -151,9 +155,7 @@ class PlanCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [
-                {"template_id": "a3f1c2d4-5b6e-5f70-8a9b-0c1d2e3f4a5b", "start_date": "2026-11-24"}
-            ]
+            "examples": [{"template_id": str(GLOBAL_TEMPLATE_ID), "start_date": "2026-11-24"}]
         },
     )
 
@@ -223,29 +225,26 @@ class PlanPage(Page[PlanPublic]):
     )
 
 
+PLAN_VERSION_EXAMPLE: dict[str, Any] = {
+    "plan_id": PLAN_EXAMPLE["id"],
+    "number": 1,
+    "status": "draft",
+    "title": "Foot drop home program",
+    "notes": None,
+    "start_date": "2026-11-24",
+    "end_date": None,
+    "items": [ITEM_PUBLIC_EXAMPLE],
+    "created_at": "2026-11-23T10:00:00Z",
+    "created_by": "5a3c1e7b-9d2f-4b6a-8c1e-2f3a4b5c6d7e",
+    "governs_from": None,
+    "governs_to": None,
+}
+
+
 class PlanVersionPublic(BaseModel):
     """A plan as it was from `created_at` until the next version."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "plan_id": PLAN_EXAMPLE["id"],
-                    "number": 1,
-                    "status": "draft",
-                    "title": "Foot drop home program",
-                    "notes": None,
-                    "start_date": "2026-11-24",
-                    "end_date": None,
-                    "items": [ITEM_PUBLIC_EXAMPLE],
-                    "created_at": "2026-11-23T10:00:00Z",
-                    "created_by": "5a3c1e7b-9d2f-4b6a-8c1e-2f3a4b5c6d7e",
-                    "governs_from": None,
-                    "governs_to": None,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [PLAN_VERSION_EXAMPLE]})
 
     plan_id: uuid.UUID
     number: int
@@ -272,22 +271,49 @@ class PlanVersionPublic(BaseModel):
     )
 
 
+class PlanVersionPage(Page[PlanVersionPublic]):
+    """A page of a plan's versions, oldest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [PLAN_VERSION_EXAMPLE],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
+
+
+# The global template's second item, as the shipped catalog has it.
+GLOBAL_TEMPLATE_ITEM_EXAMPLE: dict[str, Any] = {
+    **ITEM_PUBLIC_EXAMPLE,
+    "id": str(catalog_id(f"template:{GLOBAL_TEMPLATE_SLUG}:ankle-dorsiflexion")),
+    "order": 2,
+    "sets": 3,
+    "reps": 10,
+    "hold_seconds": None,
+    "rest_seconds": None,
+    "side": None,
+    "schedule": {"sessions_per_week": 3, "times_per_day": 1},
+    "resistance": None,
+    "notes": None,
+}
 TEMPLATE_EXAMPLE: dict[str, Any] = {
-    "id": "a3f1c2d4-5b6e-5f70-8a9b-0c1d2e3f4a5b",
+    "id": str(GLOBAL_TEMPLATE_ID),
     "name": "Foot drop home program",
-    "description": "The seven exercises of the source article.",
+    "description": "The seven foot-drop exercises of the source article, with its dosage.",
     "owner": "global",
     "version": 1,
-    "items": [{**ITEM_PUBLIC_EXAMPLE, "side": None}],
+    "items": [GLOBAL_TEMPLATE_ITEM_EXAMPLE],
     "created_at": "2026-11-23T10:00:00Z",
     "updated_at": "2026-11-23T10:00:00Z",
 }
 
 
 class TemplateItemPublic(PlanItemPublic):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{**ITEM_PUBLIC_EXAMPLE, "side": None}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [GLOBAL_TEMPLATE_ITEM_EXAMPLE]})
 
 
 class TemplatePublic(BaseModel):

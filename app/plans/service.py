@@ -27,8 +27,10 @@ from app.core.errors import (
 )
 from app.core.http import check_if_match
 from app.core.pagination import (
+    PageQuery,
     decode_cursor,
     invalid_cursor,
+    number_position,
     split_page,
     time_key,
     time_position,
@@ -635,17 +637,17 @@ async def update_plan(
 
 
 async def list_versions(
-    session: AsyncSession, caller: Caller, plan_id: uuid.UUID
-) -> list[PlanVersionPublic]:
-    """Every version of the plan, oldest first, each with the days it governs."""
+    session: AsyncSession, caller: Caller, plan_id: uuid.UUID, query: PageQuery
+) -> tuple[list[PlanVersionPublic], str | None]:
+    """A page of the plan's versions, oldest first, each with the days it governs."""
     plan = await read_plan(session, caller, plan_id)
     terms = await version_terms(session, plan)
-    found = await session.exec(
-        select(PlanVersion).where(PlanVersion.plan_id == plan.id).order_by(col(PlanVersion.number))
-    )
-    return [
-        await version_public(session, version, terms.get(version.number)) for version in found.all()
-    ]
+    statement = select(PlanVersion).where(PlanVersion.plan_id == plan.id)
+    if query.cursor is not None:
+        statement = statement.where(col(PlanVersion.number) > number_position(query.cursor))
+    found = await session.exec(statement.order_by(col(PlanVersion.number)).limit(query.limit + 1))
+    rows, cursor = split_page(list(found.all()), query.limit, lambda version: [version.number])
+    return [await version_public(session, row, terms.get(row.number)) for row in rows], cursor
 
 
 async def get_version(

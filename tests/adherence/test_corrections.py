@@ -83,7 +83,7 @@ async def test_a_correction_makes_a_new_version_and_keeps_the_old(
     stale = await client.patch(path, headers={**app_headers, "If-Match": etag}, json={"pain": 3})
     assert stale.status_code == 412
 
-    versions = (await client.get(f"{path}/versions", headers=clinician.headers)).json()
+    versions = (await client.get(f"{path}/versions", headers=clinician.headers)).json()["items"]
     assert [v["version"] for v in versions] == [1, 2]
     assert versions[0]["record"] == record
     assert versions[0]["replaced_by"] is not None

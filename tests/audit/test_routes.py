@@ -137,7 +137,7 @@ async def test_pairing_devices_and_deletion_are_recorded(client: AsyncClient, wo
     patient = await create_patient(client, clinician)
     path = f"/v1/patients/{patient['id']}"
     await pair(client, await issue_code(client, clinician, patient["id"]), "phone")
-    (device,) = (await client.get(f"{path}/devices", headers=clinician.headers)).json()
+    (device,) = (await client.get(f"{path}/devices", headers=clinician.headers)).json()["items"]
     revoked = await client.delete(f"{path}/devices/{device['id']}", headers=clinician.headers)
     assert revoked.status_code == 204
     assert (await client.delete(path, headers=clinician.headers)).status_code == 204

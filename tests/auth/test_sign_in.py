@@ -351,6 +351,12 @@ async def test_cors_allows_only_configured_origins(settings: Settings) -> None:
                     headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
                 )
                 assert response.headers.get("access-control-allow-origin") == expected
+            # A script may read the headers the contract declares.
+            answer = await http.get("/v1/exercises", headers={"Origin": allowed})
+            exposed = answer.headers["access-control-expose-headers"].split(", ")
+            assert {"ETag", "Idempotent-Replayed", "X-Request-ID", "Dorsi-Change-Cursor"} <= set(
+                exposed
+            )
     finally:
         await dispose_engines(cors_app)
 

@@ -25,9 +25,10 @@ async def test_an_admin_creates_reads_changes_and_revokes_a_client(
     )
     assert made.status_code == 201
     created = made.json()
+    assert made.headers["location"] == f"/v1/api-clients/{created['id']}"
     secret = created.pop("client_secret")
     assert len(secret) >= 32
-    listed = (await client.get("/v1/api-clients", headers=admin)).json()
+    listed = (await client.get("/v1/api-clients", headers=admin)).json()["items"]
     assert created in listed
     assert all("client_secret" not in item for item in listed)
     one = await client.get(f"/v1/api-clients/{created['id']}", headers=admin)
@@ -80,7 +81,7 @@ async def test_another_clinics_admin_sees_nothing(
     headers = {"Authorization": f"Bearer {other.access_token}"}
     path = f"/v1/api-clients/{made.json()['id']}"
     assert made.json()["id"] not in {
-        c["id"] for c in (await client.get("/v1/api-clients", headers=headers)).json()
+        c["id"] for c in (await client.get("/v1/api-clients", headers=headers)).json()["items"]
     }
     assert (await client.get(path, headers=headers)).status_code == 404
     assert (await client.patch(path, headers=headers, json={"name": "X"})).status_code == 404

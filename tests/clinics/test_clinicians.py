@@ -25,7 +25,7 @@ async def test_an_admin_adds_promotes_and_deactivates_a_clinician(
     person = made.json()
     assert (person["email"], person["role"], person["active"]) == (email, "clinician", True)
     assert "password" not in person
-    assert person in (await client.get("/v1/clinicians", headers=admin)).json()
+    assert person in (await client.get("/v1/clinicians", headers=admin)).json()["items"]
 
     token = (await sign_in(client, email, "a long passphrase")).json()["access_token"]
     theirs = {"Authorization": f"Bearer {token}"}

@@ -428,7 +428,7 @@ async def test_requests_answered_together_each_get_their_own_verdict(
     revoked, revoked_app = await patient_with_app(client, clinician)
     await active_plan(client, clinician, revoked["id"])
     devices = await client.get(f"/v1/patients/{revoked['id']}/devices", headers=clinician.headers)
-    for device in devices.json():
+    for device in devices.json()["items"]:
         path = f"/v1/patients/{revoked['id']}/devices/{device['id']}"
         assert (await client.delete(path, headers=clinician.headers)).status_code == 204
     calls = [
@@ -538,7 +538,7 @@ async def test_a_revoked_app_is_refused_and_not_audited(
     await active_plan(client, clinician, patient["id"])
     assert (await client.get("/v1/me/today", headers=app)).status_code == 200
     devices = await client.get(f"/v1/patients/{patient['id']}/devices", headers=clinician.headers)
-    for device in devices.json():
+    for device in devices.json()["items"]:
         path = f"/v1/patients/{patient['id']}/devices/{device['id']}"
         assert (await client.delete(path, headers=clinician.headers)).status_code == 204
 

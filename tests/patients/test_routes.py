@@ -444,7 +444,7 @@ async def test_revoking_one_device_signs_out_only_that_app(
 
     listed = await client.get(devices_path, headers=clinician.headers)
     assert listed.status_code == 200, listed.text
-    devices = {device["device_name"]: device for device in listed.json()}
+    devices = {device["device_name"]: device for device in listed.json()["items"]}
     assert set(devices) == {"phone", "tablet"}
     assert all(device["revoked_at"] is None for device in devices.values())
 
@@ -456,7 +456,7 @@ async def test_revoking_one_device_signs_out_only_that_app(
     assert await status_with_token(client, tablet) == 200
     after = {
         d["device_name"]: d
-        for d in (await client.get(devices_path, headers=clinician.headers)).json()
+        for d in (await client.get(devices_path, headers=clinician.headers)).json()["items"]
     }
     assert after["phone"]["revoked_at"] is not None
     assert after["tablet"]["revoked_at"] is None
@@ -470,7 +470,7 @@ async def test_a_device_is_revoked_only_through_its_own_patient(
     token = await paired_token(client, clinician, patient["id"], "phone")
     (device,) = (
         await client.get(f"/v1/patients/{patient['id']}/devices", headers=clinician.headers)
-    ).json()
+    ).json()["items"]
     for path in (
         f"/v1/patients/{world.patient_b}/devices/{device['id']}",
         f"/v1/patients/{patient['id']}/devices/{uuid.uuid4()}",

@@ -96,7 +96,9 @@ async def get_plan(client: AsyncClient, actor: Actor, plan_id: object) -> dict[s
 async def versions(client: AsyncClient, actor: Actor, plan_id: object) -> list[dict[str, Any]]:
     response = await client.get(f"/v1/plans/{plan_id}/versions", headers=actor.headers)
     assert response.status_code == 200, response.text
-    listed: list[dict[str, Any]] = response.json()
+    page = response.json()
+    assert page["next_cursor"] is None
+    listed: list[dict[str, Any]] = page["items"]
     return listed
 
 
