@@ -165,6 +165,7 @@ async def correct(
         return record
     session.add(
         AdherenceRecordVersion(
+            clinic_id=record.clinic_id,
             record_id=record.id,
             version=record.version,
             content=public(record).model_dump(mode="json"),
@@ -227,14 +228,15 @@ async def records_at(
         mine.add(record.id)
         if (record.id, record.version) in wanted:
             rendered[(record.id, record.version)] = public(record).model_dump(mode="json")
-    # Earlier versions of the clinic's own records only (versions carry no clinic).
+    # Earlier versions of the clinic's own records only: another clinic may use the same ids.
     earlier = sorted(key for key in wanted if key not in rendered and key[0] in mine)
     if earlier:
         found = await session.exec(
             select(AdherenceRecordVersion).where(
+                AdherenceRecordVersion.clinic_id == clinic_id,
                 tuple_(
                     col(AdherenceRecordVersion.record_id), col(AdherenceRecordVersion.version)
-                ).in_(earlier)
+                ).in_(earlier),
             )
         )
         for row in found:
@@ -249,7 +251,10 @@ async def versions(
     earlier = (
         await session.exec(
             select(AdherenceRecordVersion)
-            .where(AdherenceRecordVersion.record_id == record.id)
+            .where(
+                AdherenceRecordVersion.clinic_id == record.clinic_id,
+                AdherenceRecordVersion.record_id == record.id,
+            )
             .order_by(col(AdherenceRecordVersion.version))
         )
     ).all()

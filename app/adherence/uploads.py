@@ -137,17 +137,24 @@ async def upload(session: AsyncSession, caller: Caller, batch: BatchIn) -> list[
     # issue 18); in one order, a later upload only waits for an earlier one. Should the
     # database still refuse it for now (a deadlock), the insert, this transaction's first
     # write, is tried again.
-    created: set[uuid.UUID] = await retried(
+    # The key is (clinic, id): an id is taken only by a record of the caller's own clinic.
+    inserted: set[tuple[uuid.UUID, uuid.UUID]] = await retried(
         session,
         lambda: insert_many(
             session, RECORDS, list(rows.values()), common=common, skip_conflicts=True
         ),
     )
+    created = {record_id for _, record_id in inserted}
     # Only ids stored before this upload need reading back; new rows are as we wrote them.
     earlier = set(rows) - created
     stored: dict[uuid.UUID, Mapping[str, Any]] = dict(rows)
     if earlier:
-        found_rows = await execute(session, select(RECORDS).where(RECORDS.c.id.in_(earlier)))
+        found_rows = await execute(
+            session,
+            select(RECORDS).where(
+                RECORDS.c.clinic_id == principal.clinic_id, RECORDS.c.id.in_(sorted(earlier))
+            ),
+        )
         stored |= {row["id"]: row for row in found_rows.mappings()}
     touched: set[uuid.UUID] = set()
     shown: set[uuid.UUID] = set()  # patients whose stored records a replay answer shows
@@ -157,10 +164,8 @@ async def upload(session: AsyncSession, caller: Caller, batch: BatchIn) -> list[
         if result["result"] != "created":
             continue
         mine, existing = candidates[index], stored[record_id]
-        if existing["clinic_id"] != principal.clinic_id or (
-            existing["patient_id"] != mine["patient_id"]
-        ):
-            # Someone else's record: say nothing about it.
+        if existing["patient_id"] != mine["patient_id"]:
+            # Another patient's record in the clinic: say nothing about it.
             result["result"] = "rejected"
             result["errors"] = _problem(index, "id", "This id is taken; use a new one.")
             continue
