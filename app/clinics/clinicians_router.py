@@ -5,7 +5,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from app.auth import accounts
 from app.auth.deps import SecretsDep, staff
 from app.auth.principal import Caller
 from app.clinics import service
@@ -29,9 +28,7 @@ ERRORS = (Unauthorized, Forbidden, InvalidInput)
 async def create_clinician(
     body: ClinicianCreate, session: SessionDep, secrets: SecretsDep, caller: Admin
 ) -> ClinicianPublic:
-    clinician = await accounts.create_clinician(
-        session, secrets, caller.clinic_id, body.email, body.password, body.role
-    )
+    clinician = await service.create_clinician(session, secrets, caller, body)
     return ClinicianPublic.model_validate(clinician)
 
 
