@@ -49,7 +49,9 @@ class AuditEventPublic(BaseModel):
     """One access to patient data, or one admin or security action: clinicians added or
     changed (`clinician`), API clients created, rescoped or revoked (`api_client`), the
     clinic's settings changed (`clinic`), access codes issued (`access_code`), devices and
-    sign-in sessions signed out (`device`, `session`)."""
+    sign-in sessions signed out (`device`, `session`). What the operator's commands
+    (`dorsi create-clinic`, `dorsi create-client`) make is recorded too, with
+    `actor_kind` `system` and no actor id."""
 
     model_config = ConfigDict(
         from_attributes=True, json_schema_extra={"examples": [AUDIT_EXAMPLE, ADMIN_EXAMPLE]}

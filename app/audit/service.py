@@ -112,6 +112,33 @@ async def record(
     await execute(session, EVENT, values | {"event_changes": changes or None})
 
 
+async def record_system(
+    session: AsyncSession,
+    clinic_id: uuid.UUID,
+    action: str,
+    resource_type: str,
+    resource_id: uuid.UUID | str | None = None,
+    *,
+    changes: Changes | None = None,
+) -> None:
+    """An event of an operator's command (`dorsi create-clinic`, `dorsi create-client`):
+    actor kind ``system``, no actor id, no address or request."""
+    values = {
+        "event_clinic_id": clinic_id,
+        "event_occurred_at": utcnow(),
+        "event_actor_kind": "system",
+        "event_actor_id": None,
+        "event_action": action,
+        "event_resource_type": resource_type,
+        "event_resource_id": str(resource_id) if resource_id is not None else None,
+        "event_patient_id": None,
+        "event_ip": None,
+        "event_request_id": None,
+        "event_changes": changes or None,
+    }
+    await execute(session, EVENT, values)
+
+
 async def record_events(session: AsyncSession, events: list[dict[str, Any]]) -> None:
     """Events of any callers (each made by `event`), in one statement in the session's
     transaction: requests answered together record theirs together."""
