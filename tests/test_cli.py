@@ -264,7 +264,9 @@ async def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path)
     try:
         first = await demo.ensure_demo(engine, Secrets(settings), timedelta(minutes=5))
         async with transaction(engine) as session:
-            patient = await session.get(Patient, uuid.UUID(first.patient_id))
+            patient = await session.get(
+                Patient, (uuid.UUID(first.clinic_id), uuid.UUID(first.patient_id))
+            )
             assert patient is not None
             patient.deleted_at = utcnow()
             session.add(patient)
@@ -272,7 +274,9 @@ async def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path)
         assert again.patient_id == first.patient_id
         assert again.access_code != first.access_code
         async with transaction(engine) as session:
-            restored = await session.get(Patient, uuid.UUID(first.patient_id))
+            restored = await session.get(
+                Patient, (uuid.UUID(first.clinic_id), uuid.UUID(first.patient_id))
+            )
             assert restored is not None
             assert restored.deleted_at is None
     finally:

@@ -45,14 +45,16 @@ class AdherenceRecord(SQLModel, table=True):
         # is invisible (no "taken" answer betrays it), and the key leads with the clinic,
         # as distributing the data by clinic needs.
         PrimaryKeyConstraint("clinic_id", "id"),
+        ForeignKeyConstraint(["clinic_id", "patient_id"], ["patient.clinic_id", "patient.id"]),
+        ForeignKeyConstraint(["clinic_id", "plan_id"], ["plan.clinic_id", "plan.id"]),
         Index("ix_adherence_record_patient_day", "clinic_id", "patient_id", "performed_on"),
     )
 
     # The app's own id: a replayed upload finds its record instead of making another.
     id: uuid.UUID
     clinic_id: uuid.UUID = Field(foreign_key="clinic.id")
-    patient_id: uuid.UUID = Field(foreign_key="patient.id")
-    plan_id: uuid.UUID = Field(foreign_key="plan.id")
+    patient_id: uuid.UUID
+    plan_id: uuid.UUID
     plan_version: int
     item_id: uuid.UUID
     performed_at: datetime = Field(sa_type=UTCDateTime)
@@ -119,6 +121,7 @@ class AdherenceRollup(SQLModel, table=True):
 
     __tablename__ = "adherence_rollup"
     __table_args__ = (
+        ForeignKeyConstraint(["clinic_id", "patient_id"], ["patient.clinic_id", "patient.id"]),
         Index("ix_adherence_rollup_clinic_valid", "clinic_id", "valid_until"),
         # The overview's default order (lowest 7-day adherence first, nothing expected
         # last): a page is read off this index instead of sorting the whole clinic.
@@ -130,7 +133,7 @@ class AdherenceRollup(SQLModel, table=True):
         ),
     )
 
-    patient_id: uuid.UUID = Field(foreign_key="patient.id", primary_key=True)
+    patient_id: uuid.UUID = Field(primary_key=True)
     clinic_id: uuid.UUID = Field(foreign_key="clinic.id")
     generation: int = 0
     valid_until: datetime = Field(default=STALE, sa_type=UTCDateTime)

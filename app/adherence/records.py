@@ -156,7 +156,7 @@ async def correct(
             raise InvalidInput(
                 [FieldError(location="body", pointer="#/performed_at", detail="In the future.")]
             )
-        patient = await session.get(Patient, record.patient_id)
+        patient = await session.get(Patient, (record.clinic_id, record.patient_id))
         assert patient is not None
         offset = performed.utcoffset() or timedelta(0)
         changes["utc_offset_minutes"] = int(offset.total_seconds() // 60)

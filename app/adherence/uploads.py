@@ -236,7 +236,10 @@ async def _named_plans(
             version.c.number,
             version.c["items"],
         )
-        .join(patient, patient.c.id == plan.c.patient_id)
+        .join(
+            patient,
+            and_(patient.c.clinic_id == plan.c.clinic_id, patient.c.id == plan.c.patient_id),
+        )
         .outerjoin(
             version,
             and_(

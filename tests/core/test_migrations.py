@@ -287,3 +287,27 @@ async def test_record_ids_become_unique_per_clinic_keeping_records_and_their_ver
             select(AdherenceRecord.clinic_id).where(AdherenceRecord.id == first)
         )
         assert sorted(owners) == sorted([clinic, other_clinic])
+
+
+async def test_clinic_data_can_only_point_into_its_own_clinic(engine: AsyncEngine) -> None:
+    """Patients and plans are keyed by (clinic_id, id), and what refers to them names its
+    clinic too: a plan or a record of one clinic cannot name another clinic's patient."""
+    await migrate.upgrade(engine)
+    clinic, patient, plan = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    rows, _ = old_clinic(clinic, patient, plan)
+    await insert(engine, rows)
+    other_clinic, other_patient, other_plan = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    other_rows, _ = old_clinic(other_clinic, other_patient, other_plan)
+    other_rows[0][1]["name"] = "Other Clinic"
+    await insert(engine, other_rows[:1])  # the other clinic alone
+    plan_table, plan_row = rows[2]
+    record_table, record_row = rows[3]
+    strays = [
+        # The other clinic's plan for this clinic's patient.
+        (plan_table, {**plan_row, "id": other_plan, "clinic_id": other_clinic, "status": "draft"}),
+        # The other clinic's record of this clinic's patient and plan.
+        (record_table, {**record_row, "id": uuid.uuid4(), "clinic_id": other_clinic}),
+    ]
+    for stray in strays:
+        with pytest.raises(sa.exc.IntegrityError):
+            await insert(engine, [stray])
