@@ -108,6 +108,7 @@ def create_clinic(
     ],
 ) -> None:
     """Create a clinic with its first admin."""
+    from app.audit import service as audit
     from app.auth import accounts
     from app.auth.models import Role
     from app.auth.security import Secrets
@@ -126,6 +127,28 @@ def create_clinic(
                 clinic = await accounts.create_clinic(session, name)
                 admin = await accounts.create_clinician(
                     session, Secrets(settings), clinic.id, admin_email, admin_password, Role.admin
+                )
+                made = {"name": clinic.name}
+                await audit.record_system(
+                    session,
+                    clinic.id,
+                    "create",
+                    "clinic",
+                    clinic.id,
+                    changes=audit.changes_between({}, made),
+                )
+                person: dict[str, object] = {
+                    "email": admin.email,
+                    "role": admin.role,
+                    "active": admin.active,
+                }
+                await audit.record_system(
+                    session,
+                    clinic.id,
+                    "create",
+                    "clinician",
+                    admin.id,
+                    changes=audit.changes_between({}, person),
                 )
             return f"clinic {clinic.id}\nadmin {admin.id} <{admin.email}>"
         finally:
@@ -246,6 +269,7 @@ def create_client(
     scope: Annotated[list[str], typer.Option(help="A scope to grant; repeat for more.")],
 ) -> None:
     """Create an API client for a clinic system; prints its id and secret (shown once)."""
+    from app.audit import service as audit
     from app.auth import accounts
     from app.auth.models import Clinic
     from app.auth.principal import Scope
@@ -267,6 +291,15 @@ def create_client(
                     raise typer.BadParameter(f"no clinic {clinic_id}", param_hint="--clinic-id")
                 client, secret = await accounts.create_api_client(
                     session, Secrets(settings), clinic_id, name, [Scope(s) for s in scope]
+                )
+                made = {"name": client.name, "scopes": list(client.scopes)}
+                await audit.record_system(
+                    session,
+                    clinic_id,
+                    "create",
+                    "api_client",
+                    client.id,
+                    changes=audit.changes_between({}, made),
                 )
             return f"client_id {client.id}\nclient_secret {secret}"
         finally:

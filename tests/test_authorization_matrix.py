@@ -309,7 +309,7 @@ class Targets:
     async def adherence_record(self) -> dict[str, Any]:
         """A new session of patient A under its active plan, as the app uploads it."""
         async with self._session() as session:
-            plan = await session.get(Plan, self.plan)
+            plan = await session.get(Plan, (self.world.clinic1, self.plan))
             assert plan is not None
             version = (
                 await session.exec(

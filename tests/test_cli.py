@@ -220,6 +220,43 @@ async def test_a_clinic_and_an_api_client_made_with_the_command_can_sign_in(
             assert system.status_code == 200
             assert system.json()["scope"] == "patients:read"
             staff = {"Authorization": f"Bearer {admin.json()['access_token']}"}
+            # What the commands made is in the clinic's audit trail, made by the system.
+            trail = await http.get("/v1/audit-events", headers=staff)
+            assert trail.status_code == 200, trail.text
+            assert [
+                (e["actor_kind"], e["actor_id"], e["action"], e["resource_type"], e["changes"])
+                for e in trail.json()["items"]
+            ] == [
+                (
+                    "system",
+                    None,
+                    "create",
+                    "api_client",
+                    {
+                        "name": {"before": None, "after": "EHR"},
+                        "scopes": {"before": None, "after": ["patients:read"]},
+                    },
+                ),
+                (
+                    "system",
+                    None,
+                    "create",
+                    "clinician",
+                    {
+                        "email": {"before": None, "after": "admin@north.test"},
+                        "role": {"before": None, "after": "admin"},
+                        "active": {"before": None, "after": True},
+                    },
+                ),
+                (
+                    "system",
+                    None,
+                    "create",
+                    "clinic",
+                    {"name": {"before": None, "after": "North Clinic"}},
+                ),
+            ]
+            assert values["client_secret"] not in trail.text
             for reference in ("N-1", "N-2"):
                 made_patient = await http.post(
                     "/v1/patients",
@@ -257,7 +294,9 @@ async def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path)
     try:
         first = await demo.ensure_demo(engine, Secrets(settings), timedelta(minutes=5))
         async with transaction(engine) as session:
-            patient = await session.get(Patient, uuid.UUID(first.patient_id))
+            patient = await session.get(
+                Patient, (uuid.UUID(first.clinic_id), uuid.UUID(first.patient_id))
+            )
             assert patient is not None
             patient.deleted_at = utcnow()
             session.add(patient)
@@ -265,7 +304,9 @@ async def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path)
         assert again.patient_id == first.patient_id
         assert again.access_code != first.access_code
         async with transaction(engine) as session:
-            restored = await session.get(Patient, uuid.UUID(first.patient_id))
+            restored = await session.get(
+                Patient, (uuid.UUID(first.clinic_id), uuid.UUID(first.patient_id))
+            )
             assert restored is not None
             assert restored.deleted_at is None
     finally:

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Index, String, text
+from sqlalchemy import Column, ForeignKeyConstraint, Index, PrimaryKeyConstraint, String, text
 from sqlmodel import Field, SQLModel
 
 from app.core.columns import JSONType, UTCDateTime, utcnow
@@ -41,14 +41,20 @@ class Source(StrEnum):
 class AdherenceRecord(SQLModel, table=True):
     __tablename__ = "adherence_record"
     __table_args__ = (
+        # The app's own id is unique within its clinic only: another clinic's use of an id
+        # is invisible (no "taken" answer betrays it), and the key leads with the clinic,
+        # as distributing the data by clinic needs.
+        PrimaryKeyConstraint("clinic_id", "id"),
+        ForeignKeyConstraint(["clinic_id", "patient_id"], ["patient.clinic_id", "patient.id"]),
+        ForeignKeyConstraint(["clinic_id", "plan_id"], ["plan.clinic_id", "plan.id"]),
         Index("ix_adherence_record_patient_day", "clinic_id", "patient_id", "performed_on"),
     )
 
     # The app's own id: a replayed upload finds its record instead of making another.
-    id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID
     clinic_id: uuid.UUID = Field(foreign_key="clinic.id")
-    patient_id: uuid.UUID = Field(foreign_key="patient.id")
-    plan_id: uuid.UUID = Field(foreign_key="plan.id")
+    patient_id: uuid.UUID
+    plan_id: uuid.UUID
     plan_version: int
     item_id: uuid.UUID
     performed_at: datetime = Field(sa_type=UTCDateTime)
@@ -75,9 +81,16 @@ class AdherenceRecordVersion(SQLModel, table=True):
     """A record as it was before a correction: corrections never overwrite history."""
 
     __tablename__ = "adherence_record_version"
+    __table_args__ = (
+        PrimaryKeyConstraint("clinic_id", "record_id", "version"),
+        ForeignKeyConstraint(
+            ["clinic_id", "record_id"], ["adherence_record.clinic_id", "adherence_record.id"]
+        ),
+    )
 
-    record_id: uuid.UUID = Field(foreign_key="adherence_record.id", primary_key=True)
-    version: int = Field(primary_key=True)
+    clinic_id: uuid.UUID
+    record_id: uuid.UUID
+    version: int
     content: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
     replaced_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     replaced_by: uuid.UUID
@@ -108,6 +121,7 @@ class AdherenceRollup(SQLModel, table=True):
 
     __tablename__ = "adherence_rollup"
     __table_args__ = (
+        ForeignKeyConstraint(["clinic_id", "patient_id"], ["patient.clinic_id", "patient.id"]),
         Index("ix_adherence_rollup_clinic_valid", "clinic_id", "valid_until"),
         # The overview's default order (lowest 7-day adherence first, nothing expected
         # last): a page is read off this index instead of sorting the whole clinic.
@@ -119,7 +133,7 @@ class AdherenceRollup(SQLModel, table=True):
         ),
     )
 
-    patient_id: uuid.UUID = Field(foreign_key="patient.id", primary_key=True)
+    patient_id: uuid.UUID = Field(primary_key=True)
     clinic_id: uuid.UUID = Field(foreign_key="clinic.id")
     generation: int = 0
     valid_until: datetime = Field(default=STALE, sa_type=UTCDateTime)

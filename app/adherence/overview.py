@@ -12,7 +12,18 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Float, Integer, Row, Select, bindparam, func, literal, literal_column, tuple_
+from sqlalchemy import (
+    Float,
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    tuple_,
+)
 from sqlalchemy import select as sa_select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -118,7 +129,11 @@ def _page_statement(
             patient.time_zone,
             key.label("sort_key"),
         )
-        .join_from(ROLLUPS, table_of(Patient), patient.id == rollup.patient_id)
+        .join_from(
+            ROLLUPS,
+            table_of(Patient),
+            and_(patient.clinic_id == rollup.clinic_id, patient.id == rollup.patient_id),
+        )
         .where(rollup.clinic_id == bindparam("clinic_id"), patient.deleted_at.is_(None))
     )
     percent = rollup.percent_7d

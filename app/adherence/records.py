@@ -160,7 +160,7 @@ async def correct(
             raise InvalidInput(
                 [FieldError(location="body", pointer="#/performed_at", detail="In the future.")]
             )
-        patient = await session.get(Patient, record.patient_id)
+        patient = await session.get(Patient, (record.clinic_id, record.patient_id))
         assert patient is not None
         offset = performed.utcoffset() or timedelta(0)
         changes["utc_offset_minutes"] = int(offset.total_seconds() // 60)
@@ -179,6 +179,7 @@ async def correct(
         return record
     session.add(
         AdherenceRecordVersion(
+            clinic_id=record.clinic_id,
             record_id=record.id,
             version=record.version,
             content=public(record).model_dump(mode="json"),
@@ -241,14 +242,15 @@ async def records_at(
         mine.add(record["id"])
         if (record["id"], record["version"]) in wanted:
             rendered[(record["id"], record["version"])] = public(record).model_dump(mode="json")
-    # Earlier versions of the clinic's own records only (versions carry no clinic).
+    # Earlier versions of the clinic's own records only: another clinic may use the same ids.
     earlier = sorted(key for key in wanted if key not in rendered and key[0] in mine)
     if earlier:
         found = await session.exec(
             select(AdherenceRecordVersion).where(
+                AdherenceRecordVersion.clinic_id == clinic_id,
                 tuple_(
                     col(AdherenceRecordVersion.record_id), col(AdherenceRecordVersion.version)
-                ).in_(earlier)
+                ).in_(earlier),
             )
         )
         for row in found:
@@ -267,6 +269,7 @@ async def versions(
         await session.exec(
             select(AdherenceRecordVersion)
             .where(
+                AdherenceRecordVersion.clinic_id == record.clinic_id,
                 AdherenceRecordVersion.record_id == record.id,
                 col(AdherenceRecordVersion.version) > after,
             )

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Row,
     Select,
     String,
+    and_,
     bindparam,
     func,
     null,
@@ -194,7 +195,11 @@ def _versions_of_patients() -> Select[Any]:
             version.end_date,
             version["items"],
         )
-        .join_from(table_of(PlanVersion), table_of(Plan), plan.id == version.plan_id)
+        .join_from(
+            table_of(PlanVersion),
+            table_of(Plan),
+            and_(plan.clinic_id == version.clinic_id, plan.id == version.plan_id),
+        )
         .where(plan.patient_id.in_(bindparam("patient_ids")))
         .order_by(version.created_at, version.number)
     )

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import case, null, select, tuple_
+from sqlalchemy import and_, case, null, select, tuple_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.adherence import rollups
@@ -140,17 +140,24 @@ async def upload(session: AsyncSession, caller: Caller, batch: BatchIn) -> list[
     # issue 18); in one order, a later upload only waits for an earlier one. Should the
     # database still refuse it for now (a deadlock), the insert, this transaction's first
     # write, is tried again.
-    created: set[uuid.UUID] = await retried(
+    # The key is (clinic, id): an id is taken only by a record of the caller's own clinic.
+    inserted: set[tuple[uuid.UUID, uuid.UUID]] = await retried(
         session,
         lambda: insert_many(
             session, RECORDS, list(rows.values()), common=common, skip_conflicts=True
         ),
     )
+    created = {record_id for _, record_id in inserted}
     # Only ids stored before this upload need reading back; new rows are as we wrote them.
     earlier = set(rows) - created
     stored: dict[uuid.UUID, Mapping[str, Any]] = dict(rows)
     if earlier:
-        found_rows = await execute(session, select(RECORDS).where(RECORDS.c.id.in_(earlier)))
+        found_rows = await execute(
+            session,
+            select(RECORDS).where(
+                RECORDS.c.clinic_id == principal.clinic_id, RECORDS.c.id.in_(sorted(earlier))
+            ),
+        )
         stored |= {row["id"]: row for row in found_rows.mappings()}
     touched: set[uuid.UUID] = set()
     shown: set[uuid.UUID] = set()  # patients whose stored records a replay answer shows
@@ -160,10 +167,8 @@ async def upload(session: AsyncSession, caller: Caller, batch: BatchIn) -> list[
         if result["result"] != "created":
             continue
         mine, existing = candidates[index], stored[record_id]
-        if existing["clinic_id"] != principal.clinic_id or (
-            existing["patient_id"] != mine["patient_id"]
-        ):
-            # Someone else's record: say nothing about it.
+        if existing["patient_id"] != mine["patient_id"]:
+            # Another patient's record in the clinic: say nothing about it.
             result["result"] = "rejected"
             result["errors"] = _problem(index, "id", "This id is taken; use a new one.")
             continue
@@ -268,8 +273,14 @@ async def _named_plans(
             # Items only of the versions named: the others' are not needed.
             case((is_named, version.c["items"]), else_=null()).label("items"),
         )
-        .join(patient, patient.c.id == plan.c.patient_id)
-        .outerjoin(version, version.c.plan_id == plan.c.id)
+        .join(
+            patient,
+            and_(patient.c.clinic_id == plan.c.clinic_id, patient.c.id == plan.c.patient_id),
+        )
+        .outerjoin(
+            version,
+            and_(version.c.clinic_id == plan.c.clinic_id, version.c.plan_id == plan.c.id),
+        )
         .where(
             plan.c.id.in_(sorted({plan_id for plan_id, _ in named})),
             plan.c.clinic_id == principal.clinic_id,

@@ -2,11 +2,16 @@
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from app.core.columns import UTCDateTime, utcnow
+
+# SQL NULL, not JSON null, for the events (nearly all) that change nothing.
+CHANGES_TYPE = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class AuditEvent(SQLModel, table=True):
@@ -35,3 +40,5 @@ class AuditEvent(SQLModel, table=True):
     patient_id: uuid.UUID | None = None
     ip: str | None = Field(default=None, sa_type=String(45))
     request_id: str | None = Field(default=None, sa_type=String(128))
+    # What an admin or security action changed: {field: {"before": ..., "after": ...}}.
+    changes: dict[str, Any] | None = Field(default=None, sa_column=Column(CHANGES_TYPE))

@@ -56,7 +56,21 @@ EVENT = insert(EVENTS).values(
             "request_id",
         )
     }
+    # Optional: only admin and security actions say what they changed.
+    | {"changes": bindparam("event_changes", None, type_=EVENTS.c.changes.type, required=False)}
 )
+
+Changes = dict[str, dict[str, Any]]
+
+
+def changes_between(before: dict[str, Any], after: dict[str, Any]) -> Changes:
+    """{field: {"before": ..., "after": ...}} for each field whose value differs (JSON
+    values): what an admin or security action changed, as its audit event keeps it."""
+    return {
+        name: {"before": before.get(name), "after": value}
+        for name, value in after.items()
+        if before.get(name) != value
+    }
 
 
 def event(
@@ -89,9 +103,40 @@ async def record(
     resource_type: str,
     resource_id: uuid.UUID | str | None = None,
     patient_id: uuid.UUID | None = None,
+    *,
+    changes: Changes | None = None,
 ) -> None:
-    """Add an audit event to the session; it commits (or not) with the work it records."""
-    await execute(session, EVENT, event(caller, action, resource_type, resource_id, patient_id))
+    """Add an audit event to the session; it commits (or not) with the work it records.
+    ``changes``: what an admin or security action changed (see `changes_between`)."""
+    values = event(caller, action, resource_type, resource_id, patient_id)
+    await execute(session, EVENT, values | {"event_changes": changes or None})
+
+
+async def record_system(
+    session: AsyncSession,
+    clinic_id: uuid.UUID,
+    action: str,
+    resource_type: str,
+    resource_id: uuid.UUID | str | None = None,
+    *,
+    changes: Changes | None = None,
+) -> None:
+    """An event of an operator's command (`dorsi create-clinic`, `dorsi create-client`):
+    actor kind ``system``, no actor id, no address or request."""
+    values = {
+        "event_clinic_id": clinic_id,
+        "event_occurred_at": utcnow(),
+        "event_actor_kind": "system",
+        "event_actor_id": None,
+        "event_action": action,
+        "event_resource_type": resource_type,
+        "event_resource_id": str(resource_id) if resource_id is not None else None,
+        "event_patient_id": None,
+        "event_ip": None,
+        "event_request_id": None,
+        "event_changes": changes or None,
+    }
+    await execute(session, EVENT, values)
 
 
 async def record_events(session: AsyncSession, events: list[dict[str, Any]]) -> None:

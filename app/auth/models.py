@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String
+from sqlalchemy import BigInteger, Column, ForeignKeyConstraint, Index, Integer, String
 from sqlmodel import Field, SQLModel
 
 from app.core.columns import JSONType, UTCDateTime, utcnow
@@ -64,12 +64,15 @@ class AuthSession(SQLModel, table=True):
     """
 
     __tablename__ = "auth_session"
+    __table_args__ = (
+        ForeignKeyConstraint(["clinic_id", "patient_id"], ["patient.clinic_id", "patient.id"]),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     clinic_id: uuid.UUID = Field(foreign_key="clinic.id", index=True)
     actor_kind: str = Field(sa_type=String(16))
     clinician_id: uuid.UUID | None = Field(default=None, foreign_key="clinician.id", index=True)
-    patient_id: uuid.UUID | None = Field(default=None, foreign_key="patient.id", index=True)
+    patient_id: uuid.UUID | None = Field(default=None, index=True)
     api_client_id: uuid.UUID | None = Field(default=None, foreign_key="api_client.id", index=True)
     device_name: str | None = Field(default=None, sa_type=String(120))
     scopes: list[str] = Field(sa_column=Column(JSONType, nullable=False))
@@ -95,10 +98,13 @@ class AccessCode(SQLModel, table=True):
     """A short single-use code a clinician gives a patient to pair the mobile app."""
 
     __tablename__ = "access_code"
+    __table_args__ = (
+        ForeignKeyConstraint(["clinic_id", "patient_id"], ["patient.clinic_id", "patient.id"]),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     clinic_id: uuid.UUID = Field(foreign_key="clinic.id", index=True)
-    patient_id: uuid.UUID = Field(foreign_key="patient.id", index=True)
+    patient_id: uuid.UUID = Field(index=True)
     code_hash: str = Field(sa_type=String(64), unique=True)
     created_by: uuid.UUID | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

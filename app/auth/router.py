@@ -287,11 +287,19 @@ _REVOKE_FORM = {
     },
 )
 async def revoke_token(
+    request: Request,
     body: Annotated[RevokeRequest, Depends(_revocation)],
     session: SessionDep,
     secrets: SecretsDep,
 ) -> Response:
     """Ends the sign-in session behind an access or refresh token at once: every token of
-    that device or sign-in fails on its next request."""
-    await service.revoke(session, secrets, body.token)
+    that device or sign-in fails on its next request. The clinic's audit trail records it
+    (`revoke` of a `device` or `session`, by whoever held the token)."""
+    await service.revoke(
+        session,
+        secrets,
+        body.token,
+        ip=request.client.host if request.client else None,
+        request_id=request.scope.get("state", {}).get("request_id"),
+    )
     return Response(status_code=200, headers=NO_STORE)

@@ -302,8 +302,16 @@ async def _current_successor(session: AsyncSession, secrets: Secrets, token: str
     return current
 
 
-async def revoke(session: AsyncSession, secrets: Secrets, token: str) -> None:
-    """End the session behind an access or refresh token; unknown tokens are ignored."""
+async def revoke(
+    session: AsyncSession,
+    secrets: Secrets,
+    token: str,
+    ip: str | None = None,
+    request_id: str | None = None,
+) -> None:
+    """End the session behind an access or refresh token; unknown tokens are ignored. The
+    audit trail records the sign-out of a live session, as done by the session's holder
+    (whoever presents its token holds it)."""
     claims = secrets.read_access_token(token)
     session_id: uuid.UUID | None = None
     if claims is not None:
@@ -318,8 +326,32 @@ async def revoke(session: AsyncSession, secrets: Secrets, token: str) -> None:
             )
         ).first()
         session_id = found.session_id if found else None
-    if session_id is not None:
-        await end_sessions(session, [session_id])
+    if session_id is None:
+        return
+    auth = await session.get(AuthSession, session_id)
+    if auth is None or auth.revoked_at is not None:
+        return
+    await end_sessions(session, [session_id])
+    caller = _session_caller(auth, ip, request_id)
+    device = auth.actor_kind == ActorKind.patient
+    await audit.record(
+        session, caller, "revoke", "device" if device else "session", auth.id, auth.patient_id
+    )
+
+
+def _session_caller(auth: AuthSession, ip: str | None, request_id: str | None) -> Caller:
+    """Whoever signed in with a session, as the audit trail names them."""
+    actor = auth.clinician_id or auth.patient_id or auth.api_client_id
+    assert actor is not None
+    principal = Principal(
+        kind=ActorKind(auth.actor_kind),
+        id=actor,
+        clinic_id=auth.clinic_id,
+        session_id=auth.id,
+        scopes=frozenset(auth.scopes),
+        patient_id=auth.patient_id,
+    )
+    return Caller(principal=principal, ip=ip, request_id=request_id)
 
 
 async def end_sessions(session: AsyncSession, session_ids: list[uuid.UUID]) -> None:

@@ -43,9 +43,7 @@ async def create_api_client(
 ) -> ApiClientCreated:
     """The answer holds the secret, shown this once."""
     response.headers["Cache-Control"] = "no-store"
-    client, secret = await accounts.create_api_client(
-        session, secrets, caller.clinic_id, body.name, body.scopes
-    )
+    client, secret = await service.create_api_client(session, secrets, caller, body)
     response.headers["Location"] = f"/v1/api-clients/{client.id}"
     public = ApiClientPublic.model_validate(client)
     return ApiClientCreated(**public.model_dump(), client_secret=secret)
@@ -109,5 +107,5 @@ async def update_api_client(
 )
 async def delete_api_client(client_id: uuid.UUID, session: SessionDep, caller: Admin) -> Response:
     """Its tokens fail on their next request."""
-    await accounts.revoke_api_client(session, caller.clinic_id, client_id)
+    await service.revoke_api_client(session, caller, client_id)
     return Response(status_code=204)

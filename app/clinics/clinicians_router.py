@@ -5,7 +5,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from app.auth import accounts
 from app.auth.deps import SecretsDep, staff
 from app.auth.principal import Caller
 from app.clinics import service
@@ -32,9 +31,7 @@ async def create_clinician(
 ) -> ClinicianPublic:
     """A clinician (or, with `role`, another admin) of the caller's clinic, who signs in
     with this email and password. An email already in use is 409."""
-    clinician = await accounts.create_clinician(
-        session, secrets, caller.clinic_id, body.email, body.password, body.role
-    )
+    clinician = await service.create_clinician(session, secrets, caller, body)
     return ClinicianPublic.model_validate(clinician)
 
 

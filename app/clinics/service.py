@@ -4,6 +4,7 @@ Every query is scoped to the caller's clinic: another clinic's id answers 404.
 """
 
 import uuid
+from typing import Any
 
 from sqlalchemy import tuple_
 from sqlmodel import col, select
@@ -13,7 +14,15 @@ from app.audit import service as audit
 from app.auth import accounts
 from app.auth.models import ApiClient, Clinic, Clinician, Role
 from app.auth.principal import Caller
-from app.clinics.schemas import ApiClientUpdate, ClinicianUpdate, ClinicPublic, ClinicUpdate
+from app.auth.security import Secrets
+from app.clinics.schemas import (
+    ApiClientCreate,
+    ApiClientUpdate,
+    ClinicianCreate,
+    ClinicianUpdate,
+    ClinicPublic,
+    ClinicUpdate,
+)
 from app.core.errors import Conflict, NotFound
 from app.core.pagination import PageQuery, split_page, time_key, time_position
 from app.sync.outbox import record_change
@@ -31,6 +40,7 @@ async def update_clinic(session: AsyncSession, caller: Caller, data: ClinicUpdat
     clinic = await session.get_one(Clinic, caller.clinic_id)
     given = data.model_dump(exclude_unset=True, exclude_none=True)
     changed = {name: value for name, value in given.items() if getattr(clinic, name) != value}
+    before = {name: getattr(clinic, name) for name in changed}
     for name, value in changed.items():
         setattr(clinic, name, value)
     session.add(clinic)
@@ -39,7 +49,14 @@ async def update_clinic(session: AsyncSession, caller: Caller, data: ClinicUpdat
         # Settings have no version of their own: the change carries them as they now are.
         rendered = ClinicPublic.model_validate(clinic).model_dump(mode="json")
         await record_change(session, clinic.id, "clinic", clinic.id, "update", data=rendered)
-    await audit.record(session, caller, "update", "clinic", clinic.id)
+    await audit.record(
+        session,
+        caller,
+        "update",
+        "clinic",
+        clinic.id,
+        changes=audit.changes_between(before, changed),
+    )
     return clinic
 
 
@@ -74,6 +91,22 @@ async def list_clinicians(
     return split_page(list(found.all()), query.limit, time_key)
 
 
+def _clinician_fields(clinician: Clinician) -> dict[str, Any]:
+    """What the admin trail shows of a clinician (never the password hash)."""
+    return {"email": clinician.email, "role": clinician.role, "active": clinician.active}
+
+
+async def create_clinician(
+    session: AsyncSession, secrets: Secrets, caller: Caller, data: ClinicianCreate
+) -> Clinician:
+    clinician = await accounts.create_clinician(
+        session, secrets, caller.clinic_id, data.email, data.password, data.role
+    )
+    made = audit.changes_between({}, _clinician_fields(clinician))
+    await audit.record(session, caller, "create", "clinician", clinician.id, changes=made)
+    return clinician
+
+
 async def update_clinician(
     session: AsyncSession, caller: Caller, clinician_id: uuid.UUID, data: ClinicianUpdate
 ) -> Clinician:
@@ -85,12 +118,15 @@ async def update_clinician(
         data.active is False or data.role == Role.clinician
     ):
         raise Conflict("Admins cannot demote or deactivate themselves.")
+    before = _clinician_fields(clinician)
     if data.role is not None:
         clinician.role = data.role
     if data.active is not None:
         clinician.active = data.active
     session.add(clinician)
     await session.flush()
+    changes = audit.changes_between(before, _clinician_fields(clinician))
+    await audit.record(session, caller, "update", "clinician", clinician.id, changes=changes)
     return clinician
 
 
@@ -112,12 +148,30 @@ async def list_api_clients(
     return split_page(list(found.all()), query.limit, time_key)
 
 
+def _client_fields(client: ApiClient) -> dict[str, Any]:
+    """What the admin trail shows of an API client (never its secret's hash)."""
+    return {"name": client.name, "scopes": list(client.scopes)}
+
+
+async def create_api_client(
+    session: AsyncSession, secrets: Secrets, caller: Caller, data: ApiClientCreate
+) -> tuple[ApiClient, str]:
+    """The new client and its secret, shown this once (and never to the audit trail)."""
+    client, secret = await accounts.create_api_client(
+        session, secrets, caller.clinic_id, data.name, data.scopes
+    )
+    made = audit.changes_between({}, _client_fields(client))
+    await audit.record(session, caller, "create", "api_client", client.id, changes=made)
+    return client, secret
+
+
 async def update_api_client(
     session: AsyncSession, caller: Caller, client_id: uuid.UUID, data: ApiClientUpdate
 ) -> ApiClient:
     """Renames it or changes its scopes; its secret stays as it is. New scopes sign its
     current tokens out."""
     client = await accounts.load_api_client(session, caller.clinic_id, client_id)
+    before = _client_fields(client)
     if data.name is not None:
         client.name = data.name
     if data.scopes is not None and sorted(set(data.scopes)) != client.scopes:
@@ -125,4 +179,12 @@ async def update_api_client(
         await accounts.end_client_sessions(session, client.id)
     session.add(client)
     await session.flush()
+    changes = audit.changes_between(before, _client_fields(client))
+    await audit.record(session, caller, "update", "api_client", client.id, changes=changes)
     return client
+
+
+async def revoke_api_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> None:
+    """Its tokens fail on their next request."""
+    await accounts.revoke_api_client(session, caller.clinic_id, client_id)
+    await audit.record(session, caller, "delete", "api_client", client_id)

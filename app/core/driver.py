@@ -67,7 +67,9 @@ async def insert_many(
     given, each with the values in ``common`` (in place of its own, if it has them).
     Values go to the driver as they are: no JSON, and enums only as StrEnums, which it
     sends as their values. With ``skip_conflicts``, rows whose key is taken are left out
-    (ON CONFLICT DO NOTHING), and the keys actually inserted come back.
+    (ON CONFLICT DO NOTHING, on whichever unique key is taken: the primary key, composite
+    or not), and the keys actually inserted come back: the value of a one-column primary
+    key, a tuple in the key's column order for a composite one.
 
     With ``skip_conflicts``, rows are inserted in key order, whatever order they came in.
     Each row locks its key until commit, and a row whose key another transaction holds
@@ -80,7 +82,10 @@ async def insert_many(
     common = common or {}
     if skip_conflicts:
         keys = [key.name for key in table.primary_key.columns]
-        rows = sorted(rows, key=lambda row: tuple(str(row[key]) for key in keys))
+        rows = sorted(
+            rows, key=lambda row: tuple(str(common.get(key, row.get(key))) for key in keys)
+        )
+    composite = len(table.primary_key.columns) > 1
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         columns = tuple(name for name in rows[0] if name not in common)
@@ -92,7 +97,10 @@ async def insert_many(
         try:
             async with raw.cursor() as cursor:
                 await cursor.execute(sql, values)
-                return {row[0] for row in await cursor.fetchall()} if skip_conflicts else set()
+                if not skip_conflicts:
+                    return set()
+                found = await cursor.fetchall()
+                return {tuple(row) for row in found} if composite else {row[0] for row in found}
         except driver_error as error:
             # As SQLAlchemy raises the driver's errors everywhere else: the error handlers
             # and `retried` know them so.
@@ -103,7 +111,8 @@ async def insert_many(
         return set()
     primary = table.primary_key.columns
     skipping = sqlite_insert(table).on_conflict_do_nothing().returning(*primary)
-    return set((await connection.execute(skipping, rows)).scalars())
+    inserted = await connection.execute(skipping, rows)
+    return {tuple(row) for row in inserted} if composite else set(inserted.scalars())
 
 
 async def notifications(database_url: str, channel: str) -> AsyncIterator[str]:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, Table, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncResult
 from sqlmodel import col
 from sqlmodel import select as select_models
@@ -95,6 +95,11 @@ def _live_patient() -> Any:
     return col(Patient.deleted_at).is_(None)
 
 
+def _same_patient(rows: Table) -> Any:
+    """The join to the rows' patient, by its key: (clinic, id)."""
+    return and_(PATIENTS.c.clinic_id == rows.c.clinic_id, PATIENTS.c.id == rows.c.patient_id)
+
+
 def statements(
     kind: ChangeType, clinic_id: uuid.UUID, since: datetime | None
 ) -> tuple[Select[Any], Select[Any] | None, Renderer]:
@@ -120,14 +125,14 @@ def statements(
     elif kind == ChangeType.plan:
         rows = (
             select(PLANS.c.id, PLANS.c.version, PLANS.c.patient_id)
-            .join(PATIENTS, PATIENTS.c.id == PLANS.c.patient_id)
+            .join(PATIENTS, _same_patient(PLANS))
             .where(PLANS.c.clinic_id == clinic_id, _live_patient())
         )
         changed, render = PLANS.c.updated_at, _plans
     elif kind == ChangeType.adherence_record:
         rows = (
             select(RECORDS)
-            .join(PATIENTS, PATIENTS.c.id == RECORDS.c.patient_id)
+            .join(PATIENTS, _same_patient(RECORDS))
             .where(
                 RECORDS.c.clinic_id == clinic_id, RECORDS.c.deleted_at.is_(None), _live_patient()
             )

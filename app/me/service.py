@@ -16,7 +16,7 @@ from app.plans.models import Plan, PlanStatus, PlanVersion
 
 
 async def _patient(session: AsyncSession, caller: Caller) -> Patient:
-    patient = await session.get(Patient, caller.principal.patient_id)
+    patient = await session.get(Patient, (caller.principal.clinic_id, caller.principal.patient_id))
     if patient is None or patient.deleted_at is not None:
         raise NotFound("No such patient.")
     return patient

@@ -197,7 +197,10 @@ STATE = (
         versions.c.end_date,
         versions.c["items"],
     )
-    .outerjoin(patients, patients.c.id == SESSIONS.c.patient_id)
+    .outerjoin(
+        patients,
+        and_(patients.c.clinic_id == SESSIONS.c.clinic_id, patients.c.id == SESSIONS.c.patient_id),
+    )
     .outerjoin(
         plans,
         and_(plans.c.patient_id == patients.c.id, plans.c.status == PlanStatus.active.value),

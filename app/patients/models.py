@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import PrimaryKeyConstraint, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.core.columns import UTCDateTime, utcnow
@@ -26,9 +26,14 @@ class Cause(StrEnum):
 
 
 class Patient(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("clinic_id", "reference"),)
+    __table_args__ = (
+        # Keyed by clinic first, as the rows of every clinic's data are, so that the data
+        # can be distributed by clinic; what refers to a patient names its clinic too.
+        PrimaryKeyConstraint("clinic_id", "id"),
+        UniqueConstraint("clinic_id", "reference"),
+    )
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
     clinic_id: uuid.UUID = Field(foreign_key="clinic.id", index=True)
     reference: str = Field(sa_type=String(64))
     affected_side: str = Field(sa_type=String(8))

@@ -10,7 +10,15 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Index, String, UniqueConstraint, text
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    PrimaryKeyConstraint,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from app.core.columns import JSONType, UTCDateTime, utcnow
@@ -78,6 +86,8 @@ class Plan(SQLModel, table=True):
     """A patient's plan; its current content is version ``version``."""
 
     __table_args__ = (
+        PrimaryKeyConstraint("clinic_id", "id"),
+        ForeignKeyConstraint(["clinic_id", "patient_id"], ["patient.clinic_id", "patient.id"]),
         # At most one active plan per patient, even when two activations race.
         Index(
             "uq_plan_one_active_per_patient",
@@ -88,9 +98,9 @@ class Plan(SQLModel, table=True):
         ),
     )
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
     clinic_id: uuid.UUID = Field(foreign_key="clinic.id", index=True)
-    patient_id: uuid.UUID = Field(foreign_key="patient.id", index=True)
+    patient_id: uuid.UUID = Field(index=True)
     template_id: uuid.UUID | None = Field(default=None, foreign_key="plan_template.id")
     status: str = Field(sa_type=String(16))
     version: int = 1
@@ -102,10 +112,14 @@ class PlanVersion(SQLModel, table=True):
     """One immutable state of a plan, in force from ``created_at`` until the next one."""
 
     __tablename__ = "plan_version"
-    __table_args__ = (UniqueConstraint("plan_id", "number"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("clinic_id", "id"),
+        ForeignKeyConstraint(["clinic_id", "plan_id"], ["plan.clinic_id", "plan.id"]),
+        UniqueConstraint("plan_id", "number"),
+    )
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    plan_id: uuid.UUID = Field(foreign_key="plan.id")
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    plan_id: uuid.UUID
     clinic_id: uuid.UUID = Field(foreign_key="clinic.id", index=True)
     number: int
     status: str = Field(sa_type=String(16))

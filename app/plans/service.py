@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, tuple_, update
+from sqlalchemy import and_, or_, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -530,7 +530,10 @@ async def create_plan(
 async def load_plan(session: AsyncSession, caller: Caller, plan_id: uuid.UUID) -> Plan:
     found = await session.exec(
         select(Plan)
-        .join(Patient, col(Patient.id) == Plan.patient_id)
+        .join(
+            Patient,
+            and_(col(Patient.clinic_id) == Plan.clinic_id, col(Patient.id) == Plan.patient_id),
+        )
         .where(
             Plan.id == plan_id,
             Plan.clinic_id == caller.clinic_id,
@@ -577,7 +580,7 @@ async def update_plan(
     plan = await load_plan(session, caller, plan_id)
     check_if_match(if_match, plan_etag(plan), "plan", required=True)
     current = await _current(session, plan)
-    patient = await session.get(Patient, plan.patient_id)
+    patient = await session.get(Patient, (plan.clinic_id, plan.patient_id))
     assert patient is not None
     status = PlanStatus(plan.status)
     target = data.status or status
@@ -619,7 +622,11 @@ async def update_plan(
             # second finds the version moved on (its UPDATE waits for the first) and is a 412.
             swapped = await session.exec(
                 update(Plan)
-                .where(col(Plan.id) == plan.id, col(Plan.version) == plan.version)
+                .where(
+                    col(Plan.clinic_id) == plan.clinic_id,
+                    col(Plan.id) == plan.id,
+                    col(Plan.version) == plan.version,
+                )
                 .values(version=new.number, status=target, updated_at=new.created_at)
                 .execution_options(synchronize_session=False)
             )

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlmodel import select
 
 from app.adherence import overview, rollups
 from app.adherence.models import STALE, AdherenceRecord, AdherenceRollup
@@ -112,7 +113,11 @@ async def stored(
         session.add(
             AdherenceRecord(
                 id=uuid.uuid4(),
-                clinic_id=(await session.get_one(Patient, case.patient_id)).clinic_id,
+                clinic_id=(
+                    await session.exec(
+                        select(Patient.clinic_id).where(Patient.id == case.patient_id)
+                    )
+                ).one(),
                 patient_id=case.patient_id,
                 plan_id=case.plan_id,
                 plan_version=1,
