@@ -167,7 +167,7 @@ async def correct(
         changes["performed_on"] = performed.astimezone(ZoneInfo(patient.time_zone)).date()
         # A correction may not move a session off the days its plan version was in force,
         # any more than an upload may put it there.
-        plan = await session.get(Plan, record.plan_id)
+        plan = await session.get(Plan, (record.clinic_id, record.plan_id))
         assert plan is not None
         terms = await plans.version_terms(session, plan)
         why = in_force.outside(terms, record.plan_version, changes["performed_on"])

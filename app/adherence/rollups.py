@@ -123,7 +123,11 @@ def _stale_rows() -> Select[Any]:
     patient, rollup = PATIENTS.c, ROLLUPS.c
     return (
         select(patient.id.label("patient_id"), patient.time_zone, rollup.generation)
-        .select_from(PATIENTS.outerjoin(ROLLUPS, rollup.patient_id == patient.id))
+        .select_from(
+            PATIENTS.outerjoin(
+                ROLLUPS, (rollup.clinic_id == patient.clinic_id) & (rollup.patient_id == patient.id)
+            )
+        )
         .where(
             patient.clinic_id == bindparam("clinic_id", type_=patient.clinic_id.type),
             patient.deleted_at.is_(None),

@@ -419,8 +419,14 @@ def _subject() -> Select[Any]:
         )
         .select_from(
             patient.join(clinic, clinic.c.id == patient.c.clinic_id)
-            .outerjoin(plan, plan.c.patient_id == patient.c.id)
-            .outerjoin(version, version.c.plan_id == plan.c.id)
+            .outerjoin(
+                plan,
+                and_(plan.c.clinic_id == patient.c.clinic_id, plan.c.patient_id == patient.c.id),
+            )
+            .outerjoin(
+                version,
+                and_(version.c.clinic_id == plan.c.clinic_id, version.c.plan_id == plan.c.id),
+            )
         )
         .where(
             patient.c.id == bindparam("patient_id", type_=patient.c.id.type),

@@ -41,7 +41,7 @@ async def get_my_plan(
     """404 when no plan is active. The ETag is the plan's, as `getPlan` sends it."""
     patient_id = caller.principal.patient_id
     assert patient_id is not None
-    found = await service.active_plan(session, patient_id)
+    found = await service.active_plan(session, caller.principal.clinic_id, patient_id)
     if found is None:
         raise NotFound("No active plan.")
     plan, version = found

@@ -35,16 +35,22 @@ async def me(session: AsyncSession, caller: Caller) -> Me:
 
 
 async def active_plan(
-    session: AsyncSession, patient_id: uuid.UUID
+    session: AsyncSession, clinic_id: uuid.UUID, patient_id: uuid.UUID
 ) -> tuple[Plan, PlanVersion] | None:
     row = (
         await session.exec(
             select(Plan, PlanVersion)
             .join(
                 PlanVersion,
-                (col(PlanVersion.plan_id) == Plan.id) & (col(PlanVersion.number) == Plan.version),
+                (col(PlanVersion.clinic_id) == Plan.clinic_id)
+                & (col(PlanVersion.plan_id) == Plan.id)
+                & (col(PlanVersion.number) == Plan.version),
             )
-            .where(Plan.patient_id == patient_id, Plan.status == PlanStatus.active)
+            .where(
+                Plan.clinic_id == clinic_id,
+                Plan.patient_id == patient_id,
+                Plan.status == PlanStatus.active,
+            )
         )
     ).first()
     return (row[0], row[1]) if row else None

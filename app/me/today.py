@@ -203,10 +203,19 @@ STATE = (
     )
     .outerjoin(
         plans,
-        and_(plans.c.patient_id == patients.c.id, plans.c.status == PlanStatus.active.value),
+        and_(
+            plans.c.clinic_id == patients.c.clinic_id,
+            plans.c.patient_id == patients.c.id,
+            plans.c.status == PlanStatus.active.value,
+        ),
     )
     .outerjoin(
-        versions, and_(versions.c.plan_id == plans.c.id, versions.c.number == plans.c.version)
+        versions,
+        and_(
+            versions.c.clinic_id == plans.c.clinic_id,
+            versions.c.plan_id == plans.c.id,
+            versions.c.number == plans.c.version,
+        ),
     )
     .where(SESSIONS.c.id.in_(bindparam("session_ids", expanding=True)))
 )

@@ -322,7 +322,9 @@ def plan_etag(plan: Plan) -> str:
 async def _current(session: AsyncSession, plan: Plan) -> PlanVersion:
     found = await session.exec(
         select(PlanVersion).where(
-            PlanVersion.plan_id == plan.id, PlanVersion.number == plan.version
+            PlanVersion.clinic_id == plan.clinic_id,
+            PlanVersion.plan_id == plan.id,
+            PlanVersion.number == plan.version,
         )
     )
     return found.one()
@@ -372,10 +374,12 @@ async def version_public(
 
 async def version_terms(session: AsyncSession, plan: Plan) -> dict[int, in_force.Term[PlanVersion]]:
     """The days each version of the plan governs (`app.plans.in_force`), by number."""
-    patient = await session.get(Patient, plan.patient_id)
+    patient = await session.get(Patient, (plan.clinic_id, plan.patient_id))
     assert patient is not None
     versions = await session.exec(
-        select(PlanVersion).where(PlanVersion.plan_id == plan.id).order_by(col(PlanVersion.number))
+        select(PlanVersion)
+        .where(PlanVersion.clinic_id == plan.clinic_id, PlanVersion.plan_id == plan.id)
+        .order_by(col(PlanVersion.number))
     )
     found = in_force.terms(versions.all(), ZoneInfo(patient.time_zone))
     return {term.version.number: term for term in found}
@@ -556,7 +560,9 @@ async def list_plans(
     session: AsyncSession, caller: Caller, patient_id: uuid.UUID, query: PlanQuery
 ) -> tuple[list[Plan], str | None]:
     patient = await patients.load(session, caller, patient_id)
-    statement = select(Plan).where(Plan.patient_id == patient.id)
+    statement = select(Plan).where(
+        Plan.clinic_id == patient.clinic_id, Plan.patient_id == patient.id
+    )
     if query.status is not None:
         statement = statement.where(Plan.status == query.status)
     if query.cursor is not None:
@@ -649,7 +655,9 @@ async def list_versions(
     """A page of the plan's versions, oldest first, each with the days it governs."""
     plan = await read_plan(session, caller, plan_id)
     terms = await version_terms(session, plan)
-    statement = select(PlanVersion).where(PlanVersion.plan_id == plan.id)
+    statement = select(PlanVersion).where(
+        PlanVersion.clinic_id == plan.clinic_id, PlanVersion.plan_id == plan.id
+    )
     if query.cursor is not None:
         statement = statement.where(col(PlanVersion.number) > number_position(query.cursor))
     found = await session.exec(statement.order_by(col(PlanVersion.number)).limit(query.limit + 1))
@@ -663,7 +671,11 @@ async def get_version(
     plan = await read_plan(session, caller, plan_id)
     terms = await version_terms(session, plan)
     found = await session.exec(
-        select(PlanVersion).where(PlanVersion.plan_id == plan.id, PlanVersion.number == number)
+        select(PlanVersion).where(
+            PlanVersion.clinic_id == plan.clinic_id,
+            PlanVersion.plan_id == plan.id,
+            PlanVersion.number == number,
+        )
     )
     version = found.first()
     if version is None:

@@ -227,7 +227,7 @@ async def test_an_edit_governs_from_its_day_and_the_version_it_replaced_until_th
     # The version list says which days each version governs, by the same rule.
     listed = await client.get(f"/v1/plans/{v3['id']}/versions", headers=clinician.headers)
     assert listed.status_code == 200, listed.text
-    assert [(v["number"], v["governs_from"], v["governs_to"]) for v in listed.json()] == [
+    assert [(v["number"], v["governs_from"], v["governs_to"]) for v in listed.json()["items"]] == [
         (1, None, None),
         (2, (today - timedelta(days=7)).isoformat(), yesterday.isoformat()),
         (3, today.isoformat(), None),

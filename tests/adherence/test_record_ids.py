@@ -74,7 +74,7 @@ async def test_two_clinics_upload_one_record_id_and_each_keeps_its_own(
     fixed_one = await correct(client, one.app, shared, reps_done=11)
     fixed_two = await correct(client, two.app, shared, reps_done=5)
     for admin, made, fixed in ((first, made_one, fixed_one), (second, made_two, fixed_two)):
-        versions = (await read(client, admin, f"{path}/versions")).json()
+        versions = (await read(client, admin, f"{path}/versions")).json()["items"]
         assert [v["record"] for v in versions] == [made["record"], fixed]
 
     # Each clinic's feed renders its own record at each version, and nothing of the other's.

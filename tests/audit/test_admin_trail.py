@@ -156,12 +156,12 @@ async def test_access_codes_and_every_way_of_signing_out_are_in_the_trail(
     devices = f"/v1/patients/{patient['id']}/devices"
     # A clinician signs one device out; the patient's app signs itself out of another.
     await pair(client, await issue_code(client, clinician, patient["id"]), "old phone")
-    (old,) = (await client.get(devices, headers=clinician.headers)).json()
+    (old,) = (await client.get(devices, headers=clinician.headers)).json()["items"]
     revoked = await client.delete(f"{devices}/{old['id']}", headers=clinician.headers)
     assert revoked.status_code == 204
     paired = await pair(client, await issue_code(client, clinician, patient["id"]), "new phone")
     app_tokens = paired.json()
-    listed = (await client.get(devices, headers=clinician.headers)).json()
+    listed = (await client.get(devices, headers=clinician.headers)).json()["items"]
     (new,) = [device for device in listed if device["id"] != old["id"]]
     ended = await client.post("/v1/auth/revoke", data={"token": app_tokens["refresh_token"]})
     assert ended.status_code == 200, ended.text
