@@ -24,6 +24,7 @@ from app.core.compression import CompressionMiddleware
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
+from app.core.forwarded import ForwardedClient, TrustedProxies
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.logging import configure_logging, flush_logs
 from app.core.methods import HeadAsGet
@@ -117,7 +118,10 @@ class Dorsi(FastAPI):
             ),
             ceiling_seconds=settings.response_cache_seconds,
         )
-        return RequestContextMiddleware(HeadAsGet(app), max_body_bytes=settings.max_body_bytes)
+        return ForwardedClient(
+            RequestContextMiddleware(HeadAsGet(app), max_body_bytes=settings.max_body_bytes),
+            trusted=TrustedProxies(settings.trusted_proxies),
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -277,12 +281,133 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     if status[0] in "45":
                         for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
                             content.setdefault(PROBLEM_MEDIA_TYPE, content.pop(media_type))
+        _link(schema)
+        _declare_headers(schema)
         for component in schema.get("components", {}).get("schemas", {}).values():
             # Enums carry their first member as the example, so every schema has one.
             if "enum" in component and "examples" not in component:
                 component["examples"] = [component["enum"][0]]
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+# What each create answers, and where what it made lives: the contract links the create
+# to every operation on that resource (OpenAPI links), so that a client generator, or a
+# stateful fuzzer, can follow create → read → update → delete.
+LINKS: dict[tuple[str, str], tuple[str, str, str]] = {
+    # (method, path) of the create: (status, the resource's path, the id in its answer)
+    ("post", "/v1/exercises"): ("201", "/v1/exercises/{exercise}", "/id"),
+    ("post", "/v1/api-clients"): ("201", "/v1/api-clients/{client_id}", "/id"),
+    ("post", "/v1/clinicians"): ("201", "/v1/clinicians/{clinician_id}", "/id"),
+    ("post", "/v1/patients"): ("201", "/v1/patients/{patient_id}", "/id"),
+    ("post", "/v1/plan-templates"): ("201", "/v1/plan-templates/{template_id}", "/id"),
+    ("post", "/v1/plan-templates/{template_id}/copy"): (
+        "201",
+        "/v1/plan-templates/{template_id}",
+        "/id",
+    ),
+    ("post", "/v1/patients/{patient_id}/plans"): ("201", "/v1/plans/{plan_id}", "/id"),
+    ("post", "/v1/adherence/batch"): ("200", "/v1/adherence/{record_id}", "/results/0/id"),
+}
+
+
+def _link(schema: dict[str, Any]) -> None:
+    paths: dict[str, dict[str, Any]] = schema["paths"]
+    for (method, path), (status, resource, pointer) in LINKS.items():
+        parameter = resource.rpartition("{")[2].rstrip("}")
+        links: dict[str, Any] = {}
+        for target, operations in paths.items():
+            if target != resource and not target.startswith(resource + "/"):
+                continue
+            for operation in operations.values():
+                values = {f"path.{parameter}": f"$response.body#{pointer}"}
+                names = {(p["in"], p["name"]) for p in operation.get("parameters", [])}
+                if ("path", "number") in names:
+                    values["path.number"] = "$response.body#/version"
+                if ("header", "If-Match") in names:
+                    values["header.If-Match"] = "$response.header.ETag"
+                if len([n for n in names if n[0] == "path"]) > len(
+                    [v for v in values if v.startswith("path.")]
+                ):
+                    continue  # needs an id this answer does not carry
+                links[operation["operationId"]] = {
+                    "operationId": operation["operationId"],
+                    "parameters": values,
+                }
+        paths[path][method]["responses"][status]["links"] = links
+
+
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "The request's id: the one sent in `X-Request-ID`, or a new one. "
+        "Logs and audit events name it.",
+        "schema": {"type": "string"},
+    },
+    "ETag": {
+        "description": "The representation's version; send it back in `If-None-Match` "
+        "(reads) or `If-Match` (writes).",
+        "schema": {"type": "string"},
+    },
+    "Location": {"description": "Where what was made lives.", "schema": {"type": "string"}},
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer"},
+    },
+    "WWW-Authenticate": {
+        "description": "The scheme to authenticate with (RFC 9110 section 11.6.1).",
+        "schema": {"type": "string"},
+    },
+    "Allow": {"description": "The methods the path has.", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {
+        "description": "`true` on the stored answer to an earlier request with the same "
+        "`Idempotency-Key`.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "Accept-Post": {"description": "The media types POST takes.", "schema": {"type": "string"}},
+    "Accept-Patch": {
+        "description": "The media types PATCH takes.",
+        "schema": {"type": "string"},
+    },
+}
+
+
+def _declare_headers(schema: dict[str, Any]) -> None:
+    """Declares the headers each answer may carry: the request id on all, and those that
+    their status or operation brings."""
+    schema.setdefault("components", {})["headers"] = HEADERS
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+            responses: dict[str, Any] = operation["responses"]
+            if "If-None-Match" in names:
+                responses.setdefault(
+                    "304",
+                    {
+                        "description": "Not Modified: the representation named in If-None-Match "
+                        "is current."
+                    },
+                )
+            for status, answer in responses.items():
+                declared = ["X-Request-ID"]
+                success = status in ("200", "201", "304")
+                if success and ({"If-None-Match", "If-Match"} & names or status == "201"):
+                    declared.append("ETag")
+                if status == "201":
+                    declared.append("Location")
+                if status in ("429", "503"):
+                    declared.append("Retry-After")
+                if status == "401":
+                    declared.append("WWW-Authenticate")
+                if status == "405":
+                    declared.append("Allow")
+                if status == "415":
+                    declared.append("Accept-Post" if method == "post" else "Accept-Patch")
+                idempotent = method == "post" and not path.startswith("/v1/auth/")
+                if idempotent and status[0] == "2":
+                    declared.append("Idempotent-Replayed")
+                answer["headers"] = {
+                    name: {"$ref": f"#/components/headers/{name}"} for name in declared
+                } | answer.get("headers", {})
 
 
 def __getattr__(name: str) -> FastAPI:
