@@ -1,6 +1,9 @@
 # Dorsi: `make run` serves the API, `make test` runs the whole suite. Nothing else needed
 # but python3 (3.11+); everything is installed into .venv from the lock files.
 PYTHON ?= python3
+# Where `make run` serves: `make run PORT=8123`, or `make run HOST=0.0.0.0` for the network.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
@@ -9,7 +12,7 @@ UV_VERSION := 0.13.9
 .PHONY: run test lint migrate openapi bench lock clean
 
 run: $(VENV)/.runtime
-	$(BIN)/dorsi serve
+	$(BIN)/dorsi serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -84,7 +84,10 @@ def serve(
             port=port,
             workers=workers,
             access_log=False,
-            proxy_headers=True,
+            # Forwarded headers only from the proxies the settings name (none by default
+            # outside development); the app reads the client's address the same way.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies,
             log_config=None,
             timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
@@ -115,7 +118,12 @@ def create_clinic(
     from app.core.config import get_settings
     from app.core.db import make_engine, transaction
     from app.core.errors import DorsiError
+    from app.core.text import email_address
 
+    try:
+        email_address(admin_email)  # the API's rule: what one accepts, the other does
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--admin-email") from None
     if len(admin_password) < 12:
         raise typer.BadParameter("use at least 12 characters", param_hint="--admin-password")
     settings = get_settings()

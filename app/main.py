@@ -29,6 +29,7 @@ from app.core.compression import CompressionMiddleware, compresses
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
+from app.core.forwarded import ForwardedClient, TrustedProxies
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.logging import configure_logging
 from app.core.methods import HeadAsGet
@@ -129,7 +130,10 @@ class Dorsi(FastAPI):
             ),
             ceiling_seconds=settings.response_cache_seconds,
         )
-        return RequestContextMiddleware(HeadAsGet(app), max_body_bytes=settings.max_body_bytes)
+        return ForwardedClient(
+            RequestContextMiddleware(HeadAsGet(app), max_body_bytes=settings.max_body_bytes),
+            trusted=TrustedProxies(settings.trusted_proxies),
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -371,6 +375,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     operation["description"] = (
                         f"{operation.get('description', '').rstrip()}\n\n{ADMINS_ONLY}".strip()
                     )
+                for status, answer in operation.get("responses", {}).items():
+                    # Errors are only ever problem+json; FastAPI would also list JSON
+                    # (or the route's own media type, NDJSON say).
+                    content = answer.get("content", {})
+                    if status[0] in "45":
+                        for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
+                            content.setdefault(PROBLEM_MEDIA_TYPE, content.pop(media_type))
+        _link(schema)
         components = schema.setdefault("components", {})
         components["headers"] = RESPONSE_HEADERS
         components["parameters"] = REQUEST_HEADERS
@@ -495,6 +507,52 @@ def _add_response_headers(route: str, method: str, operation: dict[str, Any]) ->
             headers.setdefault(name, {"$ref": f"#/components/headers/{name}"})
         if status == "503":
             headers.setdefault("Retry-After", BUSY_RETRY_AFTER)
+
+
+# What each create answers, and where what it made lives: the contract links the create
+# to every operation on that resource (OpenAPI links), so that a client generator, or a
+# stateful fuzzer, can follow create → read → update → delete.
+LINKS: dict[tuple[str, str], tuple[str, str, str]] = {
+    # (method, path) of the create: (status, the resource's path, the id in its answer)
+    ("post", "/v1/exercises"): ("201", "/v1/exercises/{exercise}", "/id"),
+    ("post", "/v1/api-clients"): ("201", "/v1/api-clients/{client_id}", "/id"),
+    ("post", "/v1/clinicians"): ("201", "/v1/clinicians/{clinician_id}", "/id"),
+    ("post", "/v1/patients"): ("201", "/v1/patients/{patient_id}", "/id"),
+    ("post", "/v1/plan-templates"): ("201", "/v1/plan-templates/{template_id}", "/id"),
+    ("post", "/v1/plan-templates/{template_id}/copy"): (
+        "201",
+        "/v1/plan-templates/{template_id}",
+        "/id",
+    ),
+    ("post", "/v1/patients/{patient_id}/plans"): ("201", "/v1/plans/{plan_id}", "/id"),
+    ("post", "/v1/adherence/batch"): ("200", "/v1/adherence/{record_id}", "/results/0/id"),
+}
+
+
+def _link(schema: dict[str, Any]) -> None:
+    paths: dict[str, dict[str, Any]] = schema["paths"]
+    for (method, path), (status, resource, pointer) in LINKS.items():
+        parameter = resource.rpartition("{")[2].rstrip("}")
+        links: dict[str, Any] = {}
+        for target, operations in paths.items():
+            if target != resource and not target.startswith(resource + "/"):
+                continue
+            for operation in operations.values():
+                values = {f"path.{parameter}": f"$response.body#{pointer}"}
+                names = {(p["in"], p["name"]) for p in operation.get("parameters", [])}
+                if ("path", "number") in names:
+                    values["path.number"] = "$response.body#/version"
+                if ("header", "If-Match") in names:
+                    values["header.If-Match"] = "$response.header.ETag"
+                if len([n for n in names if n[0] == "path"]) > len(
+                    [v for v in values if v.startswith("path.")]
+                ):
+                    continue  # needs an id this answer does not carry
+                links[operation["operationId"]] = {
+                    "operationId": operation["operationId"],
+                    "parameters": values,
+                }
+        paths[path][method]["responses"][status]["links"] = links
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.main import create_app, dispose_engines
-from tests.conftest import make_client, migrated, settings_for
+from tests.conftest import World, make_client, migrated, settings_for
 
 DORSI = Path(sys.executable).with_name("dorsi")
 START_TIMEOUT_SECONDS = 30
@@ -343,3 +343,75 @@ def test_metrics_sum_every_worker_process(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=30)
     assert counted == [30.0] * 6
+
+
+def test_make_run_serves_on_the_port_and_host_it_is_given(project_root: Path) -> None:
+    planned = subprocess.run(
+        ["make", "-n", "run", "PORT=8123", "HOST=0.0.0.0"],
+        cwd=project_root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    serve = [line for line in planned.splitlines() if "dorsi serve" in line]
+    assert serve == [".venv/bin/dorsi serve --host 0.0.0.0 --port 8123"]
+    default = subprocess.run(
+        ["make", "-n", "run"], cwd=project_root, capture_output=True, text=True, check=True
+    ).stdout
+    assert ".venv/bin/dorsi serve --host 127.0.0.1 --port 8000" in default.splitlines()
+
+
+# Addresses the API and the CLI must agree on: special-use `.test` domains (the demo's)
+# are taken, anything email-validator refuses is refused by both.
+EMAILS = {
+    "Physio@North.test": True,
+    "admin@demo.dorsi.test": True,
+    "someone@clinic.example.org": True,
+    "no-at-sign.test": False,
+    "nodot@localhost": False,
+}
+
+
+@pytest.fixture(scope="module")
+def cli_emails(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | None]:
+    """What `dorsi create-clinic` made of each address: the admin's email as stored, or
+    None when it refused (saying why, about --admin-email)."""
+    home = tmp_path_factory.mktemp("emails")
+    env = environment(database_url=f"sqlite:///{home / 'emails.db'}")
+    subprocess.run([str(DORSI), "migrate"], env=env, capture_output=True, check=True)
+    stored: dict[str, str | None] = {}
+    for email in EMAILS:
+        arguments = ["--name", "Emails", "--admin-email", email]
+        made = subprocess.run(
+            [str(DORSI), "create-clinic", *arguments, "--admin-password", "a long passphrase"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if made.returncode == 0:
+            stored[email] = made.stdout.splitlines()[1].partition("<")[2].rstrip(">")
+        else:
+            assert "--admin-email" in made.stderr, made.stderr
+            stored[email] = None
+    return stored
+
+
+async def test_the_api_and_the_cli_accept_the_same_emails(
+    cli_emails: dict[str, str | None], world: World, client: httpx.AsyncClient
+) -> None:
+    for email, valid in EMAILS.items():
+        # Another clinic's admin may have the address already: each clinician is one person.
+        unique = email.replace("@", f"+{uuid.uuid4().hex[:6]}@")
+        api = await client.post(
+            "/v1/clinicians",
+            headers=world["admin1"].headers,
+            json={"email": unique, "password": "a long passphrase"},
+        )
+        assert api.status_code == (201 if valid else 422), (email, api.text)
+        assert (cli_emails[email] is not None) == valid, email
+        if valid:
+            # Both keep it as accounts are keyed: trimmed and lower-cased.
+            assert api.json()["email"] == unique.lower()
+            assert cli_emails[email] == email.lower()

@@ -4,12 +4,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.models import Role
 from app.auth.principal import Scope
 from app.core.pagination import Page
-from app.core.text import Line, Name
+from app.core.text import Email, Line, Name
 
 # ------------------------------------------------------------------------ clinic settings
 
@@ -20,10 +20,16 @@ _CLINIC_EXAMPLE: dict[str, Any] = {
     "pain_alert_at": 7,
 }
 ThresholdPercent = Annotated[
-    int, Field(ge=1, le=100, description="Below this 7-day adherence a patient is flagged.")
+    int,
+    Field(
+        ge=1, le=100, strict=True, description="Below this 7-day adherence a patient is flagged."
+    ),
 ]
 PainAlertAt = Annotated[
-    int, Field(ge=1, le=10, description="A session with pain at or above this is an alert.")
+    int,
+    Field(
+        ge=1, le=10, strict=True, description="A session with pain at or above this is an alert."
+    ),
 ]
 
 
@@ -77,7 +83,7 @@ class ClinicianCreate(BaseModel):
         },
     )
 
-    email: Annotated[EmailStr, Field(max_length=254)]
+    email: Email
     password: Annotated[Line, Field(min_length=12, max_length=256)]
     role: Role = Role.clinician
 
@@ -86,7 +92,7 @@ class ClinicianUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"active": False}]})
 
     role: Role | None = None
-    active: bool | None = None
+    active: Annotated[bool | None, Field(strict=True)] = None
 
 
 class ClinicianPublic(BaseModel):

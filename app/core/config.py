@@ -10,6 +10,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as UnreadableSetting
 
+from app.core.forwarded import check_entry
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'dorsi.db'}"
 ENV_PREFIX = "DORSI_"
@@ -52,6 +54,9 @@ class Settings(BaseSettings):
     # password is refused until the window moves on.
     sign_in_account_ceiling: Annotated[str, Field(min_length=3)] = "100/hour"
     cors_origins: list[str] = []
+    # Proxies whose X-Forwarded-For and Forwarded headers name the client (comma-separated
+    # addresses or networks, or `*`). Unset: 127.0.0.1 in development, none otherwise.
+    forwarded_allow_ips: str | None = None
     # Clinic sync: changes older than this may be pruned (`dorsi prune-changes`); a feed
     # cursor from before what is kept answers 410, and the client exports again.
     change_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
@@ -70,6 +75,26 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("not a rate such as '10/minute'") from None
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str | None) -> str | None:
+        if value is not None:
+            for entry in value.split(","):
+                try:
+                    check_entry(entry)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry.strip()!r} is not an address, a network or *"
+                    ) from None
+        return value
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """The proxies whose forwarded headers are believed (see forwarded_allow_ips)."""
+        if self.forwarded_allow_ips is None:
+            return ["127.0.0.1"] if self.environment == Environment.development else []
+        return [e.strip() for e in self.forwarded_allow_ips.split(",") if e.strip()]
 
     @model_validator(mode="after")
     def _secret_outside_development(self) -> "Settings":

@@ -314,6 +314,13 @@ def describe(error: Mapping[str, Any]) -> str:
         detail = control_detail(str(error.get("ctx", {}).get("pattern")))
         if detail:
             return detail
+    if error["type"] in ("too_short", "too_long") and isinstance(error.get("input"), str):
+        # A trimmed name's length is checked after its validators, in pydantic's words
+        # for lists; a client sent text.
+        ctx = error.get("ctx", {})
+        if error["type"] == "too_short":
+            return f"Should have at least {ctx.get('min_length')} character(s) after trimming."
+        return f"Should have at most {ctx.get('max_length')} characters after trimming."
     message: str = error["msg"]
     return message
 

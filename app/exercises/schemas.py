@@ -30,13 +30,13 @@ class Dose(BaseModel):
         },
     )
 
-    sets: Annotated[int | None, Field(ge=1, le=20)] = None
-    reps: Annotated[int | None, Field(ge=1, le=100)] = None
-    hold_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
-    rest_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
-    sessions_per_week: Annotated[int | None, Field(ge=1, le=21)] = None
+    sets: Annotated[int | None, Field(ge=1, le=20, strict=True)] = None
+    reps: Annotated[int | None, Field(ge=1, le=100, strict=True)] = None
+    hold_seconds: Annotated[int | None, Field(ge=0, le=600, strict=True)] = None
+    rest_seconds: Annotated[int | None, Field(ge=0, le=600, strict=True)] = None
+    sessions_per_week: Annotated[int | None, Field(ge=1, le=21, strict=True)] = None
     each_side: bool | None = Field(
-        default=None, description="True when the dose is for each foot or leg in turn."
+        default=None, strict=True, description="True when the dose is for each foot or leg in turn."
     )
 
 

@@ -6,10 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.adherence.schemas import RecordPublic
 from app.clinics.schemas import ClinicPublic
+from app.core.timestamps import Instant
 from app.exercises.schemas import ExercisePublic
 from app.patients.schemas import PATIENT_PUBLIC_EXAMPLE, PatientPublic
 from app.plans.schemas import PlanPublic, TemplatePublic
@@ -73,7 +74,7 @@ class ExportQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     since: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Field(
             description="Only resources created or changed at or after this time (RFC 3339, "
             "with its offset). Left out: every live resource. Clinic settings are always "

@@ -13,7 +13,9 @@ from app.exercises.catalog import catalog_id
 from app.patients.models import Side
 from app.plans.models import BandColour, PlanStatus, Provenance
 
-Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 Monday … 7 Sunday.")]
+Weekday = Annotated[
+    int, Field(ge=1, le=7, strict=True, description="ISO weekday: 1 Monday … 7 Sunday.")
+]
 
 
 class Schedule(BaseModel):
@@ -26,8 +28,8 @@ class Schedule(BaseModel):
     )
 
     days_of_week: Annotated[list[Weekday] | None, Field(min_length=1, max_length=7)] = None
-    sessions_per_week: Annotated[int | None, Field(ge=1, le=21)] = None
-    times_per_day: Annotated[int, Field(ge=1, le=6)] = 1
+    sessions_per_week: Annotated[int | None, Field(ge=1, le=21, strict=True)] = None
+    times_per_day: Annotated[int, Field(ge=1, le=6, strict=True)] = 1
 
     @model_validator(mode="after")
     def _one_rule(self) -> Self:
@@ -43,10 +45,10 @@ class Schedule(BaseModel):
 class ItemDose(BaseModel):
     """Dose limits: sets 1 to 20, reps 1 to 100, hold and rest 0 to 600 seconds."""
 
-    sets: Annotated[int | None, Field(ge=1, le=20)] = None
-    reps: Annotated[int | None, Field(ge=1, le=100)] = None
-    hold_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
-    rest_seconds: Annotated[int | None, Field(ge=0, le=600)] = None
+    sets: Annotated[int | None, Field(ge=1, le=20, strict=True)] = None
+    reps: Annotated[int | None, Field(ge=1, le=100, strict=True)] = None
+    hold_seconds: Annotated[int | None, Field(ge=0, le=600, strict=True)] = None
+    rest_seconds: Annotated[int | None, Field(ge=0, le=600, strict=True)] = None
 
 
 # Examples name the shipped catalog's own ids: a client can try them as they are.

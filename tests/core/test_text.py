@@ -239,3 +239,32 @@ async def test_a_forged_cursor_with_what_no_database_takes_is_422(
     response = await client.get(path, params=params, headers=actor.headers)
     problem = assert_problem(response, 422, "validation")
     assert [e["pointer"] for e in problem["errors"]] == ["#/cursor"]
+
+
+@pytest.mark.parametrize("name", ["Early program\r", "\tEarly program", "Early program\x1f"])
+async def test_a_control_character_at_the_end_of_a_name_is_refused_not_trimmed(
+    world: World, client: AsyncClient, name: str
+) -> None:
+    """Found by the fuzzer: trimming took a trailing CR away before the control check, so a
+    name the contract's pattern refuses was stored."""
+    answer = await client.post(
+        "/v1/plan-templates", headers=world["clinician1"].headers, json=template(name=name)
+    )
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["errors"]
+    assert error["pointer"] == "#/name"
+    assert error["detail"] == "Control characters (U+0000 to U+001F) are not allowed."
+
+
+async def test_a_name_of_spaces_says_it_is_empty_after_trimming(
+    world: World, client: AsyncClient
+) -> None:
+    answer = await client.post(
+        "/v1/plan-templates", headers=world["clinician1"].headers, json=template(name="   ")
+    )
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["errors"]
+    assert (error["pointer"], error["detail"]) == (
+        "#/name",
+        "Should have at least 1 character(s) after trimming.",
+    )

@@ -123,3 +123,53 @@ def test_every_tag_is_declared_with_a_description(document: dict[str, Any]) -> N
     assert sorted(used - declared.keys()) == []
     assert [name for name, description in declared.items() if not description.strip()] == []
     assert all(operation.get("tags") for _, _, operation in operations(document))
+
+
+def test_creates_link_to_the_operations_on_what_they_made(document: dict[str, Any]) -> None:
+    """OpenAPI links from each create to the read, update and delete of what it made, so
+    that a client (or the stateful fuzzer) can follow them."""
+    by_id = {op["operationId"]: (path, method) for path, method, op in operations(document)}
+    expected = {
+        "createPatient": {"getPatient", "updatePatient", "deletePatient", "createPlan"},
+        "createPlan": {"getPlan", "updatePlan", "listPlanVersions", "getPlanVersion"},
+        "createPlanTemplate": {"getPlanTemplate", "updatePlanTemplate", "deletePlanTemplate"},
+        "createExercise": {"getExercise", "updateExercise", "deleteExercise"},
+        "createApiClient": {"getApiClient", "updateApiClient", "deleteApiClient"},
+        "createClinician": {"updateClinician"},
+        "uploadAdherence": {"getAdherenceRecord", "correctAdherenceRecord"},
+    }
+    for source, targets in expected.items():
+        path, method = by_id[source]
+        answers = document["paths"][path][method]["responses"]
+        links = next(a["links"] for a in answers.values() if "links" in a)
+        assert targets <= set(links), source
+        for link in links.values():
+            assert link["operationId"] in by_id
+            target = document["paths"][by_id[link["operationId"]][0]]
+            declared = {
+                f"{p['in']}.{p['name']}"
+                for op in target.values()
+                if op["operationId"] == link["operationId"]
+                for p in op.get("parameters", [])
+            }
+            assert set(link["parameters"]) <= declared, link
+
+
+def test_every_answer_declares_its_headers(document: dict[str, Any]) -> None:
+    for _path, method, operation in operations(document):
+        for status, answer in operation["responses"].items():
+            headers = answer.get("headers", {})
+            assert "X-Request-ID" in headers, (operation["operationId"], status)
+            if status == "429":
+                assert "Retry-After" in headers
+            if status == "401":
+                assert "WWW-Authenticate" in headers
+            if status == "201":
+                assert "Location" in headers
+            if (
+                method == "get"
+                and status == "200"
+                and "If-None-Match" in {p["name"] for p in operation.get("parameters", [])}
+            ):
+                assert {"ETag"} <= set(headers)
+                assert "304" in operation["responses"]
