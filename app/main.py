@@ -382,10 +382,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     if status[0] in "45":
                         for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
                             content.setdefault(PROBLEM_MEDIA_TYPE, content.pop(media_type))
-        _link(schema)
         components = schema.setdefault("components", {})
         components["headers"] = RESPONSE_HEADERS
         components["parameters"] = REQUEST_HEADERS
+        _link(schema)
         for component in components.get("schemas", {}).values():
             # Enums carry their first member as the example, so every schema has one.
             if "enum" in component and "examples" not in component:
@@ -529,6 +529,15 @@ LINKS: dict[tuple[str, str], tuple[str, str, str]] = {
 }
 
 
+def _resolved(schema: dict[str, Any], parameter: dict[str, Any]) -> dict[str, Any]:
+    """A parameter, or the component its `$ref` names."""
+    reference = parameter.get("$ref")
+    if reference is None:
+        return parameter
+    found: dict[str, Any] = schema["components"]["parameters"][reference.rpartition("/")[2]]
+    return found
+
+
 def _link(schema: dict[str, Any]) -> None:
     paths: dict[str, dict[str, Any]] = schema["paths"]
     for (method, path), (status, resource, pointer) in LINKS.items():
@@ -539,7 +548,10 @@ def _link(schema: dict[str, Any]) -> None:
                 continue
             for operation in operations.values():
                 values = {f"path.{parameter}": f"$response.body#{pointer}"}
-                names = {(p["in"], p["name"]) for p in operation.get("parameters", [])}
+                names = {
+                    (p["in"], p["name"])
+                    for p in (_resolved(schema, p) for p in operation.get("parameters", []))
+                }
                 if ("path", "number") in names:
                     values["path.number"] = "$response.body#/version"
                 if ("header", "If-Match") in names:

@@ -150,7 +150,12 @@ def test_creates_link_to_the_operations_on_what_they_made(document: dict[str, An
                 f"{p['in']}.{p['name']}"
                 for op in target.values()
                 if op["operationId"] == link["operationId"]
-                for p in op.get("parameters", [])
+                for p in (
+                    document["components"]["parameters"][q["$ref"].rpartition("/")[2]]
+                    if "$ref" in q
+                    else q
+                    for q in op.get("parameters", [])
+                )
             }
             assert set(link["parameters"]) <= declared, link
 
@@ -169,7 +174,13 @@ def test_every_answer_declares_its_headers(document: dict[str, Any]) -> None:
             if (
                 method == "get"
                 and status == "200"
-                and "If-None-Match" in {p["name"] for p in operation.get("parameters", [])}
+                and "If-None-Match"
+                in {
+                    document["components"]["parameters"][p["$ref"].rpartition("/")[2]]["name"]
+                    if "$ref" in p
+                    else p["name"]
+                    for p in operation.get("parameters", [])
+                }
             ):
                 assert {"ETag"} <= set(headers)
                 assert "304" in operation["responses"]
