@@ -37,6 +37,7 @@ from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
 from app.patients.router import router as patients_router
 from app.plans.router import router as plans_router
+from app.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """
 Dorsi serves home-exercise programs for people with foot drop: an exercise catalog drawn
@@ -82,6 +83,11 @@ TAGS = [
         "name": "sync",
         "description": "Clinic sync: the change feed, every create, update and delete in "
         "commit order, each as its own GET renders it.",
+    },
+    {
+        "name": "webhooks",
+        "description": "Clinic sync, pushed: signed webhooks for changes and clinical alerts "
+        "(Standard Webhooks), delivered at least once, with their delivery log.",
     },
     {
         "name": "audit",
@@ -177,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         plans_router,
         adherence_router,
         feed_router,
+        webhooks_router,
         audit_router,
         ops_router,
     ):
