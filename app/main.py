@@ -38,6 +38,7 @@ from app.ops.router import router as ops_router
 from app.patients.router import router as patients_router
 from app.plans.router import router as plans_router
 from app.webhooks.router import router as webhooks_router
+from app.worker.runner import Worker
 
 DESCRIPTION = """
 Dorsi serves home-exercise programs for people with foot drop: an exercise catalog drawn
@@ -137,7 +138,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What start-up made (modules, models, the OpenAPI schema) lives as long as the
         # process: out of the collector's sight, full collections stay short mid-request.
         gc.freeze()
+        stop = asyncio.Event()
+        worker = None
+        if settings.in_process_worker:
+            # Development: webhooks and alerts work with nothing else started.
+            worker = asyncio.create_task(Worker(engine, settings).run(stop), name="dorsi-worker")
         yield
+        stop.set()
+        if worker is not None:
+            await worker
         flusher.cancel()
         await dispose_engines(_app)
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Clinic sync: changes older than this may be pruned (`dorsi prune-changes`); a feed
     # cursor from before what is kept answers 410, and the client exports again.
     change_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    # Run the worker (`dorsi worker`) inside each API process; `dorsi serve` sets it in
+    # development. In production the worker is a process of its own.
+    in_process_worker: bool = False
 
     @field_validator("sign_in_rate_limit", "sign_in_account_ceiling")
     @classmethod

@@ -124,6 +124,14 @@ def upgrade() -> None:
             unique=False,
         )
 
+    # Pain alerts follow each clinic's changes from here on: what was reported before the
+    # worker existed is history, not news.
+    op.execute(
+        "INSERT INTO alert_cursor (clinic_id, through_change) "
+        "SELECT clinic.id, COALESCE((SELECT MAX(change.id) FROM change "
+        "WHERE change.clinic_id = clinic.id), 0) FROM clinic"
+    )
+
 
 def downgrade() -> None:
     with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:

@@ -31,8 +31,8 @@ class Received:
 @dataclass
 class Receiver:
     """A real HTTP/1.1 server on 127.0.0.1. Each request takes the next behaviour from
-    `plan` (then `default`): a status code to answer, ``hang`` (never answer) or ``close``
-    (drop the connection without an answer)."""
+    `plan` (then `default`): a status code to answer, ``hang`` (never answer), ``slow``
+    (204 after a second) or ``close`` (drop the connection without an answer)."""
 
     plan: deque[str | int] = field(default_factory=deque)
     default: str | int = 204
@@ -80,6 +80,9 @@ class Receiver:
                     self._arrived.notify_all()
                 if behaviour == "hang":
                     await asyncio.sleep(3600)
+                if behaviour == "slow":
+                    await asyncio.sleep(1)
+                    behaviour = 204
                 if behaviour == "close":
                     writer.close()
                     return
