@@ -233,7 +233,9 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
         timeout=httpx.Timeout(TOTAL_TIMEOUT, connect=CONNECT_TIMEOUT),
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(max_connections=max_connections),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
         headers={"user-agent": "Dorsi-Webhooks/1", "content-type": "application/json"},
     )
 

@@ -1,0 +1,53 @@
+"""The worker's hourly pruning: idempotency keys past their day, and sign-in state ended
+more than a week ago (a session only once its refresh tokens are gone)."""
+
+import uuid
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from app.auth.models import AuthSession, RefreshToken
+from app.core.columns import utcnow
+from app.core.config import Settings
+from app.core.db import transaction
+from app.core.idempotency import IdempotentRequest
+from app.worker.runner import Worker
+from tests.conftest import World
+from tests.webhooks import Clock
+
+
+async def test_expired_keys_and_sign_ins_are_pruned(
+    app: FastAPI, settings: Settings, world: World
+) -> None:
+    now = utcnow()
+    long_ago = now - timedelta(days=8)
+    old_key, fresh_key = f"old-{uuid.uuid4()}", f"fresh-{uuid.uuid4()}"
+    ended, held = uuid.uuid4(), uuid.uuid4()
+    async with transaction(app.state.engine) as session:
+        for key, made in ((old_key, now - timedelta(days=2)), (fresh_key, now)):
+            session.add(IdempotentRequest(key=key, fingerprint="f", created_at=made))
+        for session_id in (ended, held):
+            session.add(
+                AuthSession(
+                    id=session_id,
+                    clinic_id=world.clinic1,
+                    actor_kind="patient",
+                    patient_id=world.patient_a,
+                    scopes=[],
+                    created_at=long_ago,
+                    expires_at=long_ago,
+                )
+            )
+        await session.flush()
+        # A refresh token still good keeps its session.
+        session.add(
+            RefreshToken(
+                session_id=held, token_hash=uuid.uuid4().hex, expires_at=now + timedelta(days=1)
+            )
+        )
+    await Worker(app.state.engine, settings, clock=Clock(now)).hourly()
+    async with transaction(app.state.engine) as session:
+        assert await session.get(IdempotentRequest, old_key) is None
+        assert await session.get(IdempotentRequest, fresh_key) is not None
+        assert await session.get(AuthSession, ended) is None
+        assert await session.get(AuthSession, held) is not None
