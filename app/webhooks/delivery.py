@@ -255,15 +255,21 @@ async def send(
         return Outcome(status, latency, error[:ERROR_LENGTH] if error else None)
 
     try:
-        await urls.check(claimed.url, environment)
+        address = await urls.check(claimed.url, environment)
     except urls.UnsafeURL as error:
         return outcome(None, str(error))
+    target, host, server_name = urls.pinned(claimed.url, address)
     # The signed time is the wall clock's, whatever clock schedules the retries.
     headers = signing.headers(claimed.secrets, claimed.event_id, int(time.time()), claimed.body)
+    headers["host"] = host
     try:
         async with asyncio.timeout(timeout):
             async with client.stream(
-                "POST", claimed.url, content=claimed.body, headers=headers
+                "POST",
+                target,
+                content=claimed.body,
+                headers=headers,
+                extensions={"sni_hostname": server_name},
             ) as response:
                 status = response.status_code
     except TimeoutError:

@@ -8,7 +8,7 @@ been pointed elsewhere since: DNS rebinding). In development and tests, plain
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from app.core.config import Environment
 
@@ -62,13 +62,29 @@ def check_address(address: str, environment: Environment, host: str) -> None:
         raise UnsafeURL(f"The URL's host resolves to {ip}, which is not a public address.")
 
 
-async def check(url: str, environment: Environment) -> None:
-    """Raise `UnsafeURL` unless every address the URL's host resolves to may be sent to."""
+async def check(url: str, environment: Environment) -> str:
+    """Raise `UnsafeURL` unless every address the URL's host resolves to may be sent to;
+    answers the first of them, for the send to connect to (`pinned`)."""
     host = check_form(url, environment)
     port = urlsplit(url).port or 443
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise UnsafeURL(f"The URL's host {host!r} does not resolve.") from None
-    for *_rest, sockaddr in found:
-        check_address(str(sockaddr[0]), environment, host)
+    addresses = [str(sockaddr[0]) for *_rest, sockaddr in found]
+    for address in addresses:
+        check_address(address, environment, host)
+    if not addresses:
+        raise UnsafeURL(f"The URL's host {host!r} does not resolve.")
+    return addresses[0]
+
+
+def pinned(url: str, address: str) -> tuple[str, str, str]:
+    """The URL with its host replaced by the address checked, so the connection goes
+    there and not wherever the name points a moment later; with the ``Host`` header and
+    the TLS server name (SNI, and the certificate's name) the original URL had."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc)), parts.netloc, host

@@ -190,3 +190,16 @@ async def test_deliveries_are_listed_in_pages_and_retried(
     assert receiver.counts()[failed[0]["event_id"]] == 2
     missing = await client.post(f"{hook}/deliveries/{uuid.uuid4()}/retry", headers=admin.headers)
     assert_problem(missing, 404, "not-found")
+
+
+def test_a_send_connects_to_the_address_that_was_checked() -> None:
+    """Against DNS rebinding: the name is resolved and checked, then the connection goes
+    to that address, with the name kept for the Host header and TLS."""
+    assert urls.pinned("https://hooks.example.org:8443/in?x=1", "93.184.215.14") == (
+        "https://93.184.215.14:8443/in?x=1",
+        "hooks.example.org:8443",
+        "hooks.example.org",
+    )
+    assert urls.pinned("https://hooks.example.org/in", "2606:2800:21f::1")[0] == (
+        "https://[2606:2800:21f::1]/in"
+    )
