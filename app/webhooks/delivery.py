@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Row, and_, bindparam, func, select, update
+from sqlalchemy import Row, and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -437,3 +437,17 @@ async def deliver_due(
     outcomes = await asyncio.gather(*(send(client, c, environment, timeout) for c in claimed))
     await settle(engine, worker, list(zip(claimed, outcomes, strict=True)), clock(), rand)
     return len(claimed)
+
+
+_PRUNE = delete(DELIVERIES).where(
+    DELIVERIES.c.status.in_(("delivered", "failed")),
+    DELIVERIES.c.created_at < bindparam("before"),
+)
+
+
+async def prune_settled(engine: AsyncEngine, before: datetime) -> int:
+    """Delete the log of deliveries made before ``before`` that were delivered or given
+    up on (run by the worker, with the change feed's retention); how many."""
+    async with transaction(engine) as session:
+        result: Any = await execute(session, _PRUNE, {"before": before})
+    return int(result.rowcount)

@@ -112,14 +112,22 @@ class Worker:
         return fired
 
     async def hourly(self) -> None:
-        """Retention of the change feed, expired idempotency keys and sign-in state."""
+        """Retention of the change feed and of the delivery log (the same period), expired
+        idempotency keys and sign-in state."""
         now = self.clock()
         retention = timedelta(days=self.settings.change_retention_days)
         pruned = await prune_changes(self.engine, retention, now)
+        settled = await sending.prune_settled(self.engine, now - retention)
         keys = await prune_expired_keys(self.engine, now)
         async with transaction(self.engine) as session:
             expired = await auth.prune_expired(session, now)
-        log.info("worker_pruned", changes=sum(pruned.values()), keys=keys, sign_in=expired)
+        log.info(
+            "worker_pruned",
+            changes=sum(pruned.values()),
+            deliveries=settled,
+            keys=keys,
+            sign_in=expired,
+        )
 
     async def _deliveries(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():

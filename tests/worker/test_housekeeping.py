@@ -11,9 +11,43 @@ from app.core.columns import utcnow
 from app.core.config import Settings
 from app.core.db import transaction
 from app.core.idempotency import IdempotentRequest
+from app.webhooks import signing
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.worker.runner import Worker
 from tests.conftest import World
 from tests.webhooks import Clock
+
+
+async def test_the_delivery_log_is_kept_as_long_as_the_changes(
+    app: FastAPI, settings: Settings, world: World
+) -> None:
+    old = utcnow() - timedelta(days=settings.change_retention_days + 1)
+    async with transaction(app.state.engine) as session:
+        endpoint = WebhookEndpoint(
+            clinic_id=world.clinic1,
+            url="http://127.0.0.1:9/hooks",
+            events=["plan.*"],
+            secret=signing.new_secret(),
+            enabled=False,
+        )
+        session.add(endpoint)
+        await session.flush()
+        made = {
+            status: WebhookDelivery(
+                clinic_id=world.clinic1,
+                endpoint_id=endpoint.id,
+                event_id=f"evt_{status}",
+                event_type="plan.updated",
+                status=status,
+                created_at=old,
+            )
+            for status in ("delivered", "failed", "pending")
+        }
+        session.add_all(made.values())
+    await Worker(app.state.engine, settings).hourly()
+    async with transaction(app.state.engine) as session:
+        kept = {s for s, d in made.items() if await session.get(WebhookDelivery, d.id)}
+    assert kept == {"pending"}
 
 
 async def test_expired_keys_and_sign_ins_are_pruned(
