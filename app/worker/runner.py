@@ -31,16 +31,23 @@ from app.core.idempotency import prune_expired_keys
 from app.sync.retention import prune_changes
 from app.webhooks import alerts, fanout
 from app.webhooks import delivery as sending
-from app.webhooks.models import WebhookDelivery
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 log = structlog.get_logger("dorsi.worker")
 CLINICS = table_of(Clinic)
 DELIVERIES = table_of(WebhookDelivery)
+ENDPOINTS = table_of(WebhookEndpoint)
 _CLINICS = select(CLINICS.c.id, CLINICS.c.adherence_threshold_percent, CLINICS.c.pain_alert_at)
 # A read that takes no write lock: an idle worker looks this way before it claims.
+# (Deliveries of disabled endpoints wait, unclaimed, until the endpoint is enabled.)
 _ANY_DUE = (
     select(DELIVERIES.c.id)
-    .where(DELIVERIES.c.status == "pending", DELIVERIES.c.next_attempt_at <= bindparam("now"))
+    .join(ENDPOINTS, ENDPOINTS.c.id == DELIVERIES.c.endpoint_id)
+    .where(
+        DELIVERIES.c.status == "pending",
+        DELIVERIES.c.next_attempt_at <= bindparam("now"),
+        ENDPOINTS.c.enabled,
+    )
     .limit(1)
 )
 
