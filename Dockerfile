@@ -59,5 +59,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["dorsi", "healthcheck", "--url", "http://127.0.0.1:8000/healthz"]
 
-# Migrates the schema and loads the catalog, then serves with uvicorn.
+# Migrates the schema and loads the catalog, then serves with uvicorn. The background
+# work runs from this same image with the command `dorsi worker` (webhooks, alerts,
+# overview figures, pruning); run at least one beside the API.
 CMD ["dorsi", "serve", "--host", "0.0.0.0", "--port", "8000"]

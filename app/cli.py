@@ -45,8 +45,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
-    """Migrate, load the catalog, then serve the API. In development mode, also set up a
-    demo clinic and print how to sign in as each kind of caller."""
+    """Migrate, load the catalog, then serve the API. In development mode, also run the
+    worker in-process, set up a demo clinic and print how to sign in as each kind of
+    caller."""
     from datetime import timedelta
 
     import uvicorn
@@ -59,6 +60,9 @@ def serve(
     migrate()
     settings = get_settings()
     if settings.environment == Environment.development:
+        # The worker runs inside the server, so `make run` needs nothing else.
+        os.environ["DORSI_IN_PROCESS_WORKER"] = "true"
+        get_settings.cache_clear()
 
         async def ensure_demo() -> demo.Demo:
             engine = make_engine(settings)
@@ -169,40 +173,36 @@ def create_clinic(
 
 
 @cli.command()
-def refresh_adherence() -> None:
-    """Recompute the clinic overview's stale figures now, for every clinic. Run it hourly
-    (from cron, say): each patient's figures expire at their local midnight, and this spares
-    the first clinician of the day the wait."""
-    from sqlmodel import select
-
-    from app.adherence import rollups
-    from app.auth.models import Clinic
-    from app.core.columns import utcnow
+def worker() -> None:
+    """Run the background work until SIGTERM or SIGINT: webhook deliveries, clinical
+    alerts, overview figures recomputed as each patient's local day ends, and pruning of
+    old changes, idempotency keys and expired sign-ins. Run as many as you like."""
     from app.core.config import get_settings
-    from app.core.db import make_engine, transaction
+    from app.core.db import make_engine
+    from app.core.logging import configure_logging
+    from app.worker.runner import Worker
 
-    async def refresh() -> tuple[int, int]:
-        engine = make_engine(get_settings())
+    settings = get_settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        engine = make_engine(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, stop.set)
         try:
-            async with transaction(engine) as session:
-                clinics = list((await session.exec(select(Clinic))).all())
-            total = 0
-            for clinic in clinics:  # a transaction per clinic
-                async with transaction(engine) as session:
-                    session.add(clinic)
-                    total += await rollups.refresh(session, clinic, utcnow())
-            return total, len(clinics)
+            await Worker(engine, settings).run(stop)
         finally:
             await engine.dispose()
 
-    total, clinics = asyncio.run(refresh())
-    typer.echo(f"recomputed {total} patients' figures in {clinics} clinics")
+    asyncio.run(run())
 
 
 @cli.command()
 def prune_changes() -> None:
-    """Delete the change feed's changes older than DORSI_CHANGE_RETENTION_DAYS. Run it daily
-    (the worker will): a clinic system whose cursor is older then gets 410 and exports
+    """Delete the change feed's changes older than DORSI_CHANGE_RETENTION_DAYS now (the
+    worker does it hourly): a clinic system whose cursor is older then gets 410 and exports
     again."""
     from datetime import timedelta
 

@@ -1,5 +1,6 @@
 """Builds the Dorsi ASGI application: settings, database, routes, errors, docs."""
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -44,6 +45,8 @@ from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
 from app.patients.router import router as patients_router
 from app.plans.router import router as plans_router
+from app.webhooks.router import router as webhooks_router
+from app.worker.runner import Worker
 
 DESCRIPTION = """
 Dorsi serves home-exercise programs for people with foot drop: an exercise catalog drawn
@@ -96,6 +99,11 @@ TAGS = [
         "commit order, each as its own GET renders it.",
     },
     {
+        "name": "webhooks",
+        "description": "Clinic sync, pushed: signed webhooks for changes and clinical alerts "
+        "(Standard Webhooks), delivered at least once, with their delivery log.",
+    },
+    {
         "name": "audit",
         "description": "Who read or wrote patient data, when, and from where (clinic admins).",
     },
@@ -146,7 +154,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What start-up made (modules, models, the OpenAPI schema) lives as long as the
         # process: out of the collector's sight, full collections stay short mid-request.
         gc.freeze()
+        stop = asyncio.Event()
+        worker = None
+        if settings.in_process_worker:
+            # Development: webhooks and alerts work with nothing else started.
+            worker = asyncio.create_task(Worker(engine, settings).run(stop), name="dorsi-worker")
         yield
+        stop.set()
+        if worker is not None:
+            await worker
         await dispose_engines(_app)
 
     app = Dorsi(
@@ -189,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         plans_router,
         adherence_router,
         feed_router,
+        webhooks_router,
         audit_router,
         ops_router,
     ):

@@ -10,13 +10,21 @@ from app.exercises.models import Exercise
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanTemplate, PlanVersion
 from app.sync.models import Change, ChangeHorizon
+from app.webhooks.models import (
+    AdherenceAlertState,
+    AlertCursor,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 metadata = SQLModel.metadata
 
 __all__ = [
     "AccessCode",
+    "AdherenceAlertState",
     "AdherenceRecord",
     "AdherenceRecordVersion",
+    "AlertCursor",
     "ApiClient",
     "AuditEvent",
     "AuthSession",
@@ -31,5 +39,7 @@ __all__ = [
     "PlanTemplate",
     "PlanVersion",
     "RefreshToken",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "metadata",
 ]

@@ -66,6 +66,8 @@ from app.patients.models import Patient
 from app.plans import service as plans
 from app.plans.models import Plan, PlanStatus, PlanTemplate, PlanVersion
 from app.plans.schemas import PlanCreate, PlanUpdate, TemplateCreate
+from app.webhooks import signing
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.conftest import PASSWORD, World, build_world
 from tests.contract import CONTRACT
 from tests.core.problems import assert_problem
@@ -132,6 +134,12 @@ def change_readers() -> Expect:
     """The change feed: clinic admins, and API clients holding `changes:read` (client_none
     holds only that); no other clinician, whatever its scopes."""
     return {**clinic_admins(200), "client_all": 200, "client_none": 200}
+
+
+def webhook_managers(ok: int) -> Expect:
+    """Webhook endpoints: clinic admins, and API clients holding `webhooks:write`
+    (client_none does not); no other clinician."""
+    return {**clinic_admins(ok), "client_all": ok}
 
 
 def read_only_catalog() -> Expect:
@@ -283,6 +291,34 @@ class Targets:
                 session, self.secrets, self.world.clinic1, "Matrix EHR", [Scope.changes_read]
             )
             return client.id
+
+    async def new_webhook(self) -> uuid.UUID:
+        """A webhook endpoint of clinic 1."""
+        async with self._session() as session:
+            endpoint = WebhookEndpoint(
+                clinic_id=self.world.clinic1,
+                url="http://127.0.0.1:9/hooks",
+                events=["plan.*"],
+                secret=signing.new_secret(),
+            )
+            session.add(endpoint)
+            return endpoint.id
+
+    async def new_webhook_delivery(self) -> tuple[uuid.UUID, uuid.UUID]:
+        """A failed delivery of a new webhook endpoint of clinic 1."""
+        endpoint_id = await self.new_webhook()
+        async with self._session() as session:
+            delivery = WebhookDelivery(
+                clinic_id=self.world.clinic1,
+                endpoint_id=endpoint_id,
+                event_id="evt_matrix",
+                event_type="webhook.test",
+                payload={},
+                status="failed",
+                next_attempt_at=None,
+            )
+            session.add(delivery)
+            return endpoint_id, delivery.id
 
     async def new_exercise(self) -> Exercise:
         """A custom exercise of clinic 1."""
@@ -873,6 +909,47 @@ MATRIX: dict[RouteKey, list[Case]] = {
             target="the clinic's patients, exported",
             send=lambda t: Call(path={"type": "patient"}),
             expect=change_readers(),
+        )
+    ],
+    # --- webhooks: admins and clinic systems with `webhooks:write` ----------------------
+    ("POST", "/v1/webhooks"): [
+        Case(
+            target="a new endpoint of the caller's clinic",
+            send=lambda t: Call(json={"url": "http://127.0.0.1:9/hooks", "events": ["plan.*"]}),
+            expect=webhook_managers(201),
+        )
+    ],
+    ("GET", "/v1/webhooks"): [Case(target="the clinic's endpoints", expect=webhook_managers(200))],
+    **{
+        (method, "/v1/webhooks/{webhook_id}" + tail): [
+            Case(
+                target="a fresh clinic-1 endpoint",
+                send=fresh(
+                    Targets.new_webhook,
+                    lambda _t, webhook_id, body=body: Call(  # type: ignore[misc]
+                        path={"webhook_id": webhook_id}, json=body
+                    ),
+                ),
+                expect=webhook_managers(ok),
+            )
+        ]
+        for method, tail, body, ok in (
+            ("GET", "", None, 200),
+            ("PATCH", "", {"description": "Renamed"}, 200),
+            ("DELETE", "", None, 204),
+            ("POST", "/rotate-secret", None, 200),
+            ("POST", "/test", None, 202),
+            ("GET", "/deliveries", None, 200),
+        )
+    },
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"): [
+        Case(
+            target="a failed delivery of a fresh clinic-1 endpoint",
+            send=fresh(
+                Targets.new_webhook_delivery,
+                lambda _t, made: Call(path={"webhook_id": made[0], "delivery_id": made[1]}),
+            ),
+            expect=webhook_managers(202),
         )
     ],
 }

@@ -1,6 +1,8 @@
 """The `dorsi` command as an operator runs it: serve a fresh database, then check health."""
 
+import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -272,12 +274,39 @@ async def test_a_clinic_and_an_api_client_made_with_the_command_can_sign_in(
     finally:
         await dispose_engines(app)
 
-    # New patients' overview figures are stale until recomputed; the command does it.
-    refreshed = dorsi("refresh-adherence")
-    assert refreshed.returncode == 0, refreshed.stderr
-    assert refreshed.stdout.startswith("recomputed 2 patients' figures"), refreshed.stdout
-    again = dorsi("refresh-adherence")
-    assert again.stdout.startswith("recomputed 0 patients' figures"), again.stdout
+    # New patients' overview figures are stale until recomputed: the worker does it, and
+    # stops cleanly on SIGTERM.
+    worker = subprocess.Popen(
+        [str(DORSI), "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while await rollup_rows(database_url) < 2:
+            assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+            if time.monotonic() > deadline:
+                worker.kill()
+                pytest.fail(f"the worker made no overview figures: {worker.communicate()}")
+            await asyncio.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert b"worker_stopped" in out + err
+
+
+async def rollup_rows(database_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from app.adherence.models import AdherenceRollup
+    from app.core.db import execute, make_engine, transaction
+
+    engine = make_engine(settings_for(database_url))
+    try:
+        async with transaction(engine) as session:
+            counted = select(func.count()).select_from(AdherenceRollup)
+            return int((await execute(session, counted)).scalar_one())
+    finally:
+        await engine.dispose()
 
 
 async def test_the_demo_comes_back_after_its_patient_was_deleted(tmp_path: Path) -> None:

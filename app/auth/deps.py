@@ -28,6 +28,7 @@ SCOPE_DESCRIPTIONS = {
     Scope.adherence_read: "Read adherence records and summaries.",
     Scope.adherence_write: "Record adherence on a patient's behalf.",
     Scope.changes_read: "Follow the clinic's change feed and exports.",
+    Scope.webhooks_write: "Manage the clinic's webhook endpoints and their deliveries.",
 }
 
 

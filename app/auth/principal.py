@@ -20,6 +20,7 @@ class Scope(StrEnum):
     adherence_read = "adherence:read"
     adherence_write = "adherence:write"
     changes_read = "changes:read"
+    webhooks_write = "webhooks:write"
 
 
 CLINICIAN_SCOPES = frozenset(Scope)

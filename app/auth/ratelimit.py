@@ -114,8 +114,8 @@ class SignInLimiter:
         await self._count(list(keys), utcnow())
 
 
-async def prune(engine: AsyncEngine, longest: timedelta) -> int:
-    """Forget attempts older than the longest window; how many were deleted."""
+async def prune(engine: AsyncEngine, longest: timedelta, now: datetime) -> int:
+    """Forget attempts older than the longest window (run by the worker); how many."""
     async with transaction(engine) as session:
-        result = await execute(session, delete(HITS).where(HITS.c.at < utcnow() - longest))
+        result = await execute(session, delete(HITS).where(HITS.c.at < now - longest))
     return int(getattr(result, "rowcount", 0) or 0)

@@ -2,9 +2,10 @@
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import update
+from sqlalchemy import delete, exists, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,7 +23,7 @@ from app.auth.principal import CLINICIAN_SCOPES, PATIENT_SCOPES, Caller, Princip
 from app.auth.schemas import TokenResponse
 from app.auth.security import Secrets, new_opaque_token, normalize_access_code
 from app.core.columns import utcnow
-from app.core.db import execute
+from app.core.db import execute, table_of
 from app.core.errors import Unauthorized
 
 INVALID_CREDENTIALS = "The credentials are not valid."
@@ -395,3 +396,31 @@ async def revoke_patient(
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+# Expired sign-in state is kept this long after it ends, then deleted by the worker: long
+# enough for a late refresh to be told why it fails, short enough to keep tables small.
+EXPIRED_KEPT_FOR = timedelta(days=7)
+
+
+async def prune_expired(session: AsyncSession, now: datetime) -> int:
+    """Delete refresh tokens, access codes and sessions that ended `EXPIRED_KEPT_FOR` ago
+    (a session only once none of its refresh tokens is left); how many rows went."""
+    cutoff = now - EXPIRED_KEPT_FOR
+    tokens, codes, sessions = (
+        table_of(RefreshToken),
+        table_of(AccessCode),
+        table_of(AuthSession),
+    )
+    deleted = 0
+    for statement in (
+        delete(tokens).where(tokens.c.expires_at < cutoff),
+        delete(codes).where(codes.c.expires_at < cutoff),
+        delete(sessions).where(
+            sessions.c.expires_at < cutoff,
+            ~exists().where(tokens.c.session_id == sessions.c.id),
+        ),
+    ):
+        result: Any = await execute(session, statement)
+        deleted += int(result.rowcount)
+    return deleted

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # A POST with an Idempotency-Key whose process died before answering blocks retries of
     # that key (409) this long; keep it above the longest a POST takes.
     idempotency_stale_seconds: Annotated[int, Field(ge=1, le=3600)] = 120
+    # Run the worker (`dorsi worker`) inside each API process; `dorsi serve` sets it in
+    # development. In production the worker is a process of its own.
+    in_process_worker: bool = False
 
     @field_validator("sign_in_rate_limit", "sign_in_account_ceiling")
     @classmethod

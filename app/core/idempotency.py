@@ -213,3 +213,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 def _no_store(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name == b"cache-control" and b"no-store" in value for name, value in headers)
+
+
+async def prune_expired_keys(engine: AsyncEngine, now: datetime) -> int:
+    """Delete the answers kept longer than `KEEP_FOR` (run by the worker); how many."""
+    async with engine.begin() as connection:
+        result: Any = await connection.execute(
+            delete(_table).where(_table.c.created_at < now - KEEP_FOR)
+        )
+    return int(result.rowcount)

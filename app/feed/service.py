@@ -110,7 +110,7 @@ async def read_page(
             )
         if after is None and not rows:
             position = max(position, kept_after)
-        items = await _render(session, clinic_id, rows)
+        items = await render_changes(session, clinic_id, rows)
         patients = sorted(
             {
                 uuid.UUID(str(item["id"] if item["type"] == "patient" else data["patient_id"]))
@@ -124,7 +124,9 @@ async def read_page(
     return ChangesPage(items, position)
 
 
-async def _render(session: AsyncSession, clinic_id: uuid.UUID, rows: Sequence[Any]) -> list[Any]:
+async def render_changes(
+    session: AsyncSession, clinic_id: uuid.UUID, rows: Sequence[Any]
+) -> list[Any]:
     """Each change as a feed item; plans and adherence records rendered from the version
     each change names, the rest carried by the change itself."""
     wanted: dict[str, set[tuple[uuid.UUID, int]]] = defaultdict(set)

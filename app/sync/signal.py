@@ -93,6 +93,12 @@ def changed_in(session: AsyncSession, clinic_id: uuid.UUID) -> None:
     session.sync_session.info.setdefault(_CHANGED, set()).add(clinic_id)
 
 
+def changed_clinics(session: Session) -> frozenset[uuid.UUID]:
+    """The clinics whose changes a (sync) session's transaction records so far, for work
+    that must join the same transaction before it commits (webhook deliveries)."""
+    return frozenset(session.info.get(_CHANGED, ()))
+
+
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     for clinic_id in session.info.pop(_CHANGED, ()):
