@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -31,6 +32,9 @@ from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
 from app.feed.listener import ChangeListener
 from app.feed.router import router as feed_router
+from app.fhir.outcome import FHIR_MEDIA_TYPE, FhirProblemAdapter
+from app.fhir.outcome import PREFIX as FHIR_PREFIX
+from app.fhir.router import router as fhir_router
 from app.me.router import router as me_router
 from app.me.today import EXERCISE_CACHE_SIZE, ExerciseCache, TodayBatcher
 from app.ops.docs import install_docs
@@ -86,6 +90,13 @@ TAGS = [
     {
         "name": "audit",
         "description": "Who read or wrote patient data, when, and from where (clinic admins).",
+    },
+    {
+        "name": "fhir",
+        "description": "FHIR R4, read-only, under `/fhir/R4`: exercises (ActivityDefinition), "
+        "templates (PlanDefinition), patients (Patient), plans (CarePlan, versioned), "
+        "sessions (Procedure) and pain ratings (Observation), as application/fhir+json; "
+        "errors are OperationOutcomes. `GET /fhir/R4/metadata` says exactly what is served.",
     },
     {"name": "operations", "description": "Liveness, readiness and metrics for operators."},
 ]
@@ -163,6 +174,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     install_error_handlers(app)
+    # Errors under /fhir/R4 are OperationOutcomes, even for a path nothing serves there.
+    app.state.problem_adapters = {FHIR_PREFIX: FhirProblemAdapter()}
     # The routers' routes join the app's own route list, rather than through
     # include_router: FastAPI then matches each request against plain routes, which costs a
     # fraction of walking included routers (measured: /healthz 2.9k → see README).
@@ -177,6 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         plans_router,
         adherence_router,
         feed_router,
+        fhir_router,
         audit_router,
         ops_router,
     ):
@@ -257,26 +271,38 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                             if earlier
                             else description
                         )
+                # FHIR's errors are OperationOutcomes (and a failed validation is a 400).
+                fhir = route.startswith(FHIR_PREFIX)
+                error_media_type = FHIR_MEDIA_TYPE if fhir else PROBLEM_MEDIA_TYPE
+                if fhir:
+                    operation["responses"].pop("422", None)
                 for status, description in unplanned.items():
                     model = "ValidationProblem" if status in WITH_ERRORS else "Problem"
+                    if fhir:
+                        model = "OperationOutcome"
                     operation["responses"].setdefault(
                         status,
                         {
                             "description": description,
                             "content": {
-                                PROBLEM_MEDIA_TYPE: {
+                                error_media_type: {
                                     "schema": {"$ref": f"#/components/schemas/{model}"}
                                 }
                             },
                         },
                     )
                 for status, answer in operation.get("responses", {}).items():
-                    # Errors are only ever problem+json; FastAPI would also list JSON.
-                    # (or the route's own media type, NDJSON say).
+                    # Errors are only ever problem+json (OperationOutcomes under FHIR);
+                    # FastAPI would also list JSON (or the route's own media type).
                     content = answer.get("content", {})
                     if status[0] in "45":
-                        for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
-                            content.setdefault(PROBLEM_MEDIA_TYPE, content.pop(media_type))
+                        for media_type in [m for m in content if m != error_media_type]:
+                            content.setdefault(error_media_type, content.pop(media_type))
+        # FastAPI's own 422 schemas, once no operation answers with them (FHIR's answer 400).
+        components = schema.get("components", {}).get("schemas", {})
+        if "#/components/schemas/HTTPValidationError" not in orjson.dumps(schema["paths"]).decode():
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
         for component in schema.get("components", {}).get("schemas", {}).values():
             # Enums carry their first member as the example, so every schema has one.
             if "enum" in component and "examples" not in component:

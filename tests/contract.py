@@ -28,6 +28,7 @@ def contract() -> OpenAPI:
     config = Config(
         extra_media_type_deserializers={
             "application/problem+json": orjson.loads,
+            "application/fhir+json": orjson.loads,
             "application/x-ndjson": bytes.decode,
         }
     )

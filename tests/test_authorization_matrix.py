@@ -65,6 +65,7 @@ from app.plans.models import Plan, PlanStatus, PlanTemplate, PlanVersion
 from app.plans.schemas import PlanCreate, PlanUpdate, TemplateCreate
 from tests.conftest import PASSWORD, World, build_world
 from tests.core.problems import assert_problem
+from tests.fhir import assert_outcome
 
 ACTORS = (
     "anonymous",
@@ -323,9 +324,9 @@ class Targets:
             "status": "completed",
         }
 
-    async def new_record(self) -> uuid.UUID:
+    async def new_record(self, **fields: Any) -> uuid.UUID:
         """A stored adherence record of patient A (version 1)."""
-        record = await self.adherence_record()
+        record = {**await self.adherence_record(), **fields}
         patient_a = self.world["patient_a"]
         assert patient_a.id is not None
         principal = Principal(
@@ -344,6 +345,10 @@ class Targets:
             )
         assert answer[0]["result"] == "created"
         return uuid.UUID(record["id"])
+
+    async def new_rated_record(self) -> uuid.UUID:
+        """A stored adherence record of patient A that rates pain (a FHIR Observation)."""
+        return await self.new_record(pain=3)
 
     async def new_active_plan(self) -> uuid.UUID:
         """Patient A's active plan, so that patient A's app has a plan to read."""
@@ -873,9 +878,82 @@ MATRIX: dict[RouteKey, list[Case]] = {
     ],
 }
 
+FHIR = "/fhir/R4"
+MATRIX |= {
+    # --- FHIR: the capability statement is public; resources need the type's scope -------
+    ("GET", f"{FHIR}/metadata"): [Case(target="the capability statement", expect=everyone(200))],
+    **{
+        ("GET", f"{FHIR}/{kind}"): [Case(target=f"the clinic's {kind}s", expect=clinic_staff(200))]
+        for kind in ("Patient", "CarePlan", "Procedure", "Observation", "ActivityDefinition")
+    },
+    ("GET", f"{FHIR}/Patient/{{id}}"): [
+        Case(
+            target="patient A",
+            send=lambda t: Call(path={"id": t.patient_a}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", f"{FHIR}/CarePlan/{{id}}"): [
+        Case(
+            target="patient A's plan",
+            send=lambda t: Call(path={"id": t.plan}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", f"{FHIR}/CarePlan/{{id}}/_history/{{vid}}"): [
+        Case(
+            target="patient A's plan, version 1",
+            send=lambda t: Call(path={"id": t.plan, "vid": 1}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", f"{FHIR}/Procedure/{{id}}"): [
+        Case(
+            target="a record of patient A",
+            send=fresh(Targets.new_record, lambda _t, record_id: Call(path={"id": record_id})),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", f"{FHIR}/Observation/{{id}}"): [
+        Case(
+            target="a pain rating of patient A",
+            send=fresh(
+                Targets.new_rated_record, lambda _t, record_id: Call(path={"id": record_id})
+            ),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", f"{FHIR}/ActivityDefinition/{{id}}"): [
+        Case(
+            target="a global catalog exercise",
+            send=lambda t: Call(path={"id": t.catalog_exercise}),
+            expect=clinic_staff(200),
+        ),
+        Case(
+            target="a clinic-1 custom exercise",
+            send=lambda t: Call(path={"id": t.exercise}),
+            expect=clinic_staff(200, other_clinic=404),
+        ),
+    ],
+    ("GET", f"{FHIR}/PlanDefinition/{{id}}"): [
+        Case(
+            target="a clinic-1 template",
+            send=lambda t: Call(path={"id": t.template}),
+            expect=clinic_staff(200, other_clinic=404),
+        ),
+        Case(
+            target="the global template",
+            send=lambda t: Call(path={"id": t.global_template}),
+            expect=clinic_staff(200),
+        ),
+    ],
+}
+
 # ------------------------------------------------------------------------------ the tests
 
 PROBLEM_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not-found"}
+# Under /fhir/R4 the same failures are OperationOutcomes, with FHIR's issue types.
+FHIR_ISSUE_TYPES = {401: "login", 403: "forbidden", 404: "not-found"}
 
 
 @pytest.fixture(scope="module")
@@ -949,7 +1027,9 @@ async def test_each_caller_gets_what_the_matrix_says(
     )
     expected = case.expect[actor]
     assert response.status_code == expected, response.text
-    if expected in PROBLEM_TYPES:
+    if expected in PROBLEM_TYPES and path.startswith(FHIR):
+        assert_outcome(response, expected, FHIR_ISSUE_TYPES[expected])
+    elif expected in PROBLEM_TYPES:
         assert_problem(response, expected, PROBLEM_TYPES[expected])
     if expected == 401:
         assert response.headers["www-authenticate"] == 'Bearer realm="dorsi"'
