@@ -32,6 +32,7 @@ from app.core.observability import RequestContextMiddleware
 from app.exercises.router import router as exercises_router
 from app.feed.listener import ChangeListener
 from app.feed.router import router as feed_router
+from app.fhir.bulk_router import router as fhir_bulk_router
 from app.fhir.outcome import FHIR_MEDIA_TYPE, FhirProblemAdapter
 from app.fhir.outcome import PREFIX as FHIR_PREFIX
 from app.fhir.router import router as fhir_router
@@ -190,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         plans_router,
         adherence_router,
         feed_router,
+        fhir_bulk_router,
         fhir_router,
         audit_router,
         ops_router,

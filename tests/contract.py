@@ -30,6 +30,7 @@ def contract() -> OpenAPI:
             "application/problem+json": orjson.loads,
             "application/fhir+json": orjson.loads,
             "application/x-ndjson": bytes.decode,
+            "application/fhir+ndjson": bytes.decode,
         }
     )
     return OpenAPI.from_file_path(str(CONTRACT), config=config)

@@ -59,6 +59,7 @@ from app.core.db import transaction
 from app.exercises import service as exercises
 from app.exercises.models import Exercise
 from app.exercises.schemas import ExerciseCreate
+from app.fhir.models import FhirExportFile, FhirExportJob
 from app.patients.models import Patient
 from app.plans import service as plans
 from app.plans.models import Plan, PlanStatus, PlanTemplate, PlanVersion
@@ -350,6 +351,37 @@ class Targets:
         """A stored adherence record of patient A that rates pain (a FHIR Observation)."""
         return await self.new_record(pain=3)
 
+    async def new_export(self, *, with_file: bool = False) -> uuid.UUID:
+        """A queued FHIR export of clinic 1's admin (a file of it, if asked)."""
+        admin = self.world["admin1"]
+        assert admin.id is not None
+        async with self._session() as session:
+            job = FhirExportJob(
+                clinic_id=self.world.clinic1,
+                actor_kind=ActorKind.clinician,
+                actor_id=admin.id,
+                level="system",
+                types=["Patient"],
+                request_url="http://dorsi.test/fhir/R4/$export",
+            )
+            session.add(job)
+            await session.flush()
+            if not with_file:
+                return job.id
+            found = FhirExportFile(
+                job_id=job.id,
+                number=1,
+                resource_type="Patient",
+                count=1,
+                content=f'{{"resourceType": "Patient", "id": "{self.patient_a}"}}\n',
+            )
+            session.add(found)
+            await session.flush()
+            return found.id
+
+    async def new_export_file(self) -> uuid.UUID:
+        return await self.new_export(with_file=True)
+
     async def new_active_plan(self) -> uuid.UUID:
         """Patient A's active plan, so that patient A's app has a plan to read."""
         plan_id, etag = await self.new_plan()
@@ -367,6 +399,7 @@ class Call:
     """What a cell sends besides its method, its route and the caller's token."""
 
     path: Mapping[str, object] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
     form: Mapping[str, str] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -935,6 +968,43 @@ MATRIX |= {
             expect=clinic_staff(200, other_clinic=404),
         ),
     ],
+    # Bulk Data: as the REST exports (clinic admins, API clients with `changes:read`), with
+    # each type's scope too (client_none has none); an export is its requester's alone.
+    **{
+        ("GET", f"{FHIR}/{path}"): [
+            Case(
+                target="an export of the clinic's patients",
+                send=lambda _t: Call(
+                    params={"_type": "Patient"}, headers={"Prefer": "respond-async"}
+                ),
+                expect={**change_readers(), "admin1": 202, "client_all": 202, "client_none": 403},
+            )
+        ]
+        for path in ("$export", "Patient/$export")
+    },
+    ("GET", f"{FHIR}/$export-status/{{job_id}}"): [
+        Case(
+            target="clinic 1's admin's queued export",
+            send=fresh(Targets.new_export, lambda _t, job_id: Call(path={"job_id": job_id})),
+            expect={**change_readers(), "admin1": 202, "client_all": 404, "client_none": 404},
+        )
+    ],
+    ("DELETE", f"{FHIR}/$export-status/{{job_id}}"): [
+        Case(
+            target="clinic 1's admin's queued export",
+            send=fresh(Targets.new_export, lambda _t, job_id: Call(path={"job_id": job_id})),
+            expect={**change_readers(), "admin1": 202, "client_all": 404, "client_none": 404},
+        )
+    ],
+    ("GET", f"{FHIR}/$export-file/{{file_id}}"): [
+        Case(
+            target="a file of clinic 1's admin's export",
+            send=fresh(
+                Targets.new_export_file, lambda _t, file_id: Call(path={"file_id": file_id})
+            ),
+            expect={**change_readers(), "client_all": 404, "client_none": 404},
+        )
+    ],
     ("GET", f"{FHIR}/PlanDefinition/{{id}}"): [
         Case(
             target="a clinic-1 template",
@@ -1021,6 +1091,7 @@ async def test_each_caller_gets_what_the_matrix_says(
     response = await client.request(
         method,
         path.format_map(call.path),
+        params=call.params,
         json=call.json,
         data=call.form,
         headers={**targets.world[actor].headers, **call.headers},

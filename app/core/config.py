@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Clinic sync: changes older than this may be pruned (`dorsi prune-changes`); a feed
     # cursor from before what is kept answers 410, and the client exports again.
     change_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    # FHIR `$export` jobs are queued in the database; until `dorsi worker` runs them, the
+    # app that took the request runs each once it has answered. Off: they wait for a worker.
+    fhir_export_in_process: bool = True
 
     @field_validator("sign_in_rate_limit", "sign_in_account_ceiling")
     @classmethod

@@ -97,7 +97,7 @@ async def read_care_plan(
 async def read_procedure(session: AsyncSession, caller: Caller, record_id: str) -> Resource:
     record = await records.read(session, caller, _id(record_id, "Procedure"))
     public = records.public(record)
-    names = await _exercises_of(session, caller.clinic_id, [public])
+    names = await exercise_names(session, caller.clinic_id, [public])
     return resources.procedure(public, names.get(public.id))
 
 
@@ -110,7 +110,7 @@ async def read_observation(session: AsyncSession, caller: Caller, record_id: str
     return resources.observation(records.public(record))
 
 
-async def _exercises_of(
+async def exercise_names(
     session: AsyncSession, clinic_id: uuid.UUID, done: Sequence[Any]
 ) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
     """Each record's exercise (id, name), from the plan version it was done under: two
@@ -129,13 +129,13 @@ async def _exercises_of(
     for row in versions:
         for item in row._mapping["items"]:
             item_exercise[(row.plan_id, row.number, item["id"])] = uuid.UUID(item["exercise_id"])
-    exercise_names = await execute(
+    named = await execute(
         session,
         select(EXERCISES.c.id, EXERCISES.c.name).where(
             EXERCISES.c.id.in_(set(item_exercise.values()))
         ),
     )
-    names: dict[uuid.UUID, str] = {row.id: row.name for row in exercise_names}
+    names: dict[uuid.UUID, str] = {row.id: row.name for row in named}
     found = {}
     for r in done:
         exercise_id = item_exercise.get((r.plan_id, r.plan_version, str(r.item_id)))
@@ -281,7 +281,7 @@ async def search_procedures(
     found = list(await execute(session, statement.limit(limit + 1)))
     rows, cursor = _split(found, limit, _record_key)
     public = [records.public(row._mapping) for row in rows]
-    names = await _exercises_of(session, caller.clinic_id, public)
+    names = await exercise_names(session, caller.clinic_id, public)
     await audit.record_many(
         session, caller, "list", "adherence_record", [(r.id, r.patient_id) for r in public]
     )
