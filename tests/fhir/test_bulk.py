@@ -2,6 +2,7 @@
 cancelling, and the hand-over from one export's `transactionTime` to the next one's
 `_since`, with no gap and no duplicate."""
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,9 +11,14 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
+from app.auth.models import ActorKind, Role
+from app.auth.principal import CLINICIAN_SCOPES, Caller, Principal
 from app.core.config import Settings
+from app.core.db import transaction
 from app.fhir import bulk
 from app.main import create_app, dispose_engines
+from app.patients import service as patients
+from app.patients.schemas import PatientCreate, PatientUpdate
 from tests.conftest import Actor, World, build_world, make_client, settings_for
 from tests.fhir import FHIR, assert_outcome, valid
 from tests.plans import active_plan, item, new_patient
@@ -159,3 +165,57 @@ async def test_a_kick_off_it_cannot_serve_answers_400(
         f"{FHIR}/{path}", params=params, headers={**world["admin1"].headers, **headers}
     )
     assert_outcome(response, 400, "invalid")
+
+
+async def test_what_commits_while_an_export_reads_comes_in_the_next_export_since(
+    app: FastAPI, client: AsyncClient, clinic: World, backend: str
+) -> None:
+    """A writer that took the clinic's change lock before the export's snapshot and
+    commits after it: the export holds none of its work, the next one (`_since` its
+    `transactionTime`) all of it."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the export could not write its files")
+    system = clinic["client_all"]
+    admin = clinic["admin1"]
+    assert admin.id is not None
+    known = await new_patient(client, admin)
+    caller = Caller(
+        Principal(
+            kind=ActorKind.clinician,
+            id=admin.id,
+            clinic_id=clinic.clinic1,
+            session_id=uuid.uuid4(),
+            scopes=CLINICIAN_SCOPES,
+            role=Role.admin,
+        ),
+        ip=None,
+        request_id=None,
+    )
+    async with transaction(app.state.engine) as session:
+        await patients.update(
+            session, caller, uuid.UUID(known["id"]), PatientUpdate(time_zone="Asia/Tokyo"), None
+        )
+        new = await patients.create(
+            session,
+            caller,
+            PatientCreate(
+                reference=f"SLOW-{uuid.uuid4().hex[:8]}",
+                affected_side="left",
+                cause="stroke",
+                time_zone="UTC",
+            ),
+        )
+        await session.flush()
+        during = await manifest(client, system, await kick_off(client, system, _type="Patient"))
+    by_type = await exported(client, system, during)
+    assert str(new.id) not in ids(by_type, "Patient")
+    old = next(p for p in by_type["Patient"] if p["id"] == known["id"])
+    assert old["meta"]["versionId"] == "1"
+    since = during["transactionTime"]
+    after = await exported(
+        client,
+        system,
+        await manifest(client, system, await kick_off(client, system, _since=since)),
+    )
+    assert ids(after, "Patient") == {known["id"], str(new.id)}
+    assert {p["meta"]["versionId"] for p in after["Patient"]} == {"1", "2"}
