@@ -17,7 +17,7 @@ order: the changes after `transactionTime` are exactly those the snapshot did no
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -49,6 +49,9 @@ from app.sync.models import Change
 
 FILE_LINES = 5000
 BATCH = 500
+# A running job writes a file (and so touches `updated_at`) every `FILE_LINES` resources;
+# one silent this long lost its runner.
+ABANDONED = timedelta(minutes=15)
 SYSTEM_TYPES = (
     "Patient",
     "CarePlan",
@@ -141,7 +144,7 @@ async def own_job(session: AsyncSession, caller: Caller, job_id: uuid.UUID) -> F
 async def files_of(session: AsyncSession, job_id: uuid.UUID) -> list[Any]:
     found = await execute(
         session,
-        select(FILES.c.id, FILES.c.resource_type, FILES.c.count)
+        select(FILES.c.id, FILES.c.resource_type, FILES.c.count, FILES.c.deleted)
         .where(FILES.c.job_id == job_id)
         .order_by(FILES.c.number),
     )
@@ -178,8 +181,31 @@ class Exporter:
 
 
 async def run_next(engine: AsyncEngine) -> bool:
-    """Runs the oldest queued job, if any (what `dorsi worker` calls); False if none."""
+    """Runs the oldest queued job, if any (what `dorsi worker` calls); False if none. A
+    job whose runner went quiet for `ABANDONED` (its process ended mid-run) is queued
+    again first, its files dropped."""
     async with transaction(engine) as session:
+        abandoned = (
+            (
+                await execute(
+                    session,
+                    select(JOBS.c.id).where(
+                        JOBS.c.status == ExportStatus.running,
+                        JOBS.c.updated_at < utcnow() - ABANDONED,
+                    ),
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for job_id in abandoned:
+            await execute(session, delete(FILES).where(FILES.c.job_id == job_id))
+            await execute(
+                session,
+                update(JOBS)
+                .where(JOBS.c.id == job_id, JOBS.c.status == ExportStatus.running)
+                .values(status=ExportStatus.queued, progress=None, updated_at=utcnow()),
+            )
         queued = (
             await execute(
                 session,
@@ -255,6 +281,10 @@ async def _run(engine: AsyncEngine, job: FhirExportJob) -> None:
                     async for rendered in _resources(session, connection, job, kind):
                         await writer.add(kind, rendered)
                     await writer.flush(kind)
+                    if job.since is not None:
+                        async for gone in _deleted(connection, job, kind, position):
+                            await writer.add(kind, gone, deleted=True)
+                        await writer.flush(kind, deleted=True)
     except Cancelled:
         return
     async with transaction(engine) as session:
@@ -283,15 +313,23 @@ class FileWriter:
         self.number = 0
         self.written = 0
 
-    async def add(self, kind: str, rendered: list[tuple[dict[str, Any], uuid.UUID | None]]) -> None:
+    async def add(
+        self,
+        kind: str,
+        rendered: list[tuple[dict[str, Any], uuid.UUID | None]],
+        *,
+        deleted: bool = False,
+    ) -> None:
         for resource, patient_id in rendered:
             self.lines.append(orjson.dumps(resource))
             if patient_id is not None:
                 self.patients.add(patient_id)
             if len(self.lines) >= FILE_LINES:
-                await self.flush(kind)
+                await self.flush(kind, deleted=deleted)
 
-    async def flush(self, kind: str) -> None:
+    async def flush(self, kind: str, *, deleted: bool = False) -> None:
+        """Writes what was added as a file: `kind`'s resources, or (``deleted``) the
+        Bundles that name `kind`'s deleted resources."""
         if not self.lines:
             return
         self.number += 1
@@ -309,7 +347,8 @@ class FileWriter:
                 FhirExportFile(
                     job_id=self.job.id,
                     number=self.number,
-                    resource_type=kind,
+                    resource_type="Bundle" if deleted else kind,
+                    deleted=deleted,
                     count=len(self.lines),
                     content=b"".join(line + b"\n" for line in self.lines).decode(),
                 )
@@ -390,6 +429,45 @@ async def _resources(
             yield await _render(session, job.clinic_id, kind, rows)
 
 
+async def _deleted(
+    connection: AsyncConnection, job: FhirExportJob, kind: str, position: int
+) -> AsyncIterator[list[tuple[dict[str, Any], uuid.UUID | None]]]:
+    """`kind`'s resources deleted after `_since` (and seen by the snapshot), each as a
+    transaction Bundle that deletes it (Bulk Data IG, `deleted`). An Observation only for
+    a deleted record that rated pain. (A patient's plans and records leave with it, and
+    get no deletion of their own, as in the change feed.)"""
+    gone = await connection.stream(
+        select(CHANGES.c.resource_id)
+        .where(
+            CHANGES.c.clinic_id == job.clinic_id,
+            CHANGES.c.resource_type == CHANGE_TYPE[kind],
+            CHANGES.c.operation == "delete",
+            CHANGES.c.occurred_at > job.since,
+            CHANGES.c.id <= position,
+        )
+        .distinct()
+        .execution_options(yield_per=BATCH)
+    )
+    async for batch in gone.partitions():
+        found = [uuid.UUID(row.resource_id) for row in batch]
+        if kind == "Observation":
+            rated = await connection.execute(
+                select(RECORDS.c.id).where(RECORDS.c.id.in_(found), RECORDS.c.pain.is_not(None))
+            )
+            found = [row.id for row in rated]
+        yield [
+            (
+                {
+                    "resourceType": "Bundle",
+                    "type": "transaction",
+                    "entry": [{"request": {"method": "DELETE", "url": f"{kind}/{resource_id}"}}],
+                },
+                None,
+            )
+            for resource_id in found
+        ]
+
+
 async def _render(
     session: AsyncSession, clinic_id: uuid.UUID, kind: str, rows: Sequence[Any]
 ) -> list[tuple[dict[str, Any], uuid.UUID | None]]:
@@ -418,16 +496,22 @@ async def _render(
 
 
 def manifest(job: FhirExportJob, files: list[Any], base: str) -> dict[str, Any]:
-    """The completed job's manifest (Bulk Data IG): its files, and the time to hand over
-    to the next export's `_since`."""
+    """The completed job's manifest (Bulk Data IG): its files (`deleted`: what was deleted
+    after `_since`), and the time to hand over to the next export's `_since`."""
     assert job.transaction_time is not None
     return {
         "transactionTime": resources.instant(job.transaction_time),
         "request": job.request_url,
         "requiresAccessToken": True,
-        "output": [
-            {"type": f.resource_type, "url": f"{base}/$export-file/{f.id}", "count": f.count}
-            for f in files
-        ],
+        "output": [_entry(f, base) for f in files if not f.deleted],
+        "deleted": [_entry(f, base) for f in files if f.deleted],
         "error": [],
+    }
+
+
+def _entry(found: Any, base: str) -> dict[str, Any]:
+    return {
+        "type": found.resource_type,
+        "url": f"{base}/$export-file/{found.id}",
+        "count": found.count,
     }

@@ -143,6 +143,7 @@ async def export_patients(
                             "request": {"type": "string"},
                             "requiresAccessToken": {"type": "boolean"},
                             "output": {"type": "array", "items": {"type": "object"}},
+                            "deleted": {"type": "array", "items": {"type": "object"}},
                             "error": {"type": "array", "items": {"type": "object"}},
                         },
                     },
@@ -157,6 +158,7 @@ async def export_patients(
                                 "count": 42,
                             }
                         ],
+                        "deleted": [],
                         "error": [],
                     },
                 }

@@ -4,6 +4,7 @@ cancelling, and the hand-over from one export's `transactionTime` to the next on
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -13,9 +14,11 @@ from httpx import AsyncClient, Response
 
 from app.auth.models import ActorKind, Role
 from app.auth.principal import CLINICIAN_SCOPES, Caller, Principal
+from app.core.columns import utcnow
 from app.core.config import Settings
 from app.core.db import transaction
 from app.fhir import bulk
+from app.fhir.models import FhirExportJob
 from app.main import create_app, dispose_engines
 from app.patients import service as patients
 from app.patients.schemas import PatientCreate, PatientUpdate
@@ -83,13 +86,16 @@ async def test_an_export_then_exports_since_its_transaction_time_miss_and_repeat
     admin = clinic["admin1"]
     first = await new_patient(client, admin)
     await active_plan(client, admin, first["id"], items=[item()])
+    gone = await new_patient(client, admin)
     everything = await manifest(client, system, await kick_off(client, system))
     found = await exported(client, system, everything)
     assert ids(found, "Patient") == {
         str(clinic.patient_a),
         str(clinic.patient_b),
         first["id"],
+        gone["id"],
     }
+    assert everything["deleted"] == []
     assert len(found["CarePlan"]) == 1
     assert len(found["ActivityDefinition"]) >= 7
     # Changes after the export: one patient changed, one new.
@@ -100,6 +106,10 @@ async def test_an_export_then_exports_since_its_transaction_time_miss_and_repeat
     )
     assert changed.status_code == 200, changed.text
     second = await new_patient(client, admin)
+    deleted = await client.delete(
+        f"/v1/patients/{gone['id']}", headers={**admin.headers, "If-Match": f'"{gone["id"]}-1"'}
+    )
+    assert deleted.status_code == 204, deleted.text
     since = everything["transactionTime"]
     after = await manifest(
         client, system, await kick_off(client, system, _since=since, _type="Patient,CarePlan")
@@ -107,11 +117,17 @@ async def test_an_export_then_exports_since_its_transaction_time_miss_and_repeat
     found_after = await exported(client, system, after)
     assert ids(found_after, "Patient") == {first["id"], second["id"]}
     assert "CarePlan" not in found_after
+    # The deleted patient, as a transaction Bundle that deletes it.
+    tombstones = await exported(client, system, {"output": after["deleted"]})
+    assert [b["entry"][0]["request"] for b in tombstones["Bundle"]] == [
+        {"method": "DELETE", "url": f"Patient/{gone['id']}"}
+    ]
     # And from that export on: nothing.
     last = await manifest(
         client, system, await kick_off(client, system, _since=after["transactionTime"])
     )
     assert last["output"] == []
+    assert last["deleted"] == []
 
 
 async def test_a_queued_export_is_polled_run_by_the_worker_function_and_cancelled(
@@ -136,6 +152,18 @@ async def test_a_queued_export_is_polled_run_by_the_worker_function_and_cancelle
         assert cancelled.status_code == 202
         assert_outcome(await client.get(location, headers=system.headers), 404)
         assert_outcome(await client.get(files[0], headers=system.headers), 404)
+        # An export whose runner went away mid-run (its process ended) runs again.
+        location = await kick_off(client, system, _type="Patient")
+        job_id = uuid.UUID(location.rsplit("/", 1)[1])
+        async with transaction(queued_app.state.engine) as session:
+            job = await session.get(FhirExportJob, job_id)
+            assert job is not None
+            job.status, job.updated_at = "running", utcnow() - timedelta(hours=1)
+            session.add(job)
+        assert (await client.get(location, headers=system.headers)).status_code == 202
+        assert await bulk.run_next(queued_app.state.engine) is True
+        again = await exported(client, system, await manifest(client, system, location))
+        assert ids(again, "Patient") == {str(world.patient_a), str(world.patient_b)}
         # A queued export cancelled before a worker reaches it never runs.
         location = await kick_off(client, system)
         assert (await client.delete(location, headers=system.headers)).status_code == 202
