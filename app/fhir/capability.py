@@ -41,7 +41,7 @@ def _resource(kind: str) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "type": kind,
         "interaction": interactions,
-        "versioning": "versioned" if kind == "CarePlan" else "versioned-update",
+        "versioning": "versioned",
         "readHistory": kind == "CarePlan",
         "documentation": f"Needs the `{SCOPES[kind]}` scope.",
     }

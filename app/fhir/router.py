@@ -224,7 +224,6 @@ def _search_route(kind: str, summary: str) -> None:
         bundle = {
             "resourceType": "Bundle",
             "type": "searchset",
-            "timestamp": datetime.now(UTC).isoformat(),
             "link": links,
             "entry": [
                 {

@@ -22,7 +22,7 @@ from app.audit import service as audit
 from app.auth.principal import Caller
 from app.core.db import execute, table_of
 from app.core.errors import NotFound
-from app.core.pagination import cursor_time, decode_cursor, encode_cursor, invalid_cursor
+from app.core.pagination import cursor_time, decode_cursor, invalid_cursor, split_page
 from app.exercises import service as exercises
 from app.exercises.models import Exercise
 from app.fhir import codes, resources, search
@@ -168,13 +168,6 @@ def _after_id(statement: Select[Any], column: Any, cursor: str | None) -> Select
         raise invalid_cursor() from None
 
 
-def _split(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor(key(rows[-1]))
-
-
 def _patient_param(params: QueryParams) -> uuid.UUID | None:
     value = search.single(params, "patient")
     return None if value is None else search.reference(value, "Patient", "patient")
@@ -199,7 +192,7 @@ async def search_patients(
     )
     statement = _after_id(statement, PATIENTS.c.id, search.single(params, "_cursor"))
     found = list(await execute(session, statement.order_by(PATIENTS.c.id).limit(limit + 1)))
-    rows, cursor = _split(found, limit, lambda row: [str(row.id)])
+    rows, cursor = split_page(found, limit, lambda row: [str(row.id)])
     await audit.record_many(session, caller, "list", "patient", [(r.id, r.id) for r in rows])
     return SearchPage([resources.patient(Patient.model_validate(r._mapping)) for r in rows], cursor)
 
@@ -226,7 +219,7 @@ async def search_care_plans(
     )
     statement = _after_id(statement, PLANS.c.id, search.single(params, "_cursor"))
     found = list(await execute(session, statement.order_by(PLANS.c.id).limit(limit + 1)))
-    rows, cursor = _split(found, limit, lambda row: [str(row.id)])
+    rows, cursor = split_page(found, limit, lambda row: [str(row.id)])
     rendered = await plans.plans_at(session, caller.clinic_id, {(r.id, r.version) for r in rows})
     await audit.record_many(session, caller, "list", "plan", [(r.id, r.patient_id) for r in rows])
     return SearchPage([resources.care_plan(rendered[(r.id, r.version)]) for r in rows], cursor)
@@ -278,8 +271,8 @@ async def search_procedures(
         statement = statement.where(
             RECORDS.c.plan_id == search.reference(plan_ref, "CarePlan", "based-on")
         )
-    found = list(await execute(session, statement.limit(limit + 1)))
-    rows, cursor = _split(found, limit, _record_key)
+    found: list[Any] = list(await execute(session, statement.limit(limit + 1)))
+    rows, cursor = split_page(found, limit, _record_key)
     public = [records.public(row._mapping) for row in rows]
     names = await exercise_names(session, caller.clinic_id, public)
     await audit.record_many(
@@ -299,8 +292,8 @@ async def search_observations(
             a in (codes.PAIN_CODE, f"{codes.LOINC}|{codes.PAIN_CODE}") for a in alternatives
         ):
             return SearchPage([], None)  # Dorsi observes pain only
-    found = list(await execute(session, statement.limit(limit + 1)))
-    rows, cursor = _split(found, limit, _record_key)
+    found: list[Any] = list(await execute(session, statement.limit(limit + 1)))
+    rows, cursor = split_page(found, limit, _record_key)
     public = [records.public(row._mapping) for row in rows]
     await audit.record_many(
         session, caller, "list", "adherence_record", [(r.id, r.patient_id) for r in public]
@@ -326,7 +319,7 @@ async def search_activity_definitions(
     )
     statement = _after_id(statement, col(Exercise.id), search.single(params, "_cursor"))
     found = list(await session.exec(statement.order_by(col(Exercise.id)).limit(limit + 1)))
-    rows, cursor = _split(found, limit, lambda row: [str(row.id)])
+    rows, cursor = split_page(found, limit, lambda row: [str(row.id)])
     refs = await exercises.variants(session, rows)
     return SearchPage(
         [resources.activity_definition(exercises.to_public(row, refs)) for row in rows], cursor
