@@ -277,8 +277,9 @@ async def _run(engine: AsyncEngine, job: FhirExportJob) -> None:
                 )
             ).scalar()
             async with AsyncSession(bind=connection) as session:
+                seen = service.ItemExercises()
                 for kind in job.types:
-                    async for rendered in _resources(session, connection, job, kind):
+                    async for rendered in _resources(session, connection, job, kind, seen):
                         await writer.add(kind, rendered)
                     await writer.flush(kind)
                     if job.since is not None:
@@ -402,7 +403,11 @@ def _statement(job: FhirExportJob, kind: str) -> tuple[Select[Any], Any]:
 
 
 async def _resources(
-    session: AsyncSession, connection: AsyncConnection, job: FhirExportJob, kind: str
+    session: AsyncSession,
+    connection: AsyncConnection,
+    job: FhirExportJob,
+    kind: str,
+    seen: service.ItemExercises,
 ) -> AsyncIterator[list[tuple[dict[str, Any], uuid.UUID | None]]]:
     """Each batch of `kind`'s resources (with its patient), from the snapshot. With
     `_since`: those with a change after it, looked up a batch of ids at a time."""
@@ -410,7 +415,7 @@ async def _resources(
     if job.since is None:
         result = await connection.stream(statement.execution_options(yield_per=BATCH))
         async for batch in result.partitions():
-            yield await _render(session, job.clinic_id, kind, batch)
+            yield await _render(session, job.clinic_id, kind, batch, seen)
         return
     changed = await connection.stream(
         select(CHANGES.c.resource_id)
@@ -426,7 +431,7 @@ async def _resources(
         wanted = [uuid.UUID(row.resource_id) for row in ids]
         rows = (await connection.execute(statement.where(id_column.in_(wanted)))).all()
         if rows:
-            yield await _render(session, job.clinic_id, kind, rows)
+            yield await _render(session, job.clinic_id, kind, rows, seen)
 
 
 async def _deleted(
@@ -469,7 +474,11 @@ async def _deleted(
 
 
 async def _render(
-    session: AsyncSession, clinic_id: uuid.UUID, kind: str, rows: Sequence[Any]
+    session: AsyncSession,
+    clinic_id: uuid.UUID,
+    kind: str,
+    rows: Sequence[Any],
+    seen: service.ItemExercises,
 ) -> list[tuple[dict[str, Any], uuid.UUID | None]]:
     """Each row's resource as a read of it renders it, with the patient it belongs to."""
     if kind == "Patient":
@@ -481,7 +490,7 @@ async def _render(
         public = [records.public(r._mapping) for r in rows]
         if kind == "Observation":
             return [(resources.observation(r), r.patient_id) for r in public]
-        names = await service.exercise_names(session, clinic_id, public)
+        names = await service.exercise_names(session, clinic_id, public, seen)
         return [(resources.procedure(r, names.get(r.id)), r.patient_id) for r in public]
     ids = [r.id for r in rows]
     if kind == "ActivityDefinition":

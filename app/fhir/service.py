@@ -7,7 +7,7 @@ entry of the previous page, so a page never repeats or skips an entry that stays
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select, tuple_
@@ -110,37 +110,54 @@ async def read_observation(session: AsyncSession, caller: Caller, record_id: str
     return resources.observation(records.public(record))
 
 
+@dataclass
+class ItemExercises:
+    """What each plan version's items name: (plan, version, item) → (exercise id, name).
+    Versions never change, so an export keeps one for all its batches."""
+
+    known: dict[tuple[uuid.UUID, int, str], tuple[uuid.UUID, str]] = field(default_factory=dict)
+    versions: set[tuple[uuid.UUID, int]] = field(default_factory=set)
+
+
 async def exercise_names(
-    session: AsyncSession, clinic_id: uuid.UUID, done: Sequence[Any]
+    session: AsyncSession,
+    clinic_id: uuid.UUID,
+    done: Sequence[Any],
+    seen: ItemExercises | None = None,
 ) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
     """Each record's exercise (id, name), from the plan version it was done under: two
-    queries, however many records."""
-    wanted = {(r.plan_id, r.plan_version) for r in done}
-    if not wanted:
-        return {}
-    versions = await execute(
-        session,
-        select(VERSIONS.c.plan_id, VERSIONS.c.number, VERSIONS.c["items"]).where(
-            VERSIONS.c.clinic_id == clinic_id,
-            tuple_(VERSIONS.c.plan_id, VERSIONS.c.number).in_(sorted(wanted)),
-        ),
-    )
-    item_exercise: dict[tuple[uuid.UUID, int, str], uuid.UUID] = {}
-    for row in versions:
-        for item in row._mapping["items"]:
-            item_exercise[(row.plan_id, row.number, item["id"])] = uuid.UUID(item["exercise_id"])
-    named = await execute(
-        session,
-        select(EXERCISES.c.id, EXERCISES.c.name).where(
-            EXERCISES.c.id.in_(set(item_exercise.values()))
-        ),
-    )
-    names: dict[uuid.UUID, str] = {row.id: row.name for row in named}
+    queries, however many records (none for versions ``seen`` already holds)."""
+    seen = seen or ItemExercises()
+    wanted = {(r.plan_id, r.plan_version) for r in done} - seen.versions
+    if wanted:
+        versions = await execute(
+            session,
+            select(VERSIONS.c.plan_id, VERSIONS.c.number, VERSIONS.c["items"]).where(
+                VERSIONS.c.clinic_id == clinic_id,
+                tuple_(VERSIONS.c.plan_id, VERSIONS.c.number).in_(sorted(wanted)),
+            ),
+        )
+        item_exercise: dict[tuple[uuid.UUID, int, str], uuid.UUID] = {}
+        for row in versions:
+            for item in row._mapping["items"]:
+                key = (row.plan_id, row.number, item["id"])
+                item_exercise[key] = uuid.UUID(item["exercise_id"])
+        named = await execute(
+            session,
+            select(EXERCISES.c.id, EXERCISES.c.name).where(
+                EXERCISES.c.id.in_(set(item_exercise.values()))
+            ),
+        )
+        names: dict[uuid.UUID, str] = {row.id: row.name for row in named}
+        for key, exercise_id in item_exercise.items():
+            if exercise_id in names:
+                seen.known[key] = (exercise_id, names[exercise_id])
+        seen.versions |= wanted
     found = {}
     for r in done:
-        exercise_id = item_exercise.get((r.plan_id, r.plan_version, str(r.item_id)))
-        if exercise_id is not None and exercise_id in names:
-            found[r.id] = (exercise_id, names[exercise_id])
+        exercise = seen.known.get((r.plan_id, r.plan_version, str(r.item_id)))
+        if exercise is not None:
+            found[r.id] = exercise
     return found
 
 
