@@ -40,6 +40,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.adherence
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.fhir
 
 lock: $(UV)
 	$(UV) pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock

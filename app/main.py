@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
 from fastapi._compat import get_definitions, get_flat_models_from_fields, get_model_name_map
 from fastapi.dependencies.models import Dependant
@@ -39,6 +40,10 @@ from app.exercises.router import router as exercises_router
 from app.feed.listener import ChangeListener
 from app.feed.router import CURSOR_HEADER
 from app.feed.router import router as feed_router
+from app.fhir.bulk_router import router as fhir_bulk_router
+from app.fhir.outcome import FHIR_MEDIA_TYPE, FhirProblemAdapter
+from app.fhir.outcome import PREFIX as FHIR_PREFIX
+from app.fhir.router import router as fhir_router
 from app.me.router import router as me_router
 from app.me.today import EXERCISE_CACHE_SIZE, ExerciseCache, TodayBatcher
 from app.ops.docs import install_docs
@@ -106,6 +111,13 @@ TAGS = [
     {
         "name": "audit",
         "description": "Who read or wrote patient data, when, and from where (clinic admins).",
+    },
+    {
+        "name": "fhir",
+        "description": "FHIR R4, read-only, under `/fhir/R4`: exercises (ActivityDefinition), "
+        "templates (PlanDefinition), patients (Patient), plans (CarePlan, versioned), "
+        "sessions (Procedure) and pain ratings (Observation), as application/fhir+json; "
+        "errors are OperationOutcomes. `GET /fhir/R4/metadata` says exactly what is served.",
     },
     {"name": "operations", "description": "Liveness, readiness and metrics for operators."},
 ]
@@ -191,6 +203,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     install_error_handlers(app)
+    # Errors under /fhir/R4 are OperationOutcomes, even for a path nothing serves there.
+    app.state.problem_adapters = {FHIR_PREFIX: FhirProblemAdapter()}
     # The routers' routes join the app's own route list, rather than through
     # include_router: FastAPI then matches each request against plain routes, which costs a
     # fraction of walking included routers (measured: /healthz 2.9k → see README).
@@ -206,6 +220,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         adherence_router,
         feed_router,
         webhooks_router,
+        fhir_bulk_router,
+        fhir_router,
         audit_router,
         ops_router,
     ):
@@ -392,13 +408,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     operation["description"] = (
                         f"{operation.get('description', '').rstrip()}\n\n{ADMINS_ONLY}".strip()
                     )
-                for status, answer in operation.get("responses", {}).items():
-                    # Errors are only ever problem+json; FastAPI would also list JSON
-                    # (or the route's own media type, NDJSON say).
-                    content = answer.get("content", {})
-                    if status[0] in "45":
-                        for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
-                            content.setdefault(PROBLEM_MEDIA_TYPE, content.pop(media_type))
+        # FastAPI's own 422 schemas, once no operation answers with them (FHIR's answer 400).
+        if "#/components/schemas/HTTPValidationError" not in orjson.dumps(schema["paths"]).decode():
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
         components = schema.setdefault("components", {})
         components["headers"] = RESPONSE_HEADERS
         components["parameters"] = REQUEST_HEADERS
@@ -458,7 +471,8 @@ def _depends_on(dependant: Dependant, calls: Collection[object]) -> bool:
 
 def _add_unplanned(route: str, method: str, operation: dict[str, Any]) -> None:
     """The answers no route raises itself: failures, a busy database, bodies the app cannot
-    read, and what `Idempotency-Key` answers."""
+    read, and what `Idempotency-Key` answers. Errors are problem+json, OperationOutcomes
+    under FHIR (where a failed validation is a 400)."""
     unplanned = dict(UNPLANNED)
     if "requestBody" in operation:
         unplanned |= BODY_UNPLANNED
@@ -468,24 +482,30 @@ def _add_unplanned(route: str, method: str, operation: dict[str, Any]) -> None:
             unplanned[status] = (
                 f"{earlier} Or {description.partition(': ')[2]}" if earlier else description
             )
+    fhir = route.startswith(FHIR_PREFIX)
+    error_media_type = FHIR_MEDIA_TYPE if fhir else PROBLEM_MEDIA_TYPE
+    if fhir:
+        operation["responses"].pop("422", None)
     for status, description in unplanned.items():
         model = "ValidationProblem" if status in WITH_ERRORS else "Problem"
+        if fhir:
+            model = "OperationOutcome"
         operation["responses"].setdefault(
             status,
             {
                 "description": description,
                 "content": {
-                    PROBLEM_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model}"}}
+                    error_media_type: {"schema": {"$ref": f"#/components/schemas/{model}"}}
                 },
             },
         )
     for status, answer in operation.get("responses", {}).items():
-        # Errors are only ever problem+json; FastAPI would also list JSON.
-        # (or the route's own media type, NDJSON say).
+        # Errors are only ever problem+json (OperationOutcomes under FHIR); FastAPI would
+        # also list JSON (or the route's own media type, NDJSON say).
         content = answer.get("content", {})
         if status[0] in "45":
-            for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
-                content.setdefault(PROBLEM_MEDIA_TYPE, content.pop(media_type))
+            for media_type in [m for m in content if m != error_media_type]:
+                content.setdefault(error_media_type, content.pop(media_type))
 
 
 def _add_request_headers(route: str, method: str, operation: dict[str, Any]) -> None:

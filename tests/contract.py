@@ -33,7 +33,9 @@ def contract() -> OpenAPI:
     config = Config(
         extra_media_type_deserializers={
             "application/problem+json": orjson.loads,
+            "application/fhir+json": orjson.loads,
             "application/x-ndjson": bytes.decode,
+            "application/fhir+ndjson": bytes.decode,
         }
     )
     return OpenAPI.from_file_path(str(CONTRACT), config=config)

@@ -61,6 +61,7 @@ from app.core.db import transaction
 from app.exercises import service as exercises
 from app.exercises.models import Exercise
 from app.exercises.schemas import ExerciseCreate
+from app.fhir.models import FhirExportFile, FhirExportJob
 from app.main import ADMINS_ONLY
 from app.patients.models import Patient
 from app.plans import service as plans
@@ -71,6 +72,7 @@ from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.conftest import PASSWORD, World, build_world
 from tests.contract import CONTRACT
 from tests.core.problems import assert_problem
+from tests.fhir import assert_outcome
 
 ACTORS = (
     "anonymous",
@@ -363,9 +365,9 @@ class Targets:
             "status": "completed",
         }
 
-    async def new_record(self) -> uuid.UUID:
+    async def new_record(self, **fields: Any) -> uuid.UUID:
         """A stored adherence record of patient A (version 1)."""
-        record = await self.adherence_record()
+        record = {**await self.adherence_record(), **fields}
         patient_a = self.world["patient_a"]
         assert patient_a.id is not None
         principal = Principal(
@@ -385,6 +387,41 @@ class Targets:
         assert answer[0]["result"] == "created"
         return uuid.UUID(record["id"])
 
+    async def new_rated_record(self) -> uuid.UUID:
+        """A stored adherence record of patient A that rates pain (a FHIR Observation)."""
+        return await self.new_record(pain=3)
+
+    async def new_export(self, *, with_file: bool = False) -> uuid.UUID:
+        """A queued FHIR export of clinic 1's admin (a file of it, if asked)."""
+        admin = self.world["admin1"]
+        assert admin.id is not None
+        async with self._session() as session:
+            job = FhirExportJob(
+                clinic_id=self.world.clinic1,
+                actor_kind=ActorKind.clinician,
+                actor_id=admin.id,
+                level="system",
+                types=["Patient"],
+                request_url="http://dorsi.test/fhir/R4/$export",
+            )
+            session.add(job)
+            await session.flush()
+            if not with_file:
+                return job.id
+            found = FhirExportFile(
+                job_id=job.id,
+                number=1,
+                resource_type="Patient",
+                count=1,
+                content=f'{{"resourceType": "Patient", "id": "{self.patient_a}"}}\n',
+            )
+            session.add(found)
+            await session.flush()
+            return found.id
+
+    async def new_export_file(self) -> uuid.UUID:
+        return await self.new_export(with_file=True)
+
     async def new_active_plan(self) -> uuid.UUID:
         """Patient A's active plan, so that patient A's app has a plan to read."""
         plan_id, etag = await self.new_plan()
@@ -402,6 +439,7 @@ class Call:
     """What a cell sends besides its method, its route and the caller's token."""
 
     path: Mapping[str, object] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
     form: Mapping[str, str] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -954,9 +992,119 @@ MATRIX: dict[RouteKey, list[Case]] = {
     ],
 }
 
+FHIR = "/fhir/R4"
+MATRIX |= {
+    # --- FHIR: the capability statement is public; resources need the type's scope -------
+    ("GET", f"{FHIR}/metadata"): [Case(target="the capability statement", expect=everyone(200))],
+    **{
+        ("GET", f"{FHIR}/{kind}"): [Case(target=f"the clinic's {kind}s", expect=clinic_staff(200))]
+        for kind in ("Patient", "CarePlan", "Procedure", "Observation", "ActivityDefinition")
+    },
+    ("GET", f"{FHIR}/Patient/{{id}}"): [
+        Case(
+            target="patient A",
+            send=lambda t: Call(path={"id": t.patient_a}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", f"{FHIR}/CarePlan/{{id}}"): [
+        Case(
+            target="patient A's plan",
+            send=lambda t: Call(path={"id": t.plan}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", f"{FHIR}/CarePlan/{{id}}/_history/{{vid}}"): [
+        Case(
+            target="patient A's plan, version 1",
+            send=lambda t: Call(path={"id": t.plan, "vid": 1}),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", f"{FHIR}/Procedure/{{id}}"): [
+        Case(
+            target="a record of patient A",
+            send=fresh(Targets.new_record, lambda _t, record_id: Call(path={"id": record_id})),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", f"{FHIR}/Observation/{{id}}"): [
+        Case(
+            target="a pain rating of patient A",
+            send=fresh(
+                Targets.new_rated_record, lambda _t, record_id: Call(path={"id": record_id})
+            ),
+            expect=clinic_staff(200, other_clinic=404),
+        )
+    ],
+    ("GET", f"{FHIR}/ActivityDefinition/{{id}}"): [
+        Case(
+            target="a global catalog exercise",
+            send=lambda t: Call(path={"id": t.catalog_exercise}),
+            expect=clinic_staff(200),
+        ),
+        Case(
+            target="a clinic-1 custom exercise",
+            send=lambda t: Call(path={"id": t.exercise}),
+            expect=clinic_staff(200, other_clinic=404),
+        ),
+    ],
+    # Bulk Data: as the REST exports (clinic admins, API clients with `changes:read`), with
+    # each type's scope too (client_none has none); an export is its requester's alone.
+    **{
+        ("GET", f"{FHIR}/{path}"): [
+            Case(
+                target="an export of the clinic's patients",
+                send=lambda _t: Call(
+                    params={"_type": "Patient"}, headers={"Prefer": "respond-async"}
+                ),
+                expect={**change_readers(), "admin1": 202, "client_all": 202, "client_none": 403},
+            )
+        ]
+        for path in ("$export", "Patient/$export")
+    },
+    ("GET", f"{FHIR}/$export-status/{{job_id}}"): [
+        Case(
+            target="clinic 1's admin's queued export",
+            send=fresh(Targets.new_export, lambda _t, job_id: Call(path={"job_id": job_id})),
+            expect={**change_readers(), "admin1": 202, "client_all": 404, "client_none": 404},
+        )
+    ],
+    ("DELETE", f"{FHIR}/$export-status/{{job_id}}"): [
+        Case(
+            target="clinic 1's admin's queued export",
+            send=fresh(Targets.new_export, lambda _t, job_id: Call(path={"job_id": job_id})),
+            expect={**change_readers(), "admin1": 202, "client_all": 404, "client_none": 404},
+        )
+    ],
+    ("GET", f"{FHIR}/$export-file/{{file_id}}"): [
+        Case(
+            target="a file of clinic 1's admin's export",
+            send=fresh(
+                Targets.new_export_file, lambda _t, file_id: Call(path={"file_id": file_id})
+            ),
+            expect={**change_readers(), "client_all": 404, "client_none": 404},
+        )
+    ],
+    ("GET", f"{FHIR}/PlanDefinition/{{id}}"): [
+        Case(
+            target="a clinic-1 template",
+            send=lambda t: Call(path={"id": t.template}),
+            expect=clinic_staff(200, other_clinic=404),
+        ),
+        Case(
+            target="the global template",
+            send=lambda t: Call(path={"id": t.global_template}),
+            expect=clinic_staff(200),
+        ),
+    ],
+}
+
 # ------------------------------------------------------------------------------ the tests
 
 PROBLEM_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not-found"}
+# Under /fhir/R4 the same failures are OperationOutcomes, with FHIR's issue types.
+FHIR_ISSUE_TYPES = {401: "login", 403: "forbidden", 404: "not-found"}
 
 
 @pytest.fixture(scope="module")
@@ -1024,13 +1172,16 @@ async def test_each_caller_gets_what_the_matrix_says(
     response = await client.request(
         method,
         path.format_map(call.path),
+        params=call.params,
         json=call.json,
         data=call.form,
         headers={**targets.world[actor].headers, **call.headers},
     )
     expected = case.expect[actor]
     assert response.status_code == expected, response.text
-    if expected in PROBLEM_TYPES:
+    if expected in PROBLEM_TYPES and path.startswith(FHIR):
+        assert_outcome(response, expected, FHIR_ISSUE_TYPES[expected])
+    elif expected in PROBLEM_TYPES:
         assert_problem(response, expected, PROBLEM_TYPES[expected])
     if expected == 401:
         assert response.headers["www-authenticate"] == 'Bearer realm="dorsi"'

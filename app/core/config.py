@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Run the worker (`dorsi worker`) inside each API process; `dorsi serve` sets it in
     # development. In production the worker is a process of its own.
     in_process_worker: bool = False
+    # FHIR `$export` jobs are queued in the database; until `dorsi worker` runs them, the
+    # app that took the request runs each once it has answered. Off: they wait for a worker.
+    fhir_export_in_process: bool = True
 
     @field_validator("sign_in_rate_limit", "sign_in_account_ceiling")
     @classmethod

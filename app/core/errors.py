@@ -1,6 +1,6 @@
 """RFC 9457 problem details: one exception type per failure, one place that renders them."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -211,16 +211,38 @@ def problem_response(
         body["instance"] = request.url.path
         body["request_id"] = request.scope.get("state", {}).get("request_id")
     body.update(extra)
-    if request is not None:
-        # A route may speak a protocol of its own in its problems too (the OAuth2 token
-        # endpoint's errors): it adapts each one, status and headers included.
-        adapt = getattr(request.scope.get("route"), "adapt_problem", None)
-        if adapt is not None:
-            body, headers = adapt(body, dict(headers or {}))
-            status = body["status"]
-    return Response(
-        orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
-    )
+    media_type = PROBLEM_MEDIA_TYPE
+    adapt = None if request is None else problem_adapter(request)
+    if adapt is not None:
+        body, headers = adapt(body, dict(headers or {}))
+        status = body.get("status", status)
+        # An adapter whose body has no status of its own says which one it answers with.
+        status = getattr(adapt, "status_of", lambda given: given)(status)
+        media_type = getattr(adapt, "media_type", PROBLEM_MEDIA_TYPE)
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=media_type)
+
+
+# Adapts a problem's body and headers to a protocol of its own; `media_type`, if it has
+# one, is what the adapted body is sent as.
+ProblemAdapter = Callable[
+    [Mapping[str, Any], dict[str, str]], tuple[dict[str, Any], dict[str, str]]
+]
+
+
+def problem_adapter(request: Request) -> ProblemAdapter | None:
+    """How a request's problems are told, if not as plain problem+json. A route may speak
+    a protocol of its own in its problems too (the OAuth2 token endpoint's errors), and so
+    may a whole API under a path prefix (`app.state.problem_adapters`: the FHIR facade
+    answers OperationOutcomes, even for a path it does not serve)."""
+    adapt: ProblemAdapter | None = getattr(request.scope.get("route"), "adapt_problem", None)
+    if adapt is not None:
+        return adapt
+    adapters: dict[str, ProblemAdapter] = getattr(request.app.state, "problem_adapters", {})
+    path = request.url.path
+    for prefix, candidate in adapters.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return candidate
+    return None
 
 
 def responses(*errors: type[DorsiError]) -> dict[int | str, dict[str, Any]]:

@@ -29,6 +29,7 @@ from app.core.columns import utcnow
 from app.core.config import Settings
 from app.core.db import execute, snapshot, table_of, transaction
 from app.core.idempotency import prune_expired_keys
+from app.fhir import bulk
 from app.sync.retention import prune_changes
 from app.webhooks import alerts, fanout
 from app.webhooks import delivery as sending
@@ -83,7 +84,9 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker_started", worker=self.name)
         async with sending.http_client(self.batch) as client:
-            await asyncio.gather(self._deliveries(client, stop), self._rounds(stop))
+            await asyncio.gather(
+                self._deliveries(client, stop), self._rounds(stop), self._exports(stop)
+            )
         log.info("worker_stopped", worker=self.name)
 
     async def deliver(self, client: httpx.AsyncClient) -> int:
@@ -165,6 +168,18 @@ class Worker:
             except Exception:
                 log.exception("worker_round_failed", worker=self.name)
             await _wait(stop, self.clinic_round_seconds)
+
+    async def _exports(self, stop: asyncio.Event) -> None:
+        """FHIR `$export` jobs, one at a time (the API runs them itself unless
+        DORSI_FHIR_EXPORT_IN_PROCESS is off)."""
+        while not stop.is_set():
+            try:
+                ran = await bulk.run_next(self.engine)
+            except Exception:
+                log.exception("worker_export_failed", worker=self.name)
+                ran = False
+            if not ran:
+                await _wait(stop, 1.0)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

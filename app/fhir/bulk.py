@@ -1,0 +1,526 @@
+"""FHIR Bulk Data `$export`: jobs kept in the database, each run from one snapshot.
+
+A kick-off queues a job; `run_job` (or `run_next`, what a worker calls) claims it, opens
+the export snapshot (`app.core.db.snapshot`: REPEATABLE READ on PostgreSQL), and writes
+NDJSON files of up to `FILE_LINES` resources, each in a transaction of its own, with the
+audit events of the patients it holds. A cancelled job is deleted; the runner notices at
+its next file and stops.
+
+`transactionTime` hands over to the next export's `_since` with no gap and no duplicate:
+it is the time of the newest change the snapshot sees, and `_since` selects the resources
+with a change after it. A clinic's changes take their time while holding the clinic's
+change lock (`app.sync.outbox`), so their times rise with their ids, which follow commit
+order: the changes after `transactionTime` are exactly those the snapshot did not see.
+(A resource's own `meta.lastUpdated` is set before that lock, so it cannot do this.)
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import col
+from sqlmodel import select as select_models
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.datastructures import QueryParams
+
+from app.adherence import records
+from app.audit import service as audit
+from app.auth.models import ActorKind
+from app.auth.principal import Caller, Principal
+from app.core.columns import utcnow
+from app.core.db import execute, snapshot, table_of, transaction
+from app.core.errors import BadRequest, Forbidden, NotFound
+from app.core.timestamps import instant_in_range
+from app.exercises import service as exercises
+from app.exercises.models import Exercise
+from app.feed.export import cursor_of
+from app.fhir import resources, service
+from app.fhir.capability import SCOPES
+from app.fhir.models import ExportStatus, FhirExportFile, FhirExportJob
+from app.patients.models import Patient
+from app.plans import service as plans
+from app.plans.models import PlanTemplate
+from app.sync.models import Change
+
+FILE_LINES = 5000
+BATCH = 500
+# A running job writes a file (and so touches `updated_at`) every `FILE_LINES` resources;
+# one silent this long lost its runner.
+ABANDONED = timedelta(minutes=15)
+SYSTEM_TYPES = (
+    "Patient",
+    "CarePlan",
+    "Procedure",
+    "Observation",
+    "ActivityDefinition",
+    "PlanDefinition",
+)
+PATIENT_TYPES = ("Patient", "CarePlan", "Procedure", "Observation")
+# The change feed's name of what each type is made from.
+CHANGE_TYPE = {
+    "Patient": "patient",
+    "CarePlan": "plan",
+    "Procedure": "adherence_record",
+    "Observation": "adherence_record",
+    "ActivityDefinition": "exercise",
+    "PlanDefinition": "plan_template",
+}
+OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
+# What a snapshot that sees no change hands over: every later change is after it.
+BEFORE_ANY_CHANGE = datetime(1970, 1, 1, tzinfo=UTC)
+
+JOBS = table_of(FhirExportJob)
+FILES = table_of(FhirExportFile)
+CHANGES = table_of(Change)
+PATIENTS = service.PATIENTS
+PLANS = service.PLANS
+RECORDS = service.RECORDS
+EXERCISES = table_of(Exercise)
+TEMPLATES = table_of(PlanTemplate)
+
+
+# ---------------------------------------------------------------------- the requests
+
+
+def _since(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not instant_in_range(moment):
+        raise BadRequest(f"_since must be an instant with its offset; {value!r} is not.")
+    return moment
+
+
+async def kick_off(
+    session: AsyncSession, caller: Caller, level: str, params: QueryParams, request_url: str
+) -> FhirExportJob:
+    """Queues an export of the caller's clinic (`level`: system or patient)."""
+    allowed = SYSTEM_TYPES if level == "system" else PATIENT_TYPES
+    unknown = sorted(set(params) - {"_type", "_since", "_outputFormat"})
+    if unknown:
+        raise BadRequest(f"$export does not support {', '.join(unknown)}.")
+    output_format = params.get("_outputFormat")
+    if output_format is not None and output_format not in OUTPUT_FORMATS:
+        raise BadRequest(f"_outputFormat {output_format!r} is not served: only NDJSON.")
+    types = list(allowed)
+    if "_type" in params:
+        types = [t for value in params.getlist("_type") for t in value.split(",")]
+        wrong = sorted(set(types) - set(allowed))
+        if wrong:
+            raise BadRequest(f"_type takes {', '.join(allowed)}; not {', '.join(wrong)}.")
+        types = list(dict.fromkeys(types))
+    missing = sorted({SCOPES[t] for t in types} - caller.principal.scopes)
+    if missing:
+        raise Forbidden(f"This token lacks {', '.join(missing)} for the types asked.")
+    since = params.get("_since")
+    job = FhirExportJob(
+        clinic_id=caller.clinic_id,
+        actor_kind=caller.principal.kind,
+        actor_id=caller.principal.id,
+        level=level,
+        types=types,
+        since=_since(since) if since else None,
+        request_url=request_url,
+    )
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def own_job(session: AsyncSession, caller: Caller, job_id: uuid.UUID) -> FhirExportJob:
+    """The caller's own job; anyone else's (and a cancelled one) is a missing one."""
+    job = await session.get(FhirExportJob, job_id)
+    if job is None or job.clinic_id != caller.clinic_id or job.actor_id != caller.principal.id:
+        raise NotFound(f"No export {job_id}.")
+    return job
+
+
+async def files_of(session: AsyncSession, job_id: uuid.UUID) -> list[Any]:
+    found = await execute(
+        session,
+        select(FILES.c.id, FILES.c.resource_type, FILES.c.count, FILES.c.deleted)
+        .where(FILES.c.job_id == job_id)
+        .order_by(FILES.c.number),
+    )
+    return list(found)
+
+
+async def own_file(session: AsyncSession, caller: Caller, file_id: uuid.UUID) -> FhirExportFile:
+    found = await session.get(FhirExportFile, file_id)
+    if found is None:
+        raise NotFound(f"No export file {file_id}.")
+    await own_job(session, caller, found.job_id)
+    return found
+
+
+async def cancel(session: AsyncSession, caller: Caller, job_id: uuid.UUID) -> None:
+    """Deletes the job and its files. The job's row is locked first (PostgreSQL), so a
+    runner writing a file waits, then finds the job gone."""
+    await own_job(session, caller, job_id)
+    await execute(session, select(JOBS.c.id).where(JOBS.c.id == job_id).with_for_update())
+    await execute(session, delete(FILES).where(FILES.c.job_id == job_id))
+    await execute(session, delete(JOBS).where(JOBS.c.id == job_id))
+
+
+# ------------------------------------------------------------------------- the runner
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """Who asked for a job, as the audit trail records the patients it exported."""
+
+    principal: Principal
+    ip: str | None = None
+    request_id: str | None = None
+
+
+async def run_next(engine: AsyncEngine) -> bool:
+    """Runs the oldest queued job, if any (what `dorsi worker` calls); False if none. A
+    job whose runner went quiet for `ABANDONED` (its process ended mid-run) is queued
+    again first, its files dropped."""
+    async with transaction(engine) as session:
+        abandoned = (
+            (
+                await execute(
+                    session,
+                    select(JOBS.c.id).where(
+                        JOBS.c.status == ExportStatus.running,
+                        JOBS.c.updated_at < utcnow() - ABANDONED,
+                    ),
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for job_id in abandoned:
+            await execute(session, delete(FILES).where(FILES.c.job_id == job_id))
+            await execute(
+                session,
+                update(JOBS)
+                .where(JOBS.c.id == job_id, JOBS.c.status == ExportStatus.running)
+                .values(status=ExportStatus.queued, progress=None, updated_at=utcnow()),
+            )
+        queued = (
+            await execute(
+                session,
+                select(JOBS.c.id)
+                .where(JOBS.c.status == ExportStatus.queued)
+                .order_by(JOBS.c.created_at)
+                .limit(1),
+            )
+        ).scalar()
+    if queued is None:
+        return False
+    await run_job(engine, queued)
+    return True
+
+
+async def run_job(engine: AsyncEngine, job_id: uuid.UUID) -> None:
+    """Claims the job (another runner that claimed it first wins) and runs it."""
+    async with transaction(engine) as session:
+        claimed = await execute(
+            session,
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.status == ExportStatus.queued)
+            .values(status=ExportStatus.running, updated_at=utcnow()),
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return
+        job = await session.get(FhirExportJob, job_id)
+        assert job is not None
+    try:
+        await _run(engine, job)
+    except Exception as error:  # the client reads the failure in the job's status
+        async with transaction(engine) as session:
+            await execute(
+                session,
+                update(JOBS)
+                .where(JOBS.c.id == job_id)
+                .values(
+                    status=ExportStatus.failed,
+                    error=f"The export failed: {type(error).__name__}.",
+                    updated_at=utcnow(),
+                ),
+            )
+        raise
+
+
+class Cancelled(Exception):
+    """The job was deleted while it ran."""
+
+
+async def _run(engine: AsyncEngine, job: FhirExportJob) -> None:
+    exporter = Exporter(
+        Principal(
+            kind=ActorKind(job.actor_kind),
+            id=job.actor_id,
+            clinic_id=job.clinic_id,
+            session_id=job.id,
+            scopes=frozenset(),
+        )
+    )
+    writer = FileWriter(engine, job, exporter)
+    try:
+        async with snapshot(engine) as connection:
+            position = await cursor_of(connection, job.clinic_id)
+            newest = (
+                await connection.execute(
+                    select(func.max(CHANGES.c.occurred_at)).where(
+                        CHANGES.c.clinic_id == job.clinic_id, CHANGES.c.id <= position
+                    )
+                )
+            ).scalar()
+            async with AsyncSession(bind=connection) as session:
+                seen = service.ItemExercises()
+                for kind in job.types:
+                    async for rendered in _resources(session, connection, job, kind, seen):
+                        await writer.add(kind, rendered)
+                    await writer.flush(kind)
+                    if job.since is not None:
+                        async for gone in _deleted(connection, job, kind, position):
+                            await writer.add(kind, gone, deleted=True)
+                        await writer.flush(kind, deleted=True)
+    except Cancelled:
+        return
+    async with transaction(engine) as session:
+        await execute(
+            session,
+            update(JOBS)
+            .where(JOBS.c.id == job.id, JOBS.c.status == ExportStatus.running)
+            .values(
+                status=ExportStatus.completed,
+                transaction_time=newest or BEFORE_ANY_CHANGE,
+                change_cursor=position,
+                progress="done",
+                updated_at=utcnow(),
+            ),
+        )
+
+
+class FileWriter:
+    """Collects rendered resources into files of `FILE_LINES`, each written in a
+    transaction of its own, with the audit events of the patients it holds."""
+
+    def __init__(self, engine: AsyncEngine, job: FhirExportJob, exporter: Exporter) -> None:
+        self.engine, self.job, self.exporter = engine, job, exporter
+        self.lines: list[bytes] = []
+        self.patients: set[uuid.UUID] = set()
+        self.number = 0
+        self.written = 0
+
+    async def add(
+        self,
+        kind: str,
+        rendered: list[tuple[dict[str, Any], uuid.UUID | None]],
+        *,
+        deleted: bool = False,
+    ) -> None:
+        for resource, patient_id in rendered:
+            self.lines.append(orjson.dumps(resource))
+            if patient_id is not None:
+                self.patients.add(patient_id)
+            if len(self.lines) >= FILE_LINES:
+                await self.flush(kind, deleted=deleted)
+
+    async def flush(self, kind: str, *, deleted: bool = False) -> None:
+        """Writes what was added as a file: `kind`'s resources, or (``deleted``) the
+        Bundles that name `kind`'s deleted resources."""
+        if not self.lines:
+            return
+        self.number += 1
+        self.written += len(self.lines)
+        async with transaction(self.engine) as session:
+            alive = (
+                await execute(
+                    session,
+                    select(JOBS.c.status).where(JOBS.c.id == self.job.id).with_for_update(),
+                )
+            ).scalar()
+            if alive != ExportStatus.running:
+                raise Cancelled
+            session.add(
+                FhirExportFile(
+                    job_id=self.job.id,
+                    number=self.number,
+                    resource_type="Bundle" if deleted else kind,
+                    deleted=deleted,
+                    count=len(self.lines),
+                    content=b"".join(line + b"\n" for line in self.lines).decode(),
+                )
+            )
+            await audit.record_many(
+                session,
+                self.exporter,
+                "export",
+                CHANGE_TYPE[kind],
+                [(None, patient) for patient in sorted(self.patients)],
+            )
+            await execute(
+                session,
+                update(JOBS)
+                .where(JOBS.c.id == self.job.id)
+                .values(progress=f"{self.written} resources written", updated_at=utcnow()),
+            )
+        self.lines, self.patients = [], set()
+
+
+def _statement(job: FhirExportJob, kind: str) -> tuple[Select[Any], Any]:
+    """The live rows `kind` is made from, in the job's clinic, and their id column."""
+    clinic_id = job.clinic_id
+    live = PATIENTS.c.deleted_at.is_(None)
+    if kind == "Patient":
+        return select(PATIENTS).where(PATIENTS.c.clinic_id == clinic_id, live), PATIENTS.c.id
+    if kind == "CarePlan":
+        return (
+            select(PLANS.c.id, PLANS.c.version, PLANS.c.patient_id)
+            .join(PATIENTS, PATIENTS.c.id == PLANS.c.patient_id)
+            .where(PLANS.c.clinic_id == clinic_id, live)
+        ), PLANS.c.id
+    if kind in ("Procedure", "Observation"):
+        statement = (
+            select(RECORDS)
+            .join(PATIENTS, PATIENTS.c.id == RECORDS.c.patient_id)
+            .where(RECORDS.c.clinic_id == clinic_id, RECORDS.c.deleted_at.is_(None), live)
+        )
+        if kind == "Observation":
+            statement = statement.where(RECORDS.c.pain.is_not(None))
+        return statement, RECORDS.c.id
+    if kind == "ActivityDefinition":
+        return select(EXERCISES.c.id).where(exercises.visible_to(clinic_id)), EXERCISES.c.id
+    return (
+        select(TEMPLATES.c.id).where(
+            (TEMPLATES.c.clinic_id.is_(None)) | (TEMPLATES.c.clinic_id == clinic_id),
+            TEMPLATES.c.deleted_at.is_(None),
+        ),
+        TEMPLATES.c.id,
+    )
+
+
+async def _resources(
+    session: AsyncSession,
+    connection: AsyncConnection,
+    job: FhirExportJob,
+    kind: str,
+    seen: service.ItemExercises,
+) -> AsyncIterator[list[tuple[dict[str, Any], uuid.UUID | None]]]:
+    """Each batch of `kind`'s resources (with its patient), from the snapshot. With
+    `_since`: those with a change after it, looked up a batch of ids at a time."""
+    statement, id_column = _statement(job, kind)
+    if job.since is None:
+        result = await connection.stream(statement.execution_options(yield_per=BATCH))
+        async for batch in result.partitions():
+            yield await _render(session, job.clinic_id, kind, batch, seen)
+        return
+    changed = await connection.stream(
+        select(CHANGES.c.resource_id)
+        .where(
+            CHANGES.c.clinic_id == job.clinic_id,
+            CHANGES.c.resource_type == CHANGE_TYPE[kind],
+            CHANGES.c.occurred_at > job.since,
+        )
+        .distinct()
+        .execution_options(yield_per=BATCH)
+    )
+    async for ids in changed.partitions():
+        wanted = [uuid.UUID(row.resource_id) for row in ids]
+        rows = (await connection.execute(statement.where(id_column.in_(wanted)))).all()
+        if rows:
+            yield await _render(session, job.clinic_id, kind, rows, seen)
+
+
+async def _deleted(
+    connection: AsyncConnection, job: FhirExportJob, kind: str, position: int
+) -> AsyncIterator[list[tuple[dict[str, Any], uuid.UUID | None]]]:
+    """`kind`'s resources deleted after `_since` (and seen by the snapshot), each as a
+    transaction Bundle that deletes it (Bulk Data IG, `deleted`). An Observation only for
+    a deleted record that rated pain. (A patient's plans and records leave with it, and
+    get no deletion of their own, as in the change feed.)"""
+    gone = await connection.stream(
+        select(CHANGES.c.resource_id)
+        .where(
+            CHANGES.c.clinic_id == job.clinic_id,
+            CHANGES.c.resource_type == CHANGE_TYPE[kind],
+            CHANGES.c.operation == "delete",
+            CHANGES.c.occurred_at > job.since,
+            CHANGES.c.id <= position,
+        )
+        .distinct()
+        .execution_options(yield_per=BATCH)
+    )
+    async for batch in gone.partitions():
+        found = [uuid.UUID(row.resource_id) for row in batch]
+        if kind == "Observation":
+            rated = await connection.execute(
+                select(RECORDS.c.id).where(RECORDS.c.id.in_(found), RECORDS.c.pain.is_not(None))
+            )
+            found = [row.id for row in rated]
+        yield [
+            (
+                {
+                    "resourceType": "Bundle",
+                    "type": "transaction",
+                    "entry": [{"request": {"method": "DELETE", "url": f"{kind}/{resource_id}"}}],
+                },
+                None,
+            )
+            for resource_id in found
+        ]
+
+
+async def _render(
+    session: AsyncSession,
+    clinic_id: uuid.UUID,
+    kind: str,
+    rows: Sequence[Any],
+    seen: service.ItemExercises,
+) -> list[tuple[dict[str, Any], uuid.UUID | None]]:
+    """Each row's resource as a read of it renders it, with the patient it belongs to."""
+    if kind == "Patient":
+        return [(resources.patient(Patient.model_validate(r._mapping)), r.id) for r in rows]
+    if kind == "CarePlan":
+        rendered = await plans.plans_at(session, clinic_id, {(r.id, r.version) for r in rows})
+        return [(resources.care_plan(rendered[(r.id, r.version)]), r.patient_id) for r in rows]
+    if kind in ("Procedure", "Observation"):
+        public = [records.public(r._mapping) for r in rows]
+        if kind == "Observation":
+            return [(resources.observation(r), r.patient_id) for r in public]
+        names = await service.exercise_names(session, clinic_id, public, seen)
+        return [(resources.procedure(r, names.get(r.id)), r.patient_id) for r in public]
+    ids = [r.id for r in rows]
+    if kind == "ActivityDefinition":
+        found = list(await session.exec(select_models(Exercise).where(col(Exercise.id).in_(ids))))
+        refs = await exercises.variants(session, found)
+        return [(resources.activity_definition(exercises.to_public(e, refs)), None) for e in found]
+    templates = await session.exec(select_models(PlanTemplate).where(col(PlanTemplate.id).in_(ids)))
+    return [
+        (resources.plan_definition(await plans.template_public(session, t)), None)
+        for t in templates
+    ]
+
+
+def manifest(job: FhirExportJob, files: list[Any], base: str) -> dict[str, Any]:
+    """The completed job's manifest (Bulk Data IG): its files (`deleted`: what was deleted
+    after `_since`), and the time to hand over to the next export's `_since`."""
+    assert job.transaction_time is not None
+    return {
+        "transactionTime": resources.instant(job.transaction_time),
+        "request": job.request_url,
+        "requiresAccessToken": True,
+        "output": [_entry(f, base) for f in files if not f.deleted],
+        "deleted": [_entry(f, base) for f in files if f.deleted],
+        "error": [],
+    }
+
+
+def _entry(found: Any, base: str) -> dict[str, Any]:
+    return {
+        "type": found.resource_type,
+        "url": f"{base}/$export-file/{found.id}",
+        "count": found.count,
+    }

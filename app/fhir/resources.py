@@ -1,0 +1,385 @@
+"""Dorsi's resources as FHIR R4 resources (JSON), rendered from what the REST API's own
+GETs render, so that the two never tell a different story. Pure functions: the service
+reads, these only translate. The README's mapping table says what goes where."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from app.adherence.schemas import RecordPublic
+from app.exercises.schemas import ExercisePublic
+from app.fhir import codes
+from app.patients.models import Patient
+from app.plans.schemas import PlanItemPublic, PlanPublic, Schedule, TemplatePublic
+
+Resource = dict[str, Any]
+
+
+def instant(moment: datetime) -> str:
+    """A FHIR instant: with its offset (UTC if it was stored without one)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()
+
+
+def meta(version: int, updated_at: datetime) -> dict[str, str]:
+    return {"versionId": str(version), "lastUpdated": instant(updated_at)}
+
+
+def patient_system(clinic_id: uuid.UUID) -> str:
+    """The identifier system of a clinic's own patient references: one per clinic, since
+    two clinics may give the same reference to different people."""
+    return f"{codes.DORSI}/clinics/{clinic_id}/patient-reference"
+
+
+def activity_url(exercise_id: uuid.UUID) -> str:
+    return f"{codes.ACTIVITY_DEFINITION_URL}/{exercise_id}"
+
+
+def plan_definition_url(template_id: uuid.UUID) -> str:
+    return f"{codes.PLAN_DEFINITION_URL}/{template_id}"
+
+
+def _therapy(text: str) -> dict[str, Any]:
+    return {**codes.EXERCISE_THERAPY, "text": text}
+
+
+def _drop_empty(resource: Resource) -> Resource:
+    """FHIR forbids empty elements: no nulls, empty strings, lists or objects."""
+    return {key: value for key, value in resource.items() if value not in (None, "", [], {})}
+
+
+# ------------------------------------------------------------------------- the catalog
+
+
+def _dose_text(
+    sets: int | None, reps: int | None, hold: int | None, rest: int | None
+) -> str | None:
+    parts = []
+    if sets is not None and reps is not None:
+        parts.append(f"{sets} sets of {reps} repetitions")
+    elif sets is not None:
+        parts.append(f"{sets} sets")
+    elif reps is not None:
+        parts.append(f"{reps} repetitions")
+    if hold is not None:
+        parts.append(f"hold {hold} s")
+    if rest is not None:
+        parts.append(f"rest {rest} s between sets")
+    return ", ".join(parts) or None
+
+
+def _dose_extension(
+    sets: int | None, reps: int | None, hold: int | None, rest: int | None
+) -> list[dict[str, Any]]:
+    """The dose in numbers (FHIR's Dosage counts amounts of a substance, not sets)."""
+    parts = [
+        {"url": name, "valueInteger": value}
+        for name, value in (
+            ("sets", sets),
+            ("reps", reps),
+            ("hold-seconds", hold),
+            ("rest-seconds", rest),
+        )
+        if value is not None
+    ]
+    return [{"url": codes.DOSE_EXTENSION, "extension": parts}] if parts else []
+
+
+def _weekly(sessions: int) -> dict[str, Any]:
+    return {"repeat": {"frequency": sessions, "period": 1, "periodUnit": "wk"}}
+
+
+def activity_definition(exercise: ExercisePublic) -> Resource:
+    """A catalog exercise (global, or the clinic's own)."""
+    steps = "\n".join(f"{number}. {step}" for number, step in enumerate(exercise.steps, 1))
+    dose = exercise.default_dose
+    dosage: list[dict[str, Any]] = []
+    if dose is not None:
+        text = _dose_text(dose.sets, dose.reps, dose.hold_seconds, dose.rest_seconds)
+        if dose.each_side:
+            text = f"{text}, on each side" if text else "On each side"
+        if dose.sessions_per_week is not None:
+            week = f"{dose.sessions_per_week} days a week"
+            text = f"{text}, {week}" if text else week.capitalize()
+        dosage.append(
+            _drop_empty(
+                {
+                    "extension": _dose_extension(
+                        dose.sets, dose.reps, dose.hold_seconds, dose.rest_seconds
+                    ),
+                    "text": text,
+                    "timing": _weekly(dose.sessions_per_week)
+                    if dose.sessions_per_week is not None
+                    else None,
+                }
+            )
+        )
+    artifacts: list[dict[str, Any]] = []
+    for reference in exercise.references:
+        # The source article documents the exercise; the study it cites is a citation.
+        if reference.kind == "journal_article":
+            artifact = {"type": "citation", "citation": reference.citation}
+        else:
+            artifact = {"type": "documentation", "display": reference.citation}
+        if reference.url:
+            artifact["url"] = str(reference.url)
+        artifacts.append(artifact)
+    for kind, variant in (
+        ("predecessor", exercise.easier_variant),
+        ("successor", exercise.harder_variant),
+    ):
+        if variant is not None:
+            artifacts.append(
+                {
+                    "type": kind,
+                    "label": "easier variant" if kind == "predecessor" else "harder variant",
+                    "display": variant.name,
+                    "resource": activity_url(variant.id),
+                }
+            )
+    for media in exercise.media:
+        artifacts.append(
+            _drop_empty({"type": "documentation", "display": media.caption, "url": str(media.url)})
+        )
+    return _drop_empty(
+        {
+            "resourceType": "ActivityDefinition",
+            "id": str(exercise.id),
+            "meta": meta(exercise.version, exercise.updated_at),
+            "url": activity_url(exercise.id),
+            "identifier": [{"system": f"{codes.DORSI}/exercise-slug", "value": exercise.slug}],
+            "version": str(exercise.version),
+            "title": exercise.name,
+            "status": "active",
+            "date": instant(exercise.updated_at),
+            "description": f"{exercise.summary}\n\n{steps}",
+            "usage": "\n".join(exercise.cautions),
+            "relatedArtifact": artifacts,
+            "kind": "ServiceRequest",
+            "code": _therapy(exercise.name),
+            "bodySite": [{"text": exercise.body_region.value}],
+            "dosage": dosage,
+        }
+    )
+
+
+# ------------------------------------------------------------------ templates and plans
+
+
+def _schedule(schedule: Schedule) -> dict[str, Any]:
+    """Weekdays: those days, `times_per_day` a day. A number of days a week: as often in a
+    week in all (FHIR's Timing has no "days a week"), and the rule itself in `code.text`."""
+    times = schedule.times_per_day
+    if schedule.days_of_week is not None:
+        days = [codes.WEEKDAYS[day - 1] for day in schedule.days_of_week]
+        return {
+            "repeat": {"dayOfWeek": days, "frequency": times, "period": 1, "periodUnit": "d"},
+            "code": {"text": f"on {', '.join(days)}, {times} times a day"},
+        }
+    sessions = schedule.sessions_per_week or 0
+    timing = _weekly(sessions * times)
+    timing["code"] = {"text": f"{sessions} days a week, {times} times a day"}
+    return timing
+
+
+def _item_text(item: PlanItemPublic) -> str:
+    parts = [_dose_text(item.sets, item.reps, item.hold_seconds, item.rest_seconds)]
+    if item.resistance is not None:
+        parts.append(f"{item.resistance.value} band")
+    parts.append(f"side: {item.side.value}" if item.side else "side: the affected side")
+    if item.notes:
+        parts.append(item.notes)
+    return "; ".join(part for part in parts if part)
+
+
+def _item_extensions(item: PlanItemPublic, side_id: str | None) -> list[dict[str, Any]]:
+    found = _dose_extension(item.sets, item.reps, item.hold_seconds, item.rest_seconds)
+    if item.resistance is not None:
+        found.append({"url": codes.RESISTANCE_EXTENSION, "valueCode": item.resistance.value})
+    if side_id is not None:
+        found.append(
+            {"url": codes.BODY_SITE_EXTENSION, "valueReference": {"reference": f"#{side_id}"}}
+        )
+    return found
+
+
+def plan_definition(template: TemplatePublic) -> Resource:
+    """A plan template: an action per item, each defined by its ActivityDefinition."""
+    actions = [
+        _drop_empty(
+            {
+                "id": str(item.id),
+                "title": item.exercise.name,
+                "description": _item_text(item),
+                "code": [_therapy(item.exercise.name)],
+                "timingTiming": _schedule(item.schedule),
+                "definitionCanonical": activity_url(item.exercise_id),
+            }
+        )
+        for item in template.items
+    ]
+    return _drop_empty(
+        {
+            "resourceType": "PlanDefinition",
+            "id": str(template.id),
+            "meta": meta(template.version, template.updated_at),
+            "url": plan_definition_url(template.id),
+            "version": str(template.version),
+            "title": template.name,
+            "type": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/plan-definition-type",
+                        "code": "clinical-protocol",
+                    }
+                ]
+            },
+            "status": "active",
+            "date": instant(template.updated_at),
+            "description": template.description,
+            "action": actions,
+        }
+    )
+
+
+def care_plan(plan: PlanPublic) -> Resource:
+    """A plan at one version (`meta.versionId`): an activity per item. An item's side, when
+    the plan names one, is a contained BodyStructure with its SNOMED CT laterality."""
+    subject = {"reference": f"Patient/{plan.patient_id}"}
+    contained: list[dict[str, Any]] = []
+    activities = []
+    for item in plan.items:
+        side_id = None
+        if item.side is not None:
+            side_id = f"side-{item.order}"
+            contained.append(
+                {
+                    "resourceType": "BodyStructure",
+                    "id": side_id,
+                    "locationQualifier": [{"coding": [codes.LATERALITY[item.side.value]]}],
+                    "patient": subject,
+                }
+            )
+        detail = _drop_empty(
+            {
+                "extension": _item_extensions(item, side_id),
+                "instantiatesCanonical": [activity_url(item.exercise_id)],
+                "code": _therapy(item.exercise.name),
+                "status": codes.ACTIVITY_STATUS[plan.status.value],
+                "scheduledTiming": _schedule(item.schedule),
+                "description": _item_text(item),
+            }
+        )
+        activities.append({"id": str(item.id), "detail": detail})
+    return _drop_empty(
+        {
+            "resourceType": "CarePlan",
+            "id": str(plan.id),
+            "meta": meta(plan.version, plan.updated_at),
+            "contained": contained,
+            "instantiatesCanonical": [plan_definition_url(plan.template_id)]
+            if plan.template_id
+            else None,
+            "status": codes.CARE_PLAN_STATUS[plan.status.value],
+            "intent": "plan",
+            "category": [_therapy("Home exercise program")],
+            "title": plan.title,
+            "description": plan.notes,
+            "subject": subject,
+            "period": _drop_empty(
+                {
+                    "start": plan.start_date.isoformat(),
+                    "end": plan.end_date.isoformat() if plan.end_date else None,
+                }
+            ),
+            "created": instant(plan.created_at),
+            "activity": activities,
+        }
+    )
+
+
+# ---------------------------------------------------------------------- patients
+
+
+def patient(row: Patient) -> Resource:
+    """Pseudonymous: the clinic's own reference, and nothing that names the person."""
+    return {
+        "resourceType": "Patient",
+        "id": str(row.id),
+        "meta": meta(row.version, row.updated_at),
+        "identifier": [
+            {"use": "usual", "system": patient_system(row.clinic_id), "value": row.reference}
+        ],
+        "active": True,
+    }
+
+
+# ----------------------------------------------------------------------- adherence
+
+
+def procedure(record: RecordPublic, exercise: tuple[uuid.UUID, str] | None) -> Resource:
+    """An adherence record: the session done (`completed`), begun and stopped before the
+    whole dose (a partial session: `stopped`), or not done (skipped: `not-done`, with the
+    reason). ``exercise``: the (id, name) of the item's exercise, if known."""
+    status = record.status.value
+    extensions = [
+        {"url": url, "valueInteger": value}
+        for url, value in (
+            (codes.SETS_DONE_EXTENSION, record.sets_done),
+            (codes.REPS_DONE_EXTENSION, record.reps_done),
+            (codes.HOLD_SECONDS_EXTENSION, record.hold_seconds),
+            (codes.EFFORT_EXTENSION, record.effort),
+        )
+        if value is not None
+    ]
+    reason = None
+    if status == "skipped":
+        skip = record.skip_reason.value if record.skip_reason else "other"
+        reason = {
+            "coding": [
+                {
+                    "system": codes.SKIP_REASON_SYSTEM,
+                    "code": skip,
+                    "display": codes.SKIP_REASONS[skip],
+                }
+            ],
+            "text": codes.SKIP_REASONS[skip],
+        }
+    device = record.assistive_device.value if record.assistive_device else None
+    return _drop_empty(
+        {
+            "resourceType": "Procedure",
+            "id": str(record.id),
+            "meta": meta(record.version, record.updated_at),
+            "extension": extensions,
+            "instantiatesCanonical": [activity_url(exercise[0])] if exercise else None,
+            "basedOn": [{"reference": f"CarePlan/{record.plan_id}/_history/{record.plan_version}"}],
+            "status": codes.PROCEDURE_STATUS[status],
+            "statusReason": reason,
+            "category": _therapy("Home exercise session"),
+            "code": _therapy(exercise[1] if exercise else "Exercise therapy"),
+            "subject": {"reference": f"Patient/{record.patient_id}"},
+            # A skipped session too: when the patient recorded it, for the day it was due.
+            "performedDateTime": instant(record.performed_at),
+            "outcome": {"text": "Partial session"} if status == "partial" else None,
+            "note": [{"text": record.note}] if record.note else None,
+            "usedCode": [{"text": codes.DEVICES[device]}] if device in codes.DEVICES else None,
+        }
+    )
+
+
+def observation(record: RecordPublic) -> Resource:
+    """The pain a session's record rated (0-10), part of that session's Procedure."""
+    return {
+        "resourceType": "Observation",
+        "id": str(record.id),
+        "meta": meta(record.version, record.updated_at),
+        "partOf": [{"reference": f"Procedure/{record.id}"}],
+        "status": "final",
+        "category": [codes.SURVEY],
+        "code": codes.PAIN_SEVERITY,
+        "subject": {"reference": f"Patient/{record.patient_id}"},
+        "effectiveDateTime": instant(record.performed_at),
+        "valueInteger": record.pain,
+    }
