@@ -379,13 +379,20 @@ def _statement(job: FhirExportJob, kind: str) -> tuple[Select[Any], Any]:
     if kind == "CarePlan":
         return (
             select(PLANS.c.id, PLANS.c.version, PLANS.c.patient_id)
-            .join(PATIENTS, PATIENTS.c.id == PLANS.c.patient_id)
+            .join(
+                PATIENTS,
+                (PATIENTS.c.clinic_id == PLANS.c.clinic_id) & (PATIENTS.c.id == PLANS.c.patient_id),
+            )
             .where(PLANS.c.clinic_id == clinic_id, live)
         ), PLANS.c.id
     if kind in ("Procedure", "Observation"):
         statement = (
             select(RECORDS)
-            .join(PATIENTS, PATIENTS.c.id == RECORDS.c.patient_id)
+            .join(
+                PATIENTS,
+                (PATIENTS.c.clinic_id == RECORDS.c.clinic_id)
+                & (PATIENTS.c.id == RECORDS.c.patient_id),
+            )
             .where(RECORDS.c.clinic_id == clinic_id, RECORDS.c.deleted_at.is_(None), live)
         )
         if kind == "Observation":

@@ -219,7 +219,10 @@ async def search_care_plans(
 ) -> SearchPage:
     statement = (
         select(PLANS.c.id, PLANS.c.version, PLANS.c.patient_id)
-        .join(PATIENTS, PATIENTS.c.id == PLANS.c.patient_id)
+        .join(
+            PATIENTS,
+            (PATIENTS.c.clinic_id == PLANS.c.clinic_id) & (PATIENTS.c.id == PLANS.c.patient_id),
+        )
         .where(PLANS.c.clinic_id == caller.clinic_id, _live_patient())
     )
     patient_id = _patient_param(params)
@@ -247,7 +250,10 @@ def _records(caller: Caller, params: QueryParams) -> Select[Any]:
     search takes (patient, date, _lastUpdated), newest session first."""
     statement = (
         select(RECORDS)
-        .join(PATIENTS, PATIENTS.c.id == RECORDS.c.patient_id)
+        .join(
+            PATIENTS,
+            (PATIENTS.c.clinic_id == RECORDS.c.clinic_id) & (PATIENTS.c.id == RECORDS.c.patient_id),
+        )
         .where(
             RECORDS.c.clinic_id == caller.clinic_id,
             RECORDS.c.deleted_at.is_(None),
