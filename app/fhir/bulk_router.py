@@ -8,13 +8,15 @@ Declared before the read routes, so `Patient/$export` is not read as a patient's
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Request, Response, Security
 
+from app.auth.deps import oauth2
 from app.auth.principal import Caller
 from app.core.db import SessionDep
 from app.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from app.feed.router import feed_reader
 from app.fhir import bulk
+from app.fhir.capability import EXPORT_TYPES, SCOPES
 from app.fhir.models import ExportStatus
 from app.fhir.outcome import PREFIX, outcome_responses
 from app.fhir.router import FhirResponse, base_url
@@ -22,6 +24,14 @@ from app.fhir.router import FhirResponse, base_url
 router = APIRouter(tags=["fhir"])
 NDJSON = "application/fhir+ndjson"
 Exporter = Annotated[Caller, Depends(feed_reader)]
+
+
+def _types_read(types: tuple[str, ...]) -> Any:
+    """The scopes an export of ``types`` needs beside `changes:read`, as the contract names
+    them (the kick-off checks them against the `_type` asked, every type by default)."""
+    return Security(oauth2, scopes=sorted({SCOPES[kind] for kind in types}))
+
+
 JobId = Annotated[uuid.UUID, Path(description="The export, as `Content-Location` named it.")]
 
 KICK_OFF_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -98,6 +108,7 @@ async def export_system(
     session: SessionDep,
     caller: Exporter,
     background: BackgroundTasks,
+    _reads: Annotated[str | None, _types_read(tuple(SCOPES))],
     prefer: Prefer = None,
 ) -> Response:
     """Every type: Patient, CarePlan, Procedure, Observation, ActivityDefinition,
@@ -119,6 +130,7 @@ async def export_patients(
     session: SessionDep,
     caller: Exporter,
     background: BackgroundTasks,
+    _reads: Annotated[str | None, _types_read(EXPORT_TYPES)],
     prefer: Prefer = None,
 ) -> Response:
     """The patient compartment: Patient, CarePlan, Procedure, Observation."""

@@ -4,7 +4,7 @@ clinic admins and API clients holding `webhooks:write`."""
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
 
 from app.auth.deps import SecretsDep, caller_for, oauth2, principal_for, staff_session
 from app.auth.models import ActorKind, Role
@@ -32,7 +32,8 @@ async def webhook_manager(
     request: Request,
     session: SessionDep,
     secrets: SecretsDep,
-    token: Annotated[str | None, Depends(oauth2)],
+    # The scope a clinic system needs, as the contract names it.
+    token: Annotated[str | None, Security(oauth2, scopes=[Scope.webhooks_write])],
 ) -> Caller:
     """A clinic admin, or an API client holding `webhooks:write`."""
     principal = await principal_for(session, staff_session(secrets, token))
