@@ -36,6 +36,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.today
 	$(BIN)/python -m bench.adherence
 	$(BIN)/python -m bench.sync
+	$(BIN)/python -m bench.load
 
 lock: $(UV)
 	$(UV) pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock

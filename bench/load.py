@@ -4,6 +4,7 @@ with the database restarted in the middle.
 
     python -m bench.load [--seconds 60] [--users 64] [--patients 2000] [--records 200000]
                          [--restart-postgres-at SECONDS] [--down-seconds 3]
+                         [--api-processes 4]
 
 Makes a fresh database through DORSI_BENCH_POSTGRES_URL (as bench.adherence does), or,
 with ``--restart-postgres-at``, on a throwaway cluster it starts itself (initdb, pg_ctl
@@ -70,7 +71,6 @@ from bench.harness import (
 )
 from bench.sync import SECRET, api_client, token_for
 
-API_PROCESSES = 4
 POOL_SIZE = 4  # each API process holds at most twice this many connections
 RECOVERY_TARGET = 5.0  # seconds after the database is back
 WEBHOOK_EVENTS = (
@@ -251,7 +251,7 @@ class Outage:
 
 def restart_later(cluster: Any, after: float, down: float, outage: Outage) -> threading.Thread:
     def run() -> None:
-        time.sleep(after)
+        time.sleep(max(0.0, after))
         outage.down_at = time.time()
         cluster.stop()
         time.sleep(down)
@@ -283,6 +283,9 @@ def main() -> None:
     parser.add_argument("--restart-postgres-at", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--down-seconds", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--api-processes", type=int, default=4, help="dorsi serve --workers (4 unless testing)"
+    )
     args = parser.parse_args()
     editors = max(4, args.users // 4)
     if args.patients < args.users + editors:
@@ -321,7 +324,7 @@ def main() -> None:
         serve_log = scratch / "serve.log"
         serving = stack.enter_context(
             process(
-                [*DORSI, "serve", "--port", str(port), "--workers", str(API_PROCESSES)],
+                [*DORSI, "serve", "--port", str(port), "--workers", str(args.api_processes)],
                 env,
                 serve_log,
             )
@@ -386,8 +389,6 @@ def main() -> None:
             str(args.users),
             "--spawn-rate",
             str(args.users),
-            "--run-time",
-            f"{args.seconds}s",
             "--host",
             base,
             "--loglevel",
@@ -398,17 +399,21 @@ def main() -> None:
             **os.environ,
             "DORSI_LOAD_PLAN": str(scratch / "plan.json"),
             "DORSI_LOAD_RESULT": str(result_file),
+            "DORSI_LOAD_SECONDS": str(args.seconds),
             "PYTHONPATH": str(ROOT),
         }
-        started = time.time()
         with locust_log.open("wb") as out:
             running = subprocess.Popen(
                 command, cwd=ROOT, env=locust_env, stdout=out, stderr=subprocess.STDOUT
             )
+            started = users_started(result_file, running, locust_log)
             restarting = None
             if cluster is not None:
                 restarting = restart_later(
-                    cluster, args.restart_postgres_at, args.down_seconds, outage
+                    cluster,
+                    started + args.restart_postgres_at - time.time(),
+                    args.down_seconds,
+                    outage,
                 )
             # The database's backends as the load has them (pools fill as users arrive),
             # sampled again at the end; one that came and went in between is missed.
@@ -430,6 +435,17 @@ def main() -> None:
     if not ok:
         print(f"logs in {scratch}")
     sys.exit(0 if ok else 1)
+
+
+def users_started(result_file: Path, running: subprocess.Popen[bytes], log: Path) -> float:
+    """When Locust started its users (epoch seconds), as it writes beside its result."""
+    marker = result_file.with_suffix(".started")
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if running.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"Locust did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    return float(marker.read_text())
 
 
 def backends_or_none(sql_url: str) -> list[int]:
@@ -454,7 +470,7 @@ def report(
     seconds = result["seconds"] or args.seconds
     requests = result["requests"]
     print(
-        f"\n{args.users} users, {args.seconds} s, {API_PROCESSES} API processes"
+        f"\n{args.users} users, {args.seconds} s, {args.api_processes} API processes"
         f"{', 1 worker' if received is not None else ' (no dorsi worker in this Dorsi)'}:"
         f" {requests} requests, {requests / seconds:.1f} requests/s"
     )

@@ -3,9 +3,10 @@ clinic systems, each doing what its kind does all day, as fast as answers come.
 
 Run by bench.load as ``locust -f bench/load_users.py --headless``, never imported by it
 (Locust patches the standard library with gevent on import). What to use (tokens,
-patients, plans) comes as JSON from the file named by ``DORSI_LOAD_PLAN``; what was seen
-(statistics, every record id answered ``created`` or ``unchanged``, the times of 503s) is
-written as JSON to ``DORSI_LOAD_RESULT`` when the run ends.
+patients, plans) comes as JSON from the file named by ``DORSI_LOAD_PLAN``; the users run
+for ``DORSI_LOAD_SECONDS``; what was seen (statistics, every record id answered
+``created`` or ``unchanged``, the times of 503s) is written as JSON to
+``DORSI_LOAD_RESULT`` when the run ends.
 """
 
 import json
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import gevent
 from locust import FastHttpUser, constant, events, task
 from locust.contrib.fasthttp import ResponseContextManager
 from locust.env import Environment
@@ -26,6 +28,8 @@ from locust.env import Environment
 from bench.adherence_data import session_fields
 
 PLAN: dict[str, Any] = json.loads(Path(os.environ["DORSI_LOAD_PLAN"]).read_text())
+RESULT = Path(os.environ["DORSI_LOAD_RESULT"])
+SECONDS = float(os.environ["DORSI_LOAD_SECONDS"])
 # Long polls answer when a change commits or after this many seconds.
 FEED_WAIT = 10
 
@@ -34,7 +38,7 @@ seen: set[str] = set()  # record ids answered created or unchanged
 created_twice: list[str] = []  # ids answered created by two requests that were not replays
 created: set[str] = set()
 statuses: Counter[str] = Counter()  # "operation status" -> count
-errors: list[str] = []  # what was wrong, for the unexpected answers (first few)
+errors: list[str] = []  # what was wrong, for the unexpected answers but 503s (first few)
 unavailable_at: list[float] = []  # epoch seconds of each 503
 # Patients whose plans clinicians edit, each taken by one clinician at a time (so two
 # edits of one plan never race; a 412 is then a fault).
@@ -48,13 +52,13 @@ def _note(name: str, response: ResponseContextManager, expected: tuple[int, ...]
     allowed."""
     status = response.status_code
     statuses[f"{name} {status}"] += 1
-    if status == 503:
-        unavailable_at.append(time.time())
     if status in expected:
         response.success()  # type: ignore[no-untyped-call]
         return True
     detail = f"{name}: {status} {(response.text or '')[:200]}"
-    if len(errors) < 20:
+    if status == 503:
+        unavailable_at.append(time.time())
+    elif len(errors) < 20:
         errors.append(detail)
     response.failure(detail)  # type: ignore[no-untyped-call]
     return False
@@ -254,6 +258,28 @@ class ClinicSystem(FastHttpUser):
                 self.cursor = answer.json()["next_cursor"]
 
 
+began: list[float] = []  # epoch seconds when the users started
+
+
+@events.test_start.add_listener  # type: ignore[untyped-decorator]
+def _start(environment: Environment, **_: Any) -> None:
+    """Starts the clock, tells bench.load, and quits after ``SECONDS``. (Not Locust's
+    --run-time: its timer reads the event loop's cached clock, which a busy machine leaves
+    stale by seconds while the users start, and ends the run that much early.)"""
+    began.append(time.time())
+    starting = RESULT.with_suffix(".starting")
+    starting.write_text(str(began[0]))
+    starting.rename(RESULT.with_suffix(".started"))  # whole, for bench.load's reader
+
+    def stop_later() -> None:
+        while time.time() < began[0] + SECONDS:
+            gevent.sleep(0.1)
+        assert environment.runner is not None
+        environment.runner.quit()
+
+    gevent.spawn(stop_later)
+
+
 def _percentile(entry: Any, share: float) -> float:
     return float(entry.get_response_time_percentile(share)) if entry.num_requests else 0.0
 
@@ -277,11 +303,12 @@ def _write_result(environment: Environment, **_: Any) -> None:
         "operations": operations,
         "requests": total.num_requests,
         "failures": total.num_failures,
-        "seconds": max(total.last_request_timestamp or 0, 0) - total.start_time,
+        "began": began[0] if began else None,
+        "seconds": time.time() - began[0] if began else 0,
         "statuses": dict(statuses),
         "errors": errors,
         "seen": sorted(seen),
         "created_twice": created_twice,
         "unavailable_at": unavailable_at,
     }
-    Path(os.environ["DORSI_LOAD_RESULT"]).write_text(json.dumps(result))
+    RESULT.write_text(json.dumps(result))
