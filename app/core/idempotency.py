@@ -8,11 +8,12 @@ body, 422; while the first is still running, 409. Keys are 1 to 200 characters.
 
 import hashlib
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Column, LargeBinary, String, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -141,21 +142,37 @@ class IdempotencyMiddleware:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        async def keep(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                start.update(status=message["status"], headers=list(message.get("headers", [])))
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
+        finished = False
 
-        try:
-            await self.app(scope, replay_body, keep)
-        finally:
+        async def finish() -> None:
+            nonlocal finished
+            finished = True
             status = start.get("status")
             # Server errors are not kept, so a retry tries again; nor are answers marked
             # no-store (a new API client's secret, an access code), which hold secrets.
             kept = status is not None and status < 500 and not _no_store(start["headers"])
             await self._finish(scope_key, start, b"".join(chunks), kept)
+
+        async def keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(status=message["status"], headers=list(message.get("headers", [])))
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Kept before its last byte goes out: a client that retries the
+                    # moment it has the answer gets it again, not 409 "still running".
+                    # If keeping fails (the database just went away), the answer still
+                    # goes out; a retry meets 409 until the claim is stale, as after a
+                    # crash.
+                    with suppress(SQLAlchemyError):
+                        await finish()
+            await send(message)
+
+        try:
+            await self.app(scope, replay_body, keep)
+        finally:
+            if not finished:  # no whole answer (an error, the client left)
+                await finish()
 
     async def _finish(self, scope_key: str, start: dict[str, Any], body: bytes, kept: bool) -> None:
         async with self.engine.begin() as connection:
