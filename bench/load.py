@@ -42,6 +42,7 @@ return) is printed. Nothing else changes.
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -432,8 +433,10 @@ def main() -> None:
         received = hooks.received if hooks is not None else None
 
     ok = report(args, result, stored, distinct, outage, started, used_api, used_db, received)
-    if not ok:
-        print(f"logs in {scratch}")
+    if ok:
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        print(f"logs in {scratch}")  # the servers' and Locust's, kept to read
     sys.exit(0 if ok else 1)
 
 
