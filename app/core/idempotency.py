@@ -40,6 +40,7 @@ KEEP_FOR = timedelta(days=1)
 # (DORSI_IDEMPOTENCY_STALE_SECONDS): longer than any POST takes.
 STALE_AFTER = timedelta(minutes=2)
 MAX_KEY_LENGTH = 200
+MAX_UNSETTLED = 10_000
 _table = IdempotentRequest.__table__  # type: ignore[attr-defined]
 
 
@@ -57,6 +58,11 @@ class IdempotencyMiddleware:
         self.engine = engine
         self.subject_of = subject_of
         self.stale_after = stale_after
+        # Claims of this process's requests that it could not settle (the database went
+        # away mid-request): released as soon as the database answers again, so that the
+        # client's retry runs rather than waiting out `stale_after`. Bounded: past it, the
+        # rest wait to go stale.
+        self._unsettled: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
@@ -104,6 +110,13 @@ class IdempotencyMiddleware:
     async def _claim(self, scope_key: str, fingerprint: str) -> str | dict[str, Any] | None:
         """None: this request goes ahead. Else what the earlier one left."""
         now = utcnow()
+        if self._unsettled:
+            unsettled = sorted(self._unsettled)
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    delete(_table).where(_table.c.key.in_(unsettled), _table.c.status.is_(None))
+                )
+            self._unsettled.difference_update(unsettled)
         async with self.engine.begin() as connection:
             await connection.execute(delete(_table).where(_table.c.created_at < now - KEEP_FOR))
             await connection.execute(
@@ -151,7 +164,12 @@ class IdempotencyMiddleware:
             # Server errors are not kept, so a retry tries again; nor are answers marked
             # no-store (a new API client's secret, an access code), which hold secrets.
             kept = status is not None and status < 500 and not _no_store(start["headers"])
-            await self._finish(scope_key, start, b"".join(chunks), kept)
+            try:
+                await self._finish(scope_key, start, b"".join(chunks), kept)
+            except SQLAlchemyError:
+                if len(self._unsettled) < MAX_UNSETTLED:
+                    self._unsettled.add(scope_key)
+                raise
 
         async def keep(message: Message) -> None:
             if message["type"] == "http.response.start":
