@@ -41,6 +41,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.fhir
+	$(BIN)/python -m bench.load
 
 lock: $(UV)
 	$(UV) pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock

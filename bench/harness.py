@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -97,18 +98,96 @@ def ensure_wrk() -> None:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database(admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str]:
     """A fresh, empty database ``dorsi_bench_<hex>`` for one run, dropped afterwards even
-    if connections are left open. Yields its URL for DORSI_DATABASE_URL."""
+    if connections are left open. Yields its URL for DORSI_DATABASE_URL. ``admin_url``
+    may create databases (DORSI_BENCH_POSTGRES_URL by default)."""
     name = f"dorsi_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    url = make_url(admin_url).set(drivername="postgresql+psycopg", database=name)
     try:
         yield url.render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# PostgreSQL's server programs, for a cluster of one's own.
+POSTGRES_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+
+
+@dataclass
+class Cluster:
+    """A throwaway PostgreSQL cluster on a port of its own, which a benchmark may stop and
+    start as it likes (never the shared one)."""
+
+    directory: Path
+    port: int
+
+    def ctl(self, *args: str, check: bool = True) -> None:
+        assert POSTGRES_BIN is not None
+        subprocess.run(
+            [
+                *_as_postgres(),
+                str(POSTGRES_BIN / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                *args,
+            ],
+            check=check,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+        self.ctl("-w", "-o", options, "-l", str(self.directory / "log"), "start")
+
+    def stop(self) -> None:
+        self.ctl("-w", "-m", "fast", "stop")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+
+def _as_postgres() -> list[str]:
+    # initdb and the server refuse to run as root.
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+@contextmanager
+def throwaway_cluster() -> Iterator[Cluster]:
+    """A new cluster (initdb, then pg_ctl start), removed afterwards."""
+    if POSTGRES_BIN is None:
+        raise SystemExit("PostgreSQL's server programs (initdb, pg_ctl) are not installed.")
+    # Somewhere the postgres user may enter.
+    directory = Path(tempfile.mkdtemp(prefix="dorsi-cluster-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    found = Cluster(directory, free_port())
+    try:
+        subprocess.run(
+            [
+                *_as_postgres(),
+                str(POSTGRES_BIN / "initdb"),
+                "-D",
+                str(directory / "data"),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        found.start()
+        yield found
+    finally:
+        found.ctl("-m", "immediate", "stop", check=False)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def migrate(database_url: str, secret: str) -> None:

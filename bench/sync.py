@@ -354,8 +354,10 @@ def long_poll(base: str, token: str, staff: str, data: Dataset, polls: int) -> l
 # --------------------------------------------------------------------------------------- run
 
 
-def api_client(database_url: str, clinic_id: uuid.UUID) -> tuple[str, str]:
-    """An API client of the clinic holding changes:read, made by ``dorsi create-client``."""
+def api_client(
+    database_url: str, clinic_id: uuid.UUID, scopes: tuple[str, ...] = ("changes:read",)
+) -> tuple[str, str]:
+    """An API client of the clinic holding ``scopes``, made by ``dorsi create-client``."""
     output = subprocess.run(
         [
             PYTHON,
@@ -366,8 +368,7 @@ def api_client(database_url: str, clinic_id: uuid.UUID) -> tuple[str, str]:
             str(clinic_id),
             "--name",
             "Bench EHR",
-            "--scope",
-            "changes:read",
+            *(word for scope in scopes for word in ("--scope", scope)),
         ],
         cwd=ROOT,
         env={**os.environ, "DORSI_DATABASE_URL": database_url, "DORSI_SECRET_KEY": SECRET},

@@ -1,9 +1,15 @@
-"""The adherence benchmark's data: what its generator copies in reads back through the API
-exactly like what the API wrote, so the benchmark measures the real thing."""
+"""The benchmarks keep working: the adherence benchmark's data (what its generator copies
+in reads back through the API exactly like what the API wrote, so the benchmark measures
+the real thing), and a short run of the load test."""
 
+import os
 import random
+import re
+import subprocess
+import sys
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,7 +20,13 @@ from app.adherence.models import AdherenceRecord
 from app.core.db import transaction
 from app.main import create_app, dispose_engines
 from bench.adherence_data import load, session_fields
-from tests.conftest import DatabaseFactory, make_client, migrated, settings_for
+from tests.conftest import (
+    POSTGRES_ADMIN_URL,
+    DatabaseFactory,
+    make_client,
+    migrated,
+    settings_for,
+)
 
 
 async def test_generated_data_reads_back_through_the_api(
@@ -86,3 +98,24 @@ async def test_generated_data_reads_back_through_the_api(
             assert upload.json()["results"][0]["result"] == "created", upload.text
     finally:
         await dispose_engines(app)
+
+
+def test_the_load_test_runs_and_counts_every_record(backend: str) -> None:
+    """A few seconds of bench.load with a few users, so that it keeps working: it exits 0
+    only with no error and every record answered stored exactly once."""
+    if backend != "postgresql":
+        pytest.skip("The load test runs on PostgreSQL.")
+    short = ["--seconds", "3", "--users", "4", "--patients", "12", "--records", "200"]
+    ran = subprocess.run(
+        [sys.executable, "-m", "bench.load", *short, "--api-processes", "2"],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "DORSI_BENCH_POSTGRES_URL": POSTGRES_ADMIN_URL},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "errors: 0;" in ran.stdout
+    assert re.search(r"answered created or unchanged: [1-9]\d*, stored: [1-9]", ran.stdout)
+    assert "lost: 0, duplicated: 0" in ran.stdout
+    assert re.search(r"^upload +[1-9]", ran.stdout, re.MULTILINE), ran.stdout

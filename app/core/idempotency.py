@@ -8,11 +8,12 @@ body, 422; while the first is still running, 409. Keys are 1 to 200 characters.
 
 import hashlib
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Column, LargeBinary, String, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,6 +40,7 @@ KEEP_FOR = timedelta(days=1)
 # (DORSI_IDEMPOTENCY_STALE_SECONDS): longer than any POST takes.
 STALE_AFTER = timedelta(minutes=2)
 MAX_KEY_LENGTH = 200
+MAX_UNSETTLED = 10_000
 _table = IdempotentRequest.__table__  # type: ignore[attr-defined]
 
 
@@ -63,6 +65,11 @@ class IdempotencyMiddleware:
         self.engine = engine
         self.subject_of = subject_of
         self.stale_after = stale_after
+        # Claims of this process's requests that it could not settle (the database went
+        # away mid-request): released as soon as the database answers again, so that the
+        # client's retry runs rather than waiting out `stale_after`. Bounded: past it, the
+        # rest wait to go stale.
+        self._unsettled: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
@@ -109,6 +116,13 @@ class IdempotencyMiddleware:
     async def _claim(self, scope_key: str, fingerprint: str) -> str | dict[str, Any] | None:
         """None: this request goes ahead. Else what the earlier one left."""
         now = utcnow()
+        if self._unsettled:
+            unsettled = sorted(self._unsettled)
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    delete(_table).where(_table.c.key.in_(unsettled), _table.c.status.is_(None))
+                )
+            self._unsettled.difference_update(unsettled)
         async with self.engine.begin() as connection:
             await connection.execute(delete(_table).where(_table.c.created_at < now - KEEP_FOR))
             await connection.execute(
@@ -147,21 +161,42 @@ class IdempotencyMiddleware:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
 
+        finished = False
+
+        async def finish() -> None:
+            nonlocal finished
+            finished = True
+            status = start.get("status")
+            # Server errors are not kept, so a retry tries again; nor are answers marked
+            # no-store (a new API client's secret, an access code), which hold secrets.
+            kept = status is not None and status < 500 and not _no_store(start["headers"])
+            try:
+                await self._finish(scope_key, start, b"".join(chunks), kept)
+            except SQLAlchemyError:
+                if len(self._unsettled) < MAX_UNSETTLED:
+                    self._unsettled.add(scope_key)
+                raise
+
         async def keep(message: Message) -> None:
             if message["type"] == "http.response.start":
                 start.update(status=message["status"], headers=list(message.get("headers", [])))
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Kept before its last byte goes out: a client that retries the
+                    # moment it has the answer gets it again, not 409 "still running".
+                    # If keeping fails (the database just went away), the answer still
+                    # goes out; a retry meets 409 until the claim is stale, as after a
+                    # crash.
+                    with suppress(SQLAlchemyError):
+                        await finish()
             await send(message)
 
         try:
             await self.app(scope, replay_body, keep)
         finally:
-            status = start.get("status")
-            # Server errors are not kept, so a retry tries again; nor are answers marked
-            # no-store (a new API client's secret, an access code), which hold secrets.
-            kept = status is not None and status < 500 and not _no_store(start["headers"])
-            await self._finish(scope_key, start, b"".join(chunks), kept)
+            if not finished:  # no whole answer (an error, the client left)
+                await finish()
 
     async def _finish(self, scope_key: str, start: dict[str, Any], body: bytes, kept: bool) -> None:
         async with self.engine.begin() as connection:

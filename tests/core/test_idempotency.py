@@ -1,11 +1,13 @@
 """POSTs with an Idempotency-Key: a retry gets the first answer, never a second write."""
 
+import json
 import uuid
 
 import pytest
 from fastapi import FastAPI
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 from sqlmodel import col, func, select
+from starlette.types import Message
 
 from app.core.db import transaction
 from app.patients.models import Patient
@@ -89,3 +91,49 @@ async def test_a_malformed_key_is_400(world: World, client: AsyncClient, key: st
         json=patient_body(),
     )
     assert_problem(answer, 400, "bad-request")
+
+
+async def test_a_retry_sent_the_moment_the_answer_arrives_gets_it_again(
+    app: FastAPI, world: World, client: AsyncClient
+) -> None:
+    """The answer is kept before its last byte goes out, so an app that sends the batch
+    again as soon as it has the answer (or a second device of the same caller) gets the
+    answer again, never 409 "still being processed"."""
+    key = f"k-{uuid.uuid4()}"
+    headers = {**world["clinician1"].headers, "Idempotency-Key": key}
+    body = json.dumps(patient_body()).encode()
+    answers: list[Response] = []
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            answers.append(await client.post("/v1/patients", headers=headers, content=body))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/patients",
+        "raw_path": b"/v1/patients",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"dorsi.test"),
+            (b"content-type", b"application/json"),
+            *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("dorsi.test", 80),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 201
+    (again,) = answers
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == b"".join(m.get("body", b"") for m in sent[1:])
