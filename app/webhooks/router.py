@@ -18,6 +18,7 @@ from app.webhooks.schemas import (
     DeliveryPage,
     DeliveryPublic,
     WebhookCreate,
+    WebhookPage,
     WebhookPublic,
     WebhookUpdate,
     WebhookWithSecret,
@@ -88,11 +89,15 @@ def _public(endpoint: object) -> WebhookPublic:
     "",
     operation_id="listWebhooks",
     summary="List webhook endpoints",
-    response_model=list[WebhookPublic],
+    response_model=WebhookPage,
     responses=responses(*ERRORS),
 )
-async def list_webhooks(session: SessionDep, caller: Manager) -> list[WebhookPublic]:
-    return [_public(e) for e in await service.list_endpoints(session, caller.clinic_id)]
+async def list_webhooks(
+    session: SessionDep, caller: Manager, query: Annotated[PageQuery, Query()]
+) -> WebhookPage:
+    """The clinic's webhook endpoints, oldest first, without their secrets."""
+    rows, cursor = await service.list_endpoints(session, caller.clinic_id, query)
+    return WebhookPage(items=[_public(e) for e in rows], next_cursor=cursor)
 
 
 @router.get(
@@ -103,6 +108,7 @@ async def list_webhooks(session: SessionDep, caller: Manager) -> list[WebhookPub
     responses=responses(*ERRORS, NotFound),
 )
 async def get_webhook(webhook_id: uuid.UUID, session: SessionDep, caller: Manager) -> WebhookPublic:
+    """One of the clinic's webhook endpoints, without its secret."""
     return _public(await service.load(session, caller.clinic_id, webhook_id))
 
 

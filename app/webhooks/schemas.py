@@ -187,6 +187,19 @@ class DeliveryPublic(BaseModel):
     delivered_at: datetime | None
 
 
+class WebhookPage(BaseModel):
+    """Oldest first; follow `next_cursor` until it is null."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_ENDPOINT_EXAMPLE], "next_cursor": None}]}
+    )
+
+    items: list[WebhookPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
 class DeliveryPage(BaseModel):
     """Newest first; follow `next_cursor` until it is null."""
 

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_
+from sqlalchemy import and_, bindparam, delete, or_, tuple_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,7 +15,15 @@ from app.core.columns import utcnow
 from app.core.config import Environment
 from app.core.db import execute, table_of
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
-from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.core.pagination import (
+    PageQuery,
+    decode_cursor,
+    encode_cursor,
+    invalid_cursor,
+    split_page,
+    time_key,
+    time_position,
+)
 from app.webhooks import fanout, signing, urls
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.webhooks.schemas import TEST_EVENT, WebhookCreate, WebhookUpdate
@@ -73,13 +81,19 @@ async def load(
     return endpoint
 
 
-async def list_endpoints(session: AsyncSession, clinic_id: uuid.UUID) -> list[WebhookEndpoint]:
-    statement = (
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.clinic_id == clinic_id)
-        .order_by(col(WebhookEndpoint.created_at), col(WebhookEndpoint.id))
-    )
-    return list((await session.exec(statement)).all())
+async def list_endpoints(
+    session: AsyncSession, clinic_id: uuid.UUID, query: PageQuery
+) -> tuple[list[WebhookEndpoint], str | None]:
+    """A page of the clinic's endpoints, oldest first."""
+    statement = select(WebhookEndpoint).where(WebhookEndpoint.clinic_id == clinic_id)
+    if query.cursor is not None:
+        position = time_position(query.cursor)
+        statement = statement.where(
+            tuple_(col(WebhookEndpoint.created_at), col(WebhookEndpoint.id)) > position
+        )
+    statement = statement.order_by(col(WebhookEndpoint.created_at), col(WebhookEndpoint.id))
+    rows = list((await session.exec(statement.limit(query.limit + 1))).all())
+    return split_page(rows, query.limit, time_key)
 
 
 async def update(

@@ -57,7 +57,7 @@ async def test_the_secret_is_shown_once_and_every_change_is_audited(
     assert read.status_code == 200
     assert "secret" not in read.json()
     listed = await client.get("/v1/webhooks", headers=admin.headers)
-    assert created["id"] in [e["id"] for e in listed.json()]
+    assert created["id"] in [e["id"] for e in listed.json()["items"]]
     patched = await client.patch(
         hook, json={"description": "EHR", "enabled": False}, headers=admin.headers
     )
