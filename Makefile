@@ -19,7 +19,7 @@ test: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/python -m tests.halves
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
