@@ -23,7 +23,7 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
-from app.core.errors import DorsiError, transient
+from app.core.errors import DorsiError
 from app.core.observability import POOL_IN_USE, POOL_WAITING
 
 
@@ -205,10 +205,21 @@ async def retried(
             async with session.begin_nested():
                 return await work()
         except DBAPIError as error:
-            if attempt == attempts or not transient(error):
+            if attempt == attempts or not _retryable_in_place(error):
                 raise
         await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 (jitter)
     raise AssertionError("unreachable")
+
+
+# A deadlock or a serialization failure: going back to the savepoint gives up what it
+# locked. A lost connection cannot be retried inside its transaction: the request answers
+# 503 and the client tries again.
+_RETRYABLE_IN_PLACE = frozenset({"40P01", "40001"})
+
+
+def _retryable_in_place(error: DBAPIError) -> bool:
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return not error.connection_invalidated and sqlstate in _RETRYABLE_IN_PLACE
 
 
 def dialect_of(session: AsyncSession) -> str:
