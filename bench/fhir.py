@@ -27,19 +27,16 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
-import psycopg
-from psycopg.rows import dict_row
 
 from app.core.db import libpq_url
-from bench.adherence_data import RECORD_COLUMNS, Dataset, load
+from bench.adherence_data import Dataset, load
 from bench.harness import PYTHON, ROOT, migrate, postgres_database, server
-from bench.sync import FETCH, MiB, rss, server_pid
+from bench.sync import against_export_reference, server_pid
 
 SECRET = "bench-secret-" + "x" * 32
 TARGET = 2.0
@@ -114,49 +111,10 @@ def bulk_export(base: str, token: str, sql_url: str, data: Dataset) -> tuple[flo
         connection.close()
         return lines, seconds
 
-    def reference() -> tuple[int, float]:
-        rows = 0
-        columns = ", ".join(f"r.{c}" for c in RECORD_COLUMNS)
-        query = (
-            f"SELECT {columns}, r.deleted_at FROM adherence_record r"
-            " JOIN patient p ON p.id = r.patient_id"
-            " WHERE r.clinic_id = %s AND r.deleted_at IS NULL AND p.deleted_at IS NULL"
-        )
-        with (
-            psycopg.connect(sql_url) as connection,
-            open(os.devnull, "wb") as sink,
-            connection.cursor("export", row_factory=dict_row) as cursor,
-        ):
-            start = time.perf_counter()
-            cursor.itersize = FETCH
-            cursor.execute(query, (data.clinic_id,))
-            for row in cursor:
-                sink.write(orjson.dumps(row) + b"\n")
-                rows += 1
-            seconds = time.perf_counter() - start
-        return rows, seconds
-
-    reference()  # warm-up: the table in the page cache for both
-    before = rss(pid)
-    peak, exporting = before, True
-
-    def sample() -> None:
-        nonlocal peak
-        while exporting:
-            peak = max(peak, rss(pid))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        lines, ours = dorsi()
-    finally:
-        exporting = False
-        sampler.join()
-    rows, theirs = reference()
+    lines, ours, rows, theirs, grown = against_export_reference(pid, dorsi, sql_url, data)
     if lines != rows:
         raise SystemExit(f"The export wrote {lines} Procedures, the reference read {rows} rows.")
-    return lines / ours, rows / theirs, (peak - before) / MiB
+    return lines / ours, rows / theirs, grown
 
 
 def main() -> None:

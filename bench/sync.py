@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,6 +122,58 @@ def rss(pid: int) -> int:
 # ------------------------------------------------------------------------------------ export
 
 
+def export_reference(sql_url: str, data: Dataset) -> tuple[int, float]:
+    """The clinic's live records through a psycopg server-side cursor, each written with
+    orjson to /dev/null: rows, seconds."""
+    rows = 0
+    columns = ", ".join(f"r.{c}" for c in RECORD_COLUMNS)
+    query = (
+        f"SELECT {columns}, r.deleted_at FROM adherence_record r"
+        " JOIN patient p ON p.clinic_id = r.clinic_id AND p.id = r.patient_id"
+        " WHERE r.clinic_id = %s AND r.deleted_at IS NULL AND p.deleted_at IS NULL"
+    )
+    with (
+        psycopg.connect(sql_url) as connection,
+        open(os.devnull, "wb") as sink,
+        connection.cursor("export", row_factory=dict_row) as cursor,
+    ):
+        start = time.perf_counter()
+        cursor.itersize = FETCH
+        cursor.execute(query, (data.clinic_id,))
+        for row in cursor:
+            sink.write(orjson.dumps(row) + b"\n")
+            rows += 1
+        seconds = time.perf_counter() - start
+    return rows, seconds
+
+
+def against_export_reference(
+    pid: int, dorsi: Callable[[], tuple[int, float]], sql_url: str, data: Dataset
+) -> tuple[int, float, int, float, float]:
+    """Dorsi's export (``dorsi``: lines, seconds), with the server's RSS sampled every
+    20 ms meanwhile, then the reference, after a warm-up that puts the table in the page
+    cache for both: lines, seconds, rows, seconds, and the RSS growth in MiB."""
+    export_reference(sql_url, data)
+    before = rss(pid)
+    peak, exporting = before, True
+
+    def sample() -> None:
+        nonlocal peak
+        while exporting:
+            peak = max(peak, rss(pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        lines, ours = dorsi()
+    finally:
+        exporting = False
+        sampler.join()
+    rows, theirs = export_reference(sql_url, data)
+    return lines, ours, rows, theirs, (peak - before) / MiB
+
+
 def export(base: str, token: str, pid: int, sql_url: str, data: Dataset) -> list[Result]:
     address = urlsplit(base)
     host, port = address.hostname, address.port
@@ -142,53 +195,14 @@ def export(base: str, token: str, pid: int, sql_url: str, data: Dataset) -> list
         connection.close()
         return lines, seconds
 
-    def reference() -> tuple[int, float]:
-        rows = 0
-        columns = ", ".join(f"r.{c}" for c in RECORD_COLUMNS)
-        query = (
-            f"SELECT {columns}, r.deleted_at FROM adherence_record r"
-            " JOIN patient p ON p.id = r.patient_id"
-            " WHERE r.clinic_id = %s AND r.deleted_at IS NULL AND p.deleted_at IS NULL"
-        )
-        with (
-            psycopg.connect(sql_url) as connection,
-            open(os.devnull, "wb") as sink,
-            connection.cursor("export", row_factory=dict_row) as cursor,
-        ):
-            start = time.perf_counter()
-            cursor.itersize = FETCH
-            cursor.execute(query, (data.clinic_id,))
-            for row in cursor:
-                sink.write(orjson.dumps(row) + b"\n")
-                rows += 1
-            seconds = time.perf_counter() - start
-        return rows, seconds
-
-    reference()  # warm-up: the table in the page cache for both
-    before = rss(pid)
-    peak, streaming = before, True
-
-    def sample() -> None:
-        nonlocal peak
-        while streaming:
-            peak = max(peak, rss(pid))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        lines, ours = dorsi()
-    finally:
-        streaming = False
-        sampler.join()
-    rows, theirs = reference()
+    lines, ours, rows, theirs, grown = against_export_reference(pid, dorsi, sql_url, data)
     if not lines == rows == sum(p.records for p in data.patients):
         raise SystemExit(f"The export sent {lines} lines, the reference read {rows} rows.")
     return [
         Result(f"export of {rows:,} records (rows/s)", lines / ours, rows / theirs, 0.5, True),
         Result(
             "  server RSS during the export minus before (MiB)",
-            (peak - before) / MiB,
+            grown,
             None,
             64,
             False,

@@ -3,87 +3,24 @@
 the same app serves again once it is back, with no restart."""
 
 import asyncio
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 
 from app.main import create_app, dispose_engines
+from bench.harness import POSTGRES_BIN, Cluster, throwaway_cluster
 from tests.conftest import make_client, migrated, settings_for
 from tests.core.problems import assert_problem
-from tests.test_cli import free_port
-
-BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
-
-
-@dataclass
-class Cluster:
-    directory: Path
-    port: int
-
-    def ctl(self, *args: str, check: bool = True) -> None:
-        assert BIN is not None
-        subprocess.run(
-            [*_as_postgres(), str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), *args],
-            check=check,
-            capture_output=True,
-            timeout=60,
-        )
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
-        self.ctl("-w", "-o", options, "-l", str(self.directory / "log"), "start")
-
-    def stop(self) -> None:
-        self.ctl("-w", "-m", "fast", "stop")
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-
-def _as_postgres() -> list[str]:
-    # initdb and the server refuse to run as root.
-    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    if BIN is None:
+    if POSTGRES_BIN is None:
         pytest.skip("PostgreSQL's server programs are not installed.")
-    # Not under pytest's temporary root, which the postgres user cannot enter.
-    directory = Path(tempfile.mkdtemp(prefix="dorsi-cluster-"))
-    if os.geteuid() == 0:
-        shutil.chown(directory, "postgres", "postgres")
-    subprocess.run(
-        [
-            *_as_postgres(),
-            str(BIN / "initdb"),
-            "-D",
-            str(directory / "data"),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    found = Cluster(directory, free_port())
-    found.start()
-    try:
+    with throwaway_cluster() as found:
         yield found
-    finally:
-        found.ctl("-m", "immediate", "stop", check=False)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
