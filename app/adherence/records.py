@@ -5,9 +5,11 @@ and a stale overview figure, in the request's transaction."""
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta, timezone
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from pydantic import ValidationError
 from sqlalchemy import select as sa_select
 from sqlalchemy import tuple_
@@ -45,21 +47,42 @@ from app.plans.models import Plan
 from app.sync.outbox import record_change
 
 RECORDS = table_of(AdherenceRecord)
-PUBLIC_FIELDS = [field for field in RecordPublic.model_fields if field in RECORDS.c]
+# RecordPublic's fields, in its order: every one is a column of the record.
+PUBLIC_FIELDS = list(RecordPublic.model_fields)
+# What rendering a record reads, for statements that read records in bulk: named columns,
+# not ORM objects, so that a row costs no more than its values.
+COLUMNS = (*(RECORDS.c[field] for field in PUBLIC_FIELDS), RECORDS.c.utc_offset_minutes)
 # A phone's clock may run a little ahead of ours.
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-def public(record: AdherenceRecord | Mapping[Any, Any]) -> RecordPublic:
-    """The record as stored, with performed_at back in the offset it was given in."""
-    values = record if isinstance(record, Mapping) else record.model_dump()
-    offset = timezone(timedelta(minutes=values["utc_offset_minutes"]))
-    return RecordPublic.model_validate(
-        {
-            **{field: values[field] for field in PUBLIC_FIELDS},
-            "performed_at": values["performed_at"].astimezone(offset),
-        }
+@cache  # bounded: offsets are whole minutes under a day either way
+def _offset(minutes: int) -> timezone:
+    return timezone(timedelta(minutes=minutes))
+
+
+def render(values: Mapping[Any, Any]) -> dict[str, Any]:
+    """A record's stored values (a row of `COLUMNS` or more) as `GET /v1/adherence/{id}`
+    renders it: RecordPublic's fields, in its order, with performed_at back in the offset
+    it was given in. Python values that `to_json` encodes as RecordPublic's JSON (UTC as
+    Z, as pydantic writes it). The one rendering of a record, for the API, the feed, the
+    exports and FHIR: what the database holds was validated when it was written, and the
+    test suite checks the rendering against the contract, so no row is validated again."""
+    rendered = {field: values[field] for field in PUBLIC_FIELDS}
+    rendered["performed_at"] = rendered["performed_at"].astimezone(
+        _offset(values["utc_offset_minutes"])
     )
+    return rendered
+
+
+def public(record: AdherenceRecord) -> dict[str, Any]:
+    """A record read as an object, rendered (`render`)."""
+    return render({column.name: getattr(record, column.name) for column in COLUMNS})
+
+
+def to_json(rendered: Any) -> bytes:
+    """Rendered records (or anything holding them) as JSON."""
+    return orjson.dumps(rendered, option=orjson.OPT_UTC_Z)
 
 
 def etag(record: AdherenceRecord) -> str:
@@ -68,37 +91,36 @@ def etag(record: AdherenceRecord) -> str:
 
 async def list_records(
     session: AsyncSession, caller: Caller, patient_id: uuid.UUID, query: RecordQuery
-) -> tuple[list[AdherenceRecord], str | None]:
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the patient's live records, newest first, rendered (`render`)."""
     patient = await patients.load(session, caller, patient_id)
     # clinic_id leads the index on (clinic, patient, local date).
-    statement = select(AdherenceRecord).where(
-        AdherenceRecord.clinic_id == patient.clinic_id,
-        AdherenceRecord.patient_id == patient.id,
-        col(AdherenceRecord.deleted_at).is_(None),
+    statement = sa_select(*COLUMNS).where(
+        RECORDS.c.clinic_id == patient.clinic_id,
+        RECORDS.c.patient_id == patient.id,
+        RECORDS.c.deleted_at.is_(None),
     )
     if query.since is not None:
-        statement = statement.where(col(AdherenceRecord.performed_on) >= query.since)
+        statement = statement.where(RECORDS.c.performed_on >= query.since)
     if query.until is not None:
-        statement = statement.where(col(AdherenceRecord.performed_on) <= query.until)
+        statement = statement.where(RECORDS.c.performed_on <= query.until)
     if query.item_id is not None:
-        statement = statement.where(AdherenceRecord.item_id == query.item_id)
+        statement = statement.where(RECORDS.c.item_id == query.item_id)
     if query.status is not None:
-        statement = statement.where(AdherenceRecord.status == query.status)
+        statement = statement.where(RECORDS.c.status == query.status)
     if query.cursor is not None:
         position = time_position(query.cursor)
-        statement = statement.where(
-            tuple_(col(AdherenceRecord.performed_at), col(AdherenceRecord.id)) < position
-        )
-    statement = statement.order_by(
-        col(AdherenceRecord.performed_at).desc(), col(AdherenceRecord.id).desc()
-    ).limit(query.limit + 1)
+        statement = statement.where(tuple_(RECORDS.c.performed_at, RECORDS.c.id) < position)
+    statement = statement.order_by(RECORDS.c.performed_at.desc(), RECORDS.c.id.desc()).limit(
+        query.limit + 1
+    )
     rows, cursor = split_page(
-        list((await session.exec(statement)).all()),
+        list((await execute(session, statement)).mappings()),
         query.limit,
-        lambda row: [row.performed_at.isoformat(), str(row.id)],
+        lambda row: [row["performed_at"].isoformat(), str(row["id"])],
     )
     await audit.record(session, caller, "list", "adherence_record", None, patient.id)
-    return rows, cursor
+    return [render(row) for row in rows], cursor
 
 
 async def load(session: AsyncSession, caller: Caller, record_id: uuid.UUID) -> AdherenceRecord:
@@ -137,7 +159,7 @@ async def correct(
     if not etag_matches_strongly(if_match, etag(record)):
         raise PreconditionFailed("The record changed since you read it; read it again.")
     changes = data.model_dump(exclude_unset=True)
-    merged = {**public(record).model_dump(), **changes}
+    merged = {**public(record), **changes}
     try:
         RecordIn.model_validate(
             {k: merged[k] for k in RecordIn.model_fields if k in merged} | {"id": record.id}
@@ -182,7 +204,7 @@ async def correct(
             clinic_id=record.clinic_id,
             record_id=record.id,
             version=record.version,
-            content=public(record).model_dump(mode="json"),
+            content=orjson.loads(to_json(public(record))),
             replaced_by=caller.principal.id,
         )
     )
@@ -226,8 +248,9 @@ async def records_at(
     session: AsyncSession, clinic_id: uuid.UUID, wanted: set[tuple[uuid.UUID, int]]
 ) -> dict[tuple[uuid.UUID, int], dict[str, Any]]:
     """Each (record, version) of the clinic as `GET /v1/adherence/{id}` rendered it while
-    that version was current (JSON values): the newest from the record, earlier ones from
-    the versions a correction keeps. Two queries, however many are wanted."""
+    that version was current: the newest rendered from the record (`render`), earlier ones
+    as the versions a correction keeps hold them (JSON values, which `to_json` encodes
+    alike). Two queries, however many are wanted."""
     if not wanted:
         return {}
     ids = sorted({record_id for record_id, _ in wanted})
@@ -235,13 +258,14 @@ async def records_at(
     # Rows, not ORM objects: a feed page renders up to a thousand records.
     current = await execute(
         session,
-        sa_select(RECORDS).where(RECORDS.c.id.in_(ids), RECORDS.c.clinic_id == clinic_id),
+        sa_select(*COLUMNS).where(RECORDS.c.id.in_(ids), RECORDS.c.clinic_id == clinic_id),
     )
     mine = set()
     for record in current.mappings():
-        mine.add(record["id"])
-        if (record["id"], record["version"]) in wanted:
-            rendered[(record["id"], record["version"])] = public(record).model_dump(mode="json")
+        key = (record["id"], record["version"])
+        mine.add(key[0])
+        if key in wanted:
+            rendered[key] = render(record)
     # Earlier versions of the clinic's own records only: another clinic may use the same ids.
     earlier = sorted(key for key in wanted if key not in rendered and key[0] in mine)
     if earlier:

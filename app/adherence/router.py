@@ -101,10 +101,11 @@ async def list_adherence(
     session: SessionDep,
     caller: Staff,
     query: Annotated[RecordQuery, Query()],
-) -> RecordPage:
+) -> Response:
     """Newest first; `from` and `to` are the patient's local dates, inclusive."""
-    rows, cursor = await records.list_records(session, caller, patient_id, query)
-    return RecordPage(items=[records.public(row) for row in rows], next_cursor=cursor)
+    items, cursor = await records.list_records(session, caller, patient_id, query)
+    body = records.to_json({"items": items, "next_cursor": cursor})
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -130,7 +131,7 @@ async def get_adherence_overview(
 
 
 def _record_response(record: AdherenceRecord) -> Response:
-    body = records.public(record).model_dump_json().encode()
+    body = records.to_json(records.public(record))
     return Response(body, media_type="application/json", headers={"ETag": records.etag(record)})
 
 
@@ -150,7 +151,7 @@ async def get_adherence_record(
     """One session record at its current version, with its ETag: a patient's app reads its
     own, staff their clinic's."""
     record = await records.read(session, caller, record_id)
-    body = records.public(record).model_dump_json().encode()
+    body = records.to_json(records.public(record))
     return conditional_json(body, records.etag(record), if_none_match, PRIVATE)
 
 

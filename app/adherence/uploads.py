@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.adherence import rollups
 from app.adherence.models import Source
-from app.adherence.records import CLOCK_SKEW, PUBLIC_FIELDS, RECORDS, public
+from app.adherence.records import CLOCK_SKEW, RECORDS, render
 from app.adherence.schemas import BatchIn, RecordIn
 from app.audit import service as audit
 from app.auth.models import ActorKind
@@ -178,13 +178,12 @@ async def upload(session: AsyncSession, caller: Caller, batch: BatchIn) -> list[
             result["errors"] = _problem(index, "id", "This record was deleted.")
             continue
         if record_id in created:
-            # The record as just stored, in RecordPublic's field order.
-            result["record"] = {field: mine[field] for field in PUBLIC_FIELDS}
+            result["record"] = render(mine)  # as just stored
             created.discard(record_id)
             touched.add(existing["patient_id"])
             new_rows.append((record_id, "create", 1))
         else:
-            result["record"] = public(existing)
+            result["record"] = render(existing)
             result["result"] = "unchanged" if _same(existing, mine) else "conflict"
             shown.add(existing["patient_id"])
     await record_changes(session, principal.clinic_id, "adherence_record", new_rows)

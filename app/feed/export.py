@@ -84,7 +84,7 @@ async def _plans(session: AsyncSession, clinic: uuid.UUID, rows: Sequence[Any]) 
 
 
 async def _records(_session: AsyncSession, _clinic: uuid.UUID, rows: Sequence[Any]) -> list[Any]:
-    return [records.public(row._mapping).model_dump(mode="json") for row in rows]
+    return [records.render(row._mapping) for row in rows]
 
 
 async def _clinics(_session: AsyncSession, _clinic: uuid.UUID, rows: Sequence[Any]) -> list[Any]:
@@ -131,7 +131,7 @@ def statements(
         changed, render = PLANS.c.updated_at, _plans
     elif kind == ChangeType.adherence_record:
         rows = (
-            select(RECORDS)
+            select(*records.COLUMNS)
             .join(PATIENTS, _same_patient(RECORDS))
             .where(
                 RECORDS.c.clinic_id == clinic_id, RECORDS.c.deleted_at.is_(None), _live_patient()
@@ -179,7 +179,10 @@ class Export:
         async with self._stack:
             async for batch in self._result.partitions():
                 rendered = await self._render(self._session, self._clinic_id, batch)
-                yield b"".join(orjson.dumps(item) + b"\n" for item in rendered)
+                # A record renders with Python values: its times in UTC as Z, as pydantic
+                # writes them.
+                option = orjson.OPT_UTC_Z
+                yield b"".join(orjson.dumps(item, option=option) + b"\n" for item in rendered)
 
 
 async def open_export(

@@ -387,7 +387,7 @@ def _statement(job: FhirExportJob, kind: str) -> tuple[Select[Any], Any]:
         ), PLANS.c.id
     if kind in ("Procedure", "Observation"):
         statement = (
-            select(RECORDS)
+            select(*records.COLUMNS)
             .join(
                 PATIENTS,
                 (PATIENTS.c.clinic_id == RECORDS.c.clinic_id)
@@ -494,11 +494,11 @@ async def _render(
         rendered = await plans.plans_at(session, clinic_id, {(r.id, r.version) for r in rows})
         return [(resources.care_plan(rendered[(r.id, r.version)]), r.patient_id) for r in rows]
     if kind in ("Procedure", "Observation"):
-        public = [records.public(r._mapping) for r in rows]
+        public = [records.render(r._mapping) for r in rows]
         if kind == "Observation":
-            return [(resources.observation(r), r.patient_id) for r in public]
+            return [(resources.observation(r), r["patient_id"]) for r in public]
         names = await service.exercise_names(session, clinic_id, public, seen)
-        return [(resources.procedure(r, names.get(r.id)), r.patient_id) for r in public]
+        return [(resources.procedure(r, names.get(r["id"])), r["patient_id"]) for r in public]
     ids = [r.id for r in rows]
     if kind == "ActivityDefinition":
         found = list(await session.exec(select_models(Exercise).where(col(Exercise.id).in_(ids))))

@@ -3,10 +3,10 @@ GETs render, so that the two never tell a different story. Pure functions: the s
 reads, these only translate. The README's mapping table says what goes where."""
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from app.adherence.schemas import RecordPublic
 from app.exercises.schemas import ExercisePublic
 from app.fhir import codes
 from app.patients.models import Patient
@@ -318,24 +318,25 @@ def patient(row: Patient) -> Resource:
 # ----------------------------------------------------------------------- adherence
 
 
-def procedure(record: RecordPublic, exercise: tuple[uuid.UUID, str] | None) -> Resource:
-    """An adherence record: the session done (`completed`), begun and stopped before the
-    whole dose (a partial session: `stopped`), or not done (skipped: `not-done`, with the
-    reason). ``exercise``: the (id, name) of the item's exercise, if known."""
-    status = record.status.value
+def procedure(record: Mapping[str, Any], exercise: tuple[uuid.UUID, str] | None) -> Resource:
+    """An adherence record (as `app.adherence.records.render` renders it): the session
+    done (`completed`), begun and stopped before the whole dose (a partial session:
+    `stopped`), or not done (skipped: `not-done`, with the reason). ``exercise``: the
+    (id, name) of the item's exercise, if known."""
+    status = record["status"]
     extensions = [
         {"url": url, "valueInteger": value}
         for url, value in (
-            (codes.SETS_DONE_EXTENSION, record.sets_done),
-            (codes.REPS_DONE_EXTENSION, record.reps_done),
-            (codes.HOLD_SECONDS_EXTENSION, record.hold_seconds),
-            (codes.EFFORT_EXTENSION, record.effort),
+            (codes.SETS_DONE_EXTENSION, record["sets_done"]),
+            (codes.REPS_DONE_EXTENSION, record["reps_done"]),
+            (codes.HOLD_SECONDS_EXTENSION, record["hold_seconds"]),
+            (codes.EFFORT_EXTENSION, record["effort"]),
         )
         if value is not None
     ]
     reason = None
     if status == "skipped":
-        skip = record.skip_reason.value if record.skip_reason else "other"
+        skip = record["skip_reason"] or "other"
         reason = {
             "coding": [
                 {
@@ -346,40 +347,44 @@ def procedure(record: RecordPublic, exercise: tuple[uuid.UUID, str] | None) -> R
             ],
             "text": codes.SKIP_REASONS[skip],
         }
-    device = record.assistive_device.value if record.assistive_device else None
+    device = record["assistive_device"]
+    note = record["note"]
     return _drop_empty(
         {
             "resourceType": "Procedure",
-            "id": str(record.id),
-            "meta": meta(record.version, record.updated_at),
+            "id": str(record["id"]),
+            "meta": meta(record["version"], record["updated_at"]),
             "extension": extensions,
             "instantiatesCanonical": [activity_url(exercise[0])] if exercise else None,
-            "basedOn": [{"reference": f"CarePlan/{record.plan_id}/_history/{record.plan_version}"}],
+            "basedOn": [
+                {"reference": f"CarePlan/{record['plan_id']}/_history/{record['plan_version']}"}
+            ],
             "status": codes.PROCEDURE_STATUS[status],
             "statusReason": reason,
             "category": _therapy("Home exercise session"),
             "code": _therapy(exercise[1] if exercise else "Exercise therapy"),
-            "subject": {"reference": f"Patient/{record.patient_id}"},
+            "subject": {"reference": f"Patient/{record['patient_id']}"},
             # A skipped session too: when the patient recorded it, for the day it was due.
-            "performedDateTime": instant(record.performed_at),
+            "performedDateTime": instant(record["performed_at"]),
             "outcome": {"text": "Partial session"} if status == "partial" else None,
-            "note": [{"text": record.note}] if record.note else None,
+            "note": [{"text": note}] if note else None,
             "usedCode": [{"text": codes.DEVICES[device]}] if device in codes.DEVICES else None,
         }
     )
 
 
-def observation(record: RecordPublic) -> Resource:
-    """The pain a session's record rated (0-10), part of that session's Procedure."""
+def observation(record: Mapping[str, Any]) -> Resource:
+    """The pain a session's record rated (0-10), part of that session's Procedure (the
+    record as `app.adherence.records.render` renders it)."""
     return {
         "resourceType": "Observation",
-        "id": str(record.id),
-        "meta": meta(record.version, record.updated_at),
-        "partOf": [{"reference": f"Procedure/{record.id}"}],
+        "id": str(record["id"]),
+        "meta": meta(record["version"], record["updated_at"]),
+        "partOf": [{"reference": f"Procedure/{record['id']}"}],
         "status": "final",
         "category": [codes.SURVEY],
         "code": codes.PAIN_SEVERITY,
-        "subject": {"reference": f"Patient/{record.patient_id}"},
-        "effectiveDateTime": instant(record.performed_at),
-        "valueInteger": record.pain,
+        "subject": {"reference": f"Patient/{record['patient_id']}"},
+        "effectiveDateTime": instant(record["performed_at"]),
+        "valueInteger": record["pain"],
     }

@@ -6,7 +6,7 @@ entry of the previous page, so a page never repeats or skips an entry that stays
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +98,7 @@ async def read_procedure(session: AsyncSession, caller: Caller, record_id: str) 
     record = await records.read(session, caller, _id(record_id, "Procedure"))
     public = records.public(record)
     names = await exercise_names(session, caller.clinic_id, [public])
-    return resources.procedure(public, names.get(public.id))
+    return resources.procedure(public, names.get(record.id))
 
 
 async def read_observation(session: AsyncSession, caller: Caller, record_id: str) -> Resource:
@@ -122,13 +122,14 @@ class ItemExercises:
 async def exercise_names(
     session: AsyncSession,
     clinic_id: uuid.UUID,
-    done: Sequence[Any],
+    done: Sequence[Mapping[str, Any]],
     seen: ItemExercises | None = None,
 ) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
-    """Each record's exercise (id, name), from the plan version it was done under: two
-    queries, however many records (none for versions ``seen`` already holds)."""
+    """Each record's exercise (id, name), from the plan version it was done under (the
+    records as `records.render` renders them): two queries, however many records (none
+    for versions ``seen`` already holds)."""
     seen = seen or ItemExercises()
-    wanted = {(r.plan_id, r.plan_version) for r in done} - seen.versions
+    wanted = {(r["plan_id"], r["plan_version"]) for r in done} - seen.versions
     if wanted:
         versions = await execute(
             session,
@@ -155,9 +156,9 @@ async def exercise_names(
         seen.versions |= wanted
     found = {}
     for r in done:
-        exercise = seen.known.get((r.plan_id, r.plan_version, str(r.item_id)))
+        exercise = seen.known.get((r["plan_id"], r["plan_version"], str(r["item_id"])))
         if exercise is not None:
-            found[r.id] = exercise
+            found[r["id"]] = exercise
     return found
 
 
@@ -249,7 +250,7 @@ def _records(caller: Caller, params: QueryParams) -> Select[Any]:
     """The live records of the clinic's live patients matching what every adherence
     search takes (patient, date, _lastUpdated), newest session first."""
     statement = (
-        select(RECORDS)
+        select(*records.COLUMNS)
         .join(
             PATIENTS,
             (PATIENTS.c.clinic_id == RECORDS.c.clinic_id) & (PATIENTS.c.id == RECORDS.c.patient_id),
@@ -296,12 +297,12 @@ async def search_procedures(
         )
     found: list[Any] = list(await execute(session, statement.limit(limit + 1)))
     rows, cursor = split_page(found, limit, _record_key)
-    public = [records.public(row._mapping) for row in rows]
+    public = [records.render(row._mapping) for row in rows]
     names = await exercise_names(session, caller.clinic_id, public)
     await audit.record_many(
-        session, caller, "list", "adherence_record", [(r.id, r.patient_id) for r in public]
+        session, caller, "list", "adherence_record", [(r.id, r.patient_id) for r in rows]
     )
-    return SearchPage([resources.procedure(r, names.get(r.id)) for r in public], cursor)
+    return SearchPage([resources.procedure(r, names.get(r["id"])) for r in public], cursor)
 
 
 async def search_observations(
@@ -317,11 +318,10 @@ async def search_observations(
             return SearchPage([], None)  # Dorsi observes pain only
     found: list[Any] = list(await execute(session, statement.limit(limit + 1)))
     rows, cursor = split_page(found, limit, _record_key)
-    public = [records.public(row._mapping) for row in rows]
     await audit.record_many(
-        session, caller, "list", "adherence_record", [(r.id, r.patient_id) for r in public]
+        session, caller, "list", "adherence_record", [(r.id, r.patient_id) for r in rows]
     )
-    return SearchPage([resources.observation(r) for r in public], cursor)
+    return SearchPage([resources.observation(records.render(r._mapping)) for r in rows], cursor)
 
 
 async def search_activity_definitions(
