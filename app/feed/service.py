@@ -6,7 +6,6 @@ Each read is a short transaction of its own, so a reader that waits holds no con
 """
 
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -111,13 +110,14 @@ async def read_page(
         if after is None and not rows:
             position = max(position, kept_after)
         items = await render_changes(session, clinic_id, rows)
-        patients = sorted(
-            {
-                uuid.UUID(str(item["id"] if item["type"] == "patient" else data["patient_id"]))
-                for item in items
-                if item["type"] in _PATIENT_DATA and (data := item["data"]) is not None
-            }
-        )
+        # Each patient once, as a UUID: rendered from a row or kept as JSON, a page holds
+        # both, and parsing a thousand would cost more than the page's rendering.
+        shown = {
+            item["id"] if item["type"] == "patient" else data["patient_id"]
+            for item in items
+            if item["type"] in _PATIENT_DATA and (data := item["data"]) is not None
+        }
+        patients = sorted({uuid.UUID(str(patient)) for patient in shown})
         await audit.record_many(
             session, caller, "list", "change", [(None, patient) for patient in patients]
         )
@@ -129,25 +129,27 @@ async def render_changes(
 ) -> list[Any]:
     """Each change as a feed item; plans and adherence records rendered from the version
     each change names, the rest carried by the change itself."""
-    wanted: dict[str, set[tuple[uuid.UUID, int]]] = defaultdict(set)
+    plan_versions: set[tuple[uuid.UUID, int]] = set()
+    record_changes: list[int] = []
     for row in rows:
-        if row.operation != "delete" and row.resource_type in ("plan", "adherence_record"):
-            wanted[row.resource_type].add((uuid.UUID(row.resource_id), row.version))
-    rendered: dict[tuple[str, uuid.UUID, int], Any] = {}
-    for (plan_id, number), plan in (
-        await plans.plans_at(session, clinic_id, wanted["plan"])
-    ).items():
-        rendered[("plan", plan_id, number)] = plan.model_dump(mode="json")
-    for (record_id, version), record in (
-        await records.records_at(session, clinic_id, wanted["adherence_record"])
-    ).items():
-        rendered[("adherence_record", record_id, version)] = record
+        if row.operation == "delete":
+            continue
+        if row.resource_type == "plan":
+            plan_versions.add((uuid.UUID(row.resource_id), row.version))
+        elif row.resource_type == "adherence_record":
+            record_changes.append(row.id)
+    plans_rendered = await plans.plans_at(session, clinic_id, plan_versions)
+    records_rendered = await records.records_changed(session, clinic_id, record_changes)
     items = []
     for row in rows:
         data = row.data
-        if row.operation != "delete" and row.resource_type in ("plan", "adherence_record"):
-            key = (row.resource_type, uuid.UUID(row.resource_id), row.version)
-            data = rendered.get(key)
+        if row.operation == "delete":
+            data = None
+        elif row.resource_type == "plan":
+            plan = plans_rendered.get((uuid.UUID(row.resource_id), row.version))
+            data = None if plan is None else plan.model_dump(mode="json")
+        elif row.resource_type == "adherence_record":
+            data = records_rendered.get(row.id)
         items.append(
             {
                 "cursor": encode_cursor([row.id]),
@@ -156,7 +158,7 @@ async def render_changes(
                 "operation": row.operation,
                 "version": row.version,
                 "occurred_at": row.occurred_at,
-                "data": None if row.operation == "delete" else data,
+                "data": data,
             }
         )
     return items
