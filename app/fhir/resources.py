@@ -318,26 +318,48 @@ def patient(row: Patient) -> Resource:
 # ----------------------------------------------------------------------- adherence
 
 
+# What every session's Procedure says alike.
+_SESSION = {**codes.EXERCISE_THERAPY, "text": "Home exercise session"}
+_ANY_EXERCISE = {**codes.EXERCISE_THERAPY, "text": "Exercise therapy"}
+_PARTIAL = {"text": "Partial session"}
+_DONE = (
+    ("sets_done", codes.SETS_DONE_EXTENSION),
+    ("reps_done", codes.REPS_DONE_EXTENSION),
+    ("hold_seconds", codes.HOLD_SECONDS_EXTENSION),
+    ("effort", codes.EFFORT_EXTENSION),
+)
+
+
 def procedure(record: Mapping[str, Any], exercise: tuple[uuid.UUID, str] | None) -> Resource:
     """An adherence record (as `app.adherence.records.render` renders it): the session
     done (`completed`), begun and stopped before the whole dose (a partial session:
     `stopped`), or not done (skipped: `not-done`, with the reason). ``exercise``: the
-    (id, name) of the item's exercise, if known."""
+    (id, name) of the item's exercise, if known.
+
+    Built element by element, leaving out what is empty (as `_drop_empty` would): an
+    export renders a million of these."""
     status = record["status"]
+    resource: Resource = {
+        "resourceType": "Procedure",
+        "id": str(record["id"]),
+        "meta": meta(record["version"], record["updated_at"]),
+    }
     extensions = [
-        {"url": url, "valueInteger": value}
-        for url, value in (
-            (codes.SETS_DONE_EXTENSION, record["sets_done"]),
-            (codes.REPS_DONE_EXTENSION, record["reps_done"]),
-            (codes.HOLD_SECONDS_EXTENSION, record["hold_seconds"]),
-            (codes.EFFORT_EXTENSION, record["effort"]),
-        )
-        if value is not None
+        {"url": url, "valueInteger": record[field]}
+        for field, url in _DONE
+        if record[field] is not None
     ]
-    reason = None
+    if extensions:
+        resource["extension"] = extensions
+    if exercise:
+        resource["instantiatesCanonical"] = [activity_url(exercise[0])]
+    resource["basedOn"] = [
+        {"reference": f"CarePlan/{record['plan_id']}/_history/{record['plan_version']}"}
+    ]
+    resource["status"] = codes.PROCEDURE_STATUS[status]
     if status == "skipped":
         skip = record["skip_reason"] or "other"
-        reason = {
+        resource["statusReason"] = {
             "coding": [
                 {
                     "system": codes.SKIP_REASON_SYSTEM,
@@ -347,30 +369,19 @@ def procedure(record: Mapping[str, Any], exercise: tuple[uuid.UUID, str] | None)
             ],
             "text": codes.SKIP_REASONS[skip],
         }
+    resource["category"] = _SESSION
+    resource["code"] = _therapy(exercise[1]) if exercise else _ANY_EXERCISE
+    resource["subject"] = {"reference": f"Patient/{record['patient_id']}"}
+    # A skipped session too: when the patient recorded it, for the day it was due.
+    resource["performedDateTime"] = instant(record["performed_at"])
+    if status == "partial":
+        resource["outcome"] = _PARTIAL
+    if record["note"]:
+        resource["note"] = [{"text": record["note"]}]
     device = record["assistive_device"]
-    note = record["note"]
-    return _drop_empty(
-        {
-            "resourceType": "Procedure",
-            "id": str(record["id"]),
-            "meta": meta(record["version"], record["updated_at"]),
-            "extension": extensions,
-            "instantiatesCanonical": [activity_url(exercise[0])] if exercise else None,
-            "basedOn": [
-                {"reference": f"CarePlan/{record['plan_id']}/_history/{record['plan_version']}"}
-            ],
-            "status": codes.PROCEDURE_STATUS[status],
-            "statusReason": reason,
-            "category": _therapy("Home exercise session"),
-            "code": _therapy(exercise[1] if exercise else "Exercise therapy"),
-            "subject": {"reference": f"Patient/{record['patient_id']}"},
-            # A skipped session too: when the patient recorded it, for the day it was due.
-            "performedDateTime": instant(record["performed_at"]),
-            "outcome": {"text": "Partial session"} if status == "partial" else None,
-            "note": [{"text": note}] if note else None,
-            "usedCode": [{"text": codes.DEVICES[device]}] if device in codes.DEVICES else None,
-        }
-    )
+    if device in codes.DEVICES:
+        resource["usedCode"] = [{"text": codes.DEVICES[device]}]
+    return resource
 
 
 def observation(record: Mapping[str, Any]) -> Resource:

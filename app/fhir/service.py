@@ -115,7 +115,9 @@ class ItemExercises:
     """What each plan version's items name: (plan, version, item) → (exercise id, name).
     Versions never change, so an export keeps one for all its batches."""
 
-    known: dict[tuple[uuid.UUID, int, str], tuple[uuid.UUID, str]] = field(default_factory=dict)
+    known: dict[tuple[uuid.UUID, int, uuid.UUID], tuple[uuid.UUID, str]] = field(
+        default_factory=dict
+    )
     versions: set[tuple[uuid.UUID, int]] = field(default_factory=set)
 
 
@@ -138,10 +140,11 @@ async def exercise_names(
                 tuple_(VERSIONS.c.plan_id, VERSIONS.c.number).in_(sorted(wanted)),
             ),
         )
-        item_exercise: dict[tuple[uuid.UUID, int, str], uuid.UUID] = {}
+        item_exercise: dict[tuple[uuid.UUID, int, uuid.UUID], uuid.UUID] = {}
         for row in versions:
             for item in row._mapping["items"]:
-                key = (row.plan_id, row.number, item["id"])
+                # As a UUID, as each record names its item: no record's is formatted.
+                key = (row.plan_id, row.number, uuid.UUID(item["id"]))
                 item_exercise[key] = uuid.UUID(item["exercise_id"])
         named = await execute(
             session,
@@ -156,7 +159,7 @@ async def exercise_names(
         seen.versions |= wanted
     found = {}
     for r in done:
-        exercise = seen.known.get((r["plan_id"], r["plan_version"], str(r["item_id"])))
+        exercise = seen.known.get((r["plan_id"], r["plan_version"], r["item_id"]))
         if exercise is not None:
             found[r["id"]] = exercise
     return found
