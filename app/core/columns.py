@@ -37,8 +37,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def as_utc(value: datetime | None) -> datetime | None:
     """A time as the database gave it, in UTC; a time without a zone (SQLite's) is UTC."""
-    if value is None:
-        return None
+    if value is None or value.tzinfo is UTC:
+        return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
