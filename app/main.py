@@ -32,6 +32,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import make_engine
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.core.forwarded import ForwardedClient, TrustedProxies
+from app.core.gauges import DatabaseGauges
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.logging import configure_logging
 from app.core.methods import HeadAsGet
@@ -40,6 +41,7 @@ from app.exercises.router import router as exercises_router
 from app.feed.listener import ChangeListener
 from app.feed.router import CURSOR_HEADER
 from app.feed.router import router as feed_router
+from app.fhir import metrics as fhir_metrics
 from app.fhir.bulk_router import router as fhir_bulk_router
 from app.fhir.outcome import FHIR_MEDIA_TYPE, FhirProblemAdapter
 from app.fhir.outcome import PREFIX as FHIR_PREFIX
@@ -50,6 +52,7 @@ from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
 from app.patients.router import router as patients_router
 from app.plans.router import router as plans_router
+from app.webhooks import metrics as webhook_metrics
 from app.webhooks.router import router as webhooks_router
 from app.worker.runner import Worker
 
@@ -194,6 +197,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.secrets = Secrets(settings)
     app.state.change_listener = ChangeListener(settings.database_url)
+    # What /metrics reads from the database, from the packages that own it (`ops` is
+    # below them and imports none).
+    app.state.database_gauges = DatabaseGauges(engine, [webhook_metrics.probe, fhir_metrics.probe])
     # Exercise details live as long as public answers may be cached.
     app.state.today = TodayBatcher(
         engine, ExerciseCache(EXERCISE_CACHE_SIZE, settings.response_cache_seconds)

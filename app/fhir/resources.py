@@ -243,6 +243,15 @@ def plan_definition(template: TemplatePublic) -> Resource:
     )
 
 
+def _period(plan: PlanPublic) -> Resource:
+    """The days the plan governs, by Dorsi's one rule (`governs_from`/`governs_to`); for a
+    plan that governs no day yet (a draft), the days it is meant to run."""
+    start, end = plan.governs_from, plan.governs_to
+    if start is None:
+        start, end = plan.start_date, plan.end_date
+    return _drop_empty({"start": start.isoformat(), "end": end.isoformat() if end else None})
+
+
 def care_plan(plan: PlanPublic) -> Resource:
     """A plan at one version (`meta.versionId`): an activity per item. An item's side, when
     the plan names one, is a contained BodyStructure with its SNOMED CT laterality."""
@@ -287,12 +296,7 @@ def care_plan(plan: PlanPublic) -> Resource:
             "title": plan.title,
             "description": plan.notes,
             "subject": subject,
-            "period": _drop_empty(
-                {
-                    "start": plan.start_date.isoformat(),
-                    "end": plan.end_date.isoformat() if plan.end_date else None,
-                }
-            ),
+            "period": _period(plan),
             "created": instant(plan.created_at),
             "activity": activities,
         }

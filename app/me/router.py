@@ -41,12 +41,11 @@ async def get_my_plan(
     """404 when no plan is active. The ETag is the plan's, as `getPlan` sends it."""
     patient_id = caller.principal.patient_id
     assert patient_id is not None
-    found = await service.active_plan(session, caller.principal.clinic_id, patient_id)
-    if found is None:
+    plan = await service.active_plan(session, caller.principal.clinic_id, patient_id)
+    if plan is None:
         raise NotFound("No active plan.")
-    plan, version = found
     await audit.record(session, caller, "read", "plan", plan.id, patient_id)
-    body = (await plans.plan_public(session, plan, version)).model_dump_json().encode()
+    body = (await plans.plan_public(session, plan)).model_dump_json().encode()
     return conditional_json(body, plans.plan_etag(plan), if_none_match, PRIVATE)
 
 

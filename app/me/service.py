@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import service as audit
@@ -12,7 +12,7 @@ from app.auth.principal import Caller
 from app.core.errors import NotFound
 from app.me.schemas import Me
 from app.patients.models import Patient, Side
-from app.plans.models import Plan, PlanStatus, PlanVersion
+from app.plans.models import Plan, PlanStatus
 
 
 async def _patient(session: AsyncSession, caller: Caller) -> Patient:
@@ -36,21 +36,12 @@ async def me(session: AsyncSession, caller: Caller) -> Me:
 
 async def active_plan(
     session: AsyncSession, clinic_id: uuid.UUID, patient_id: uuid.UUID
-) -> tuple[Plan, PlanVersion] | None:
-    row = (
-        await session.exec(
-            select(Plan, PlanVersion)
-            .join(
-                PlanVersion,
-                (col(PlanVersion.clinic_id) == Plan.clinic_id)
-                & (col(PlanVersion.plan_id) == Plan.id)
-                & (col(PlanVersion.number) == Plan.version),
-            )
-            .where(
-                Plan.clinic_id == clinic_id,
-                Plan.patient_id == patient_id,
-                Plan.status == PlanStatus.active,
-            )
+) -> Plan | None:
+    found = await session.exec(
+        select(Plan).where(
+            Plan.clinic_id == clinic_id,
+            Plan.patient_id == patient_id,
+            Plan.status == PlanStatus.active,
         )
-    ).first()
-    return (row[0], row[1]) if row else None
+    )
+    return found.first()

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
 from app.core.errors import Problem, problem_response
+from app.core.gauges import DatabaseGauges
 
 router = APIRouter(tags=["operations"])
 
@@ -63,12 +64,16 @@ async def readyz(request: Request) -> Response | Health:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"example": "dorsi_http_requests_total 1.0"}}}},
 )
-async def metrics() -> Response:
-    """Request counts and latencies, and the database pool, in the Prometheus text format.
-    Served by `dorsi serve --workers N`, the figures are the sum of all N processes,
-    whichever of them answers."""
+async def metrics(request: Request) -> Response:
+    """Request counts and latencies and the database pool, in the Prometheus text format;
+    served by `dorsi serve --workers N`, they are the sum of all N processes, whichever
+    of them answers. Then the deployment's background work, read from the database at
+    each scrape: worker queues, webhook failures and the change feed's lag (left out, with
+    `dorsi_metrics_database_up 0`, when the database cannot be read)."""
     registry = REGISTRY
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    gauges: DatabaseGauges = request.app.state.database_gauges
+    body = generate_latest(registry) + await gauges.exposition()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,5 +1,5 @@
 """When a plan version is in force: the one rule that uploads, today, the summary, the
-overview and the version list follow.
+overview, the plan and version reads (and so the change feed and FHIR) follow.
 
 Days are the patient's local dates. Of a plan's versions, in the order they were made:
 
@@ -99,6 +99,17 @@ def terms(versions: Iterable[V], zone: ZoneInfo) -> list[Term[V]]:
                 touched = _earlier(touched, replaced)
             found.append(Term(version, first, last, touched))
     return found
+
+
+def span(found: Iterable[Term[V]]) -> tuple[date, date | None] | None:
+    """The days a plan governs, first to last (last None: no end yet), from the terms of
+    its versions; None if it governs none (a draft, or ended before its first day)."""
+    governing = [term for term in found if term.last is None or term.first <= term.last]
+    if not governing:
+        return None
+    ends = [term.last for term in governing]
+    last = None if None in ends else max(end for end in ends if end is not None)
+    return min(term.first for term in governing), last
 
 
 def _earlier(one: date | None, other: date) -> date:

@@ -197,6 +197,8 @@ PLAN_EXAMPLE: dict[str, Any] = {
     "items": [ITEM_PUBLIC_EXAMPLE],
     "created_at": "2026-11-23T10:00:00Z",
     "updated_at": "2026-11-23T10:05:00Z",
+    "governs_from": "2026-11-24",
+    "governs_to": None,
 }
 
 
@@ -217,6 +219,18 @@ class PlanPublic(BaseModel):
     items: list[PlanItemPublic]
     created_at: datetime
     updated_at: datetime
+    governs_from: date | None = Field(
+        description="The first of the patient's local days the plan governs, as of this "
+        "version: its first active version's start date (a plan moved from paper counts "
+        "from when it began). Null while it governs no day (a draft, or a plan completed "
+        "or cancelled before any day it governed). Uploads, today, the summary, the "
+        "overview, the change feed and FHIR follow the same rule (see the README)."
+    )
+    governs_to: date | None = Field(
+        description="The last day it governs, as of this version: its end date, or for a "
+        "completed or cancelled plan the day before that version was made. Null: no end "
+        "yet, or it governs no day."
+    )
 
 
 class PlanPage(Page[PlanPublic]):

@@ -9,7 +9,8 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, tuple_, update
+from sqlalchemy import and_, bindparam, or_, tuple_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.audit import service as audit
 from app.auth.principal import Caller
 from app.core.columns import utcnow
+from app.core.db import execute, table_of
 from app.core.errors import (
     Conflict,
     FieldError,
@@ -330,24 +332,11 @@ async def _current(session: AsyncSession, plan: Plan) -> PlanVersion:
     return found.one()
 
 
-async def plan_public(
-    session: AsyncSession, plan: Plan, version: PlanVersion | None = None
-) -> PlanPublic:
-    current = version or await _current(session, plan)
-    return PlanPublic(
-        id=plan.id,
-        patient_id=plan.patient_id,
-        template_id=plan.template_id,
-        status=PlanStatus(plan.status),
-        version=plan.version,
-        title=current.title,
-        notes=current.notes,
-        start_date=current.start_date,
-        end_date=current.end_date,
-        items=await _render_items(session, current.items, PlanItemPublic),
-        created_at=plan.created_at,
-        updated_at=plan.updated_at,
-    )
+async def plan_public(session: AsyncSession, plan: Plan) -> PlanPublic:
+    """The plan as `GET /v1/plans/{id}` renders it: at its newest version."""
+    return (await plans_at(session, plan.clinic_id, {(plan.id, plan.version)}))[
+        (plan.id, plan.version)
+    ]
 
 
 async def version_public(
@@ -389,8 +378,9 @@ async def plans_at(
     session: AsyncSession, clinic_id: uuid.UUID, wanted: set[tuple[uuid.UUID, int]]
 ) -> dict[tuple[uuid.UUID, int], PlanPublic]:
     """Each (plan, version number) of the clinic as `GET /v1/plans/{id}` rendered it when
-    that version was the newest: versions are immutable, so every one stays renderable.
-    Three queries, however many are wanted."""
+    that version was the newest: versions are immutable, and the days a plan governs as
+    of a version follow from the versions up to it, so every one stays renderable. Four
+    queries, however many are wanted."""
     if not wanted:
         return {}
     plan_ids = sorted({plan_id for plan_id, _ in wanted})
@@ -411,10 +401,13 @@ async def plans_at(
     exercises = await _exercises(
         session, {uuid.UUID(item["exercise_id"]) for v in versions for item in v.items}
     )
+    spans = await _spans(session, clinic_id, plan_ids, wanted)
     rendered = {}
     for version in versions:
         plan = plans[version.plan_id]
-        rendered[(version.plan_id, version.number)] = PlanPublic(
+        key = (version.plan_id, version.number)
+        span = spans.get(key)
+        rendered[key] = PlanPublic(
             id=plan.id,
             patient_id=plan.patient_id,
             template_id=plan.template_id,
@@ -428,8 +421,59 @@ async def plans_at(
             created_at=plan.created_at,
             # A plan's updated_at is when its newest version was made.
             updated_at=version.created_at,
+            governs_from=span[0] if span else None,
+            governs_to=span[1] if span else None,
         )
     return rendered
+
+
+_VERSIONS = table_of(PlanVersion)
+_PLANS = table_of(Plan)
+_PATIENTS = table_of(Patient)
+# Every version of some plans (no items), with the time zone of the plan's patient.
+_HISTORIES = (
+    sa_select(
+        _VERSIONS.c.plan_id,
+        _VERSIONS.c.number,
+        _VERSIONS.c.status,
+        _VERSIONS.c.start_date,
+        _VERSIONS.c.end_date,
+        _VERSIONS.c.created_at,
+        _PATIENTS.c.time_zone,
+    )
+    .join(
+        _PLANS, (_PLANS.c.clinic_id == _VERSIONS.c.clinic_id) & (_PLANS.c.id == _VERSIONS.c.plan_id)
+    )
+    .join(
+        _PATIENTS,
+        (_PATIENTS.c.clinic_id == _PLANS.c.clinic_id) & (_PATIENTS.c.id == _PLANS.c.patient_id),
+    )
+    .where(
+        _VERSIONS.c.clinic_id == bindparam("clinic_id"),
+        _VERSIONS.c.plan_id.in_(bindparam("plan_ids", expanding=True)),
+    )
+    .order_by(_VERSIONS.c.plan_id, _VERSIONS.c.number)
+)
+
+
+async def _spans(
+    session: AsyncSession,
+    clinic_id: uuid.UUID,
+    plan_ids: list[uuid.UUID],
+    wanted: set[tuple[uuid.UUID, int]],
+) -> dict[tuple[uuid.UUID, int], tuple[date, date | None] | None]:
+    """The days each wanted (plan, version) governs as of that version (`in_force.span`
+    over the versions up to it)."""
+    histories: dict[uuid.UUID, list[Any]] = {}
+    for row in await execute(session, _HISTORIES, {"clinic_id": clinic_id, "plan_ids": plan_ids}):
+        histories.setdefault(row.plan_id, []).append(row)
+    spans = {}
+    for plan_id, number in wanted:
+        history = [row for row in histories.get(plan_id, ()) if row.number <= number]
+        if history:
+            zone = ZoneInfo(history[0].time_zone)
+            spans[(plan_id, number)] = in_force.span(in_force.terms(history, zone))
+    return spans
 
 
 def today_for(patient: Patient) -> date:

@@ -24,6 +24,8 @@ from app.adherence.outside import outside_records
 from app.core.config import Settings
 from app.core.db import transaction
 from tests.conftest import TEST_SECRET, Actor, World
+from tests.feed import follow, tail
+from tests.fhir import fhir_get
 from tests.plans import (
     changed_plan,
     exercise_id,
@@ -301,3 +303,44 @@ async def test_stored_records_outside_their_plan_are_reported_and_kept(
     # Reported, not dropped: the clinic still reads all three.
     listed = await client.get(f"/v1/patients/{patient['id']}/adherence", headers=clinician.headers)
     assert sorted(r["id"] for r in listed.json()["items"]) == sorted(map(str, stored_ids.values()))
+
+
+@pytest.mark.parametrize("time_zone", ["Pacific/Honolulu", "Pacific/Tongatapu"])
+async def test_the_plan_its_changes_and_its_care_plan_say_which_days_it_governs(
+    client: AsyncClient, world: World, clinician: Actor, time_zone: str
+) -> None:
+    admin = world["admin1"]
+    cursor = await tail(client, admin)
+    today = local_today(time_zone)
+    start = monday_three_weeks_before_this_week(time_zone)
+    patient = await new_patient(client, clinician, time_zone=time_zone)
+    draft, etag = await new_plan(client, clinician, patient["id"], start_date=start.isoformat())
+    active, etag = await changed_plan(client, clinician, draft["id"], etag, status="active")
+    edited, etag = await changed_plan(client, clinician, draft["id"], etag, notes="Slower.")
+    completed, _ = await changed_plan(client, clinician, draft["id"], etag, status="completed")
+
+    # A draft governs nothing; activated today, the plan governs from its start date, on
+    # through an edit; completed today, it governed until yesterday.
+    spans = [(p["governs_from"], p["governs_to"]) for p in (draft, active, edited, completed)]
+    open_ended = (start.isoformat(), None)
+    ended = (start.isoformat(), (today - timedelta(days=1)).isoformat())
+    assert spans == [(None, None), open_ended, open_ended, ended]
+    read = await client.get(f"/v1/plans/{draft['id']}", headers=clinician.headers)
+    assert (read.json()["governs_from"], read.json()["governs_to"]) == ended
+
+    # The change feed carries each version as the plan's GET rendered it then.
+    changes = [
+        item
+        for item in await follow(client, admin, cursor, types="plan")
+        if item["id"] == draft["id"]
+    ]
+    assert [item["data"] for item in changes] == [draft, active, edited, completed]
+
+    # FHIR's CarePlan.period is the same span; a draft's is the dates it is meant to run.
+    care_plan = await fhir_get(client, admin, f"CarePlan/{draft['id']}")
+    assert care_plan["period"] == {"start": ended[0], "end": ended[1]}
+    first = await fhir_get(client, admin, f"CarePlan/{draft['id']}/_history/1")
+    assert first["status"] == "draft"
+    assert first["period"] == {"start": start.isoformat()}
+    second = await fhir_get(client, admin, f"CarePlan/{draft['id']}/_history/2")
+    assert second["period"] == {"start": start.isoformat()}

@@ -13,6 +13,7 @@ from app.main import create_app, dispose_engines
 from bench.harness import POSTGRES_BIN, Cluster, throwaway_cluster
 from tests.conftest import make_client, migrated, settings_for
 from tests.core.problems import assert_problem
+from tests.ops.test_metrics import scrape
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,12 @@ async def test_a_restarting_database_is_503_then_served_again(
             assert_problem(response, 503, "database-unavailable")
             assert int(response.headers["retry-after"]) >= 1
         assert_problem(await http.get("/readyz"), 503, "database-unavailable")
+        # /metrics still answers, with the process's figures and without the database's.
+        started = time.monotonic()
+        figures = await scrape(http)
+        assert time.monotonic() - started < 10
+        assert figures["dorsi_metrics_database_up"] == 0
+        assert "dorsi_db_pool_in_use" in figures
 
         await asyncio.to_thread(cluster.start)
         deadline = time.monotonic() + 5
