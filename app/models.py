@@ -7,7 +7,7 @@ from app.audit.models import AuditEvent
 from app.auth.models import AccessCode, ApiClient, AuthSession, Clinic, Clinician, RefreshToken
 from app.core.idempotency import IdempotentRequest
 from app.exercises.models import Exercise
-from app.fhir.models import FhirExportFile, FhirExportJob
+from app.fhir.models import FhirExportChunk, FhirExportFile, FhirExportJob
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanTemplate, PlanVersion
 from app.sync.models import Change, ChangeHorizon
@@ -34,6 +34,7 @@ __all__ = [
     "Clinic",
     "Clinician",
     "Exercise",
+    "FhirExportChunk",
     "FhirExportFile",
     "FhirExportJob",
     "IdempotentRequest",

@@ -61,7 +61,7 @@ from app.core.db import transaction
 from app.exercises import service as exercises
 from app.exercises.models import Exercise
 from app.exercises.schemas import ExerciseCreate
-from app.fhir.models import FhirExportFile, FhirExportJob
+from app.fhir.models import FhirExportChunk, FhirExportFile, FhirExportJob
 from app.main import ADMINS_ONLY
 from app.patients.models import Patient
 from app.plans import service as plans
@@ -408,14 +408,16 @@ class Targets:
             await session.flush()
             if not with_file:
                 return job.id
-            found = FhirExportFile(
-                job_id=job.id,
-                number=1,
-                resource_type="Patient",
-                count=1,
-                content=f'{{"resourceType": "Patient", "id": "{self.patient_a}"}}\n',
-            )
+            found = FhirExportFile(job_id=job.id, number=1, resource_type="Patient", count=1)
             session.add(found)
+            await session.flush()
+            session.add(
+                FhirExportChunk(
+                    file_id=found.id,
+                    number=1,
+                    content=f'{{"resourceType": "Patient", "id": "{self.patient_a}"}}\n',
+                )
+            )
             await session.flush()
             return found.id
 

@@ -14,14 +14,16 @@ order: the changes after `transactionTime` are exactly those the snapshot did no
 (A resource's own `meta.lastUpdated` is set before that lock, so it cannot do this.)
 """
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
 from sqlmodel import select as select_models
@@ -41,7 +43,7 @@ from app.exercises.models import Exercise
 from app.feed.export import cursor_of
 from app.fhir import resources, service
 from app.fhir.capability import SCOPES
-from app.fhir.models import ExportStatus, FhirExportFile, FhirExportJob
+from app.fhir.models import ExportStatus, FhirExportChunk, FhirExportFile, FhirExportJob
 from app.patients.models import Patient
 from app.plans import service as plans
 from app.plans.models import PlanTemplate
@@ -76,6 +78,7 @@ BEFORE_ANY_CHANGE = datetime(1970, 1, 1, tzinfo=UTC)
 
 JOBS = table_of(FhirExportJob)
 FILES = table_of(FhirExportFile)
+CHUNKS = table_of(FhirExportChunk)
 CHANGES = table_of(Change)
 PATIENTS = service.PATIENTS
 PLANS = service.PLANS
@@ -164,8 +167,34 @@ async def cancel(session: AsyncSession, caller: Caller, job_id: uuid.UUID) -> No
     runner writing a file waits, then finds the job gone."""
     await own_job(session, caller, job_id)
     await execute(session, select(JOBS.c.id).where(JOBS.c.id == job_id).with_for_update())
-    await execute(session, delete(FILES).where(FILES.c.job_id == job_id))
+    await _drop_files(session, job_id)
     await execute(session, delete(JOBS).where(JOBS.c.id == job_id))
+
+
+async def _drop_files(session: AsyncSession, job_id: uuid.UUID) -> None:
+    files = select(FILES.c.id).where(FILES.c.job_id == job_id).scalar_subquery()
+    await execute(session, delete(CHUNKS).where(CHUNKS.c.file_id.in_(files)))
+    await execute(session, delete(FILES).where(FILES.c.job_id == job_id))
+
+
+async def file_content(engine: AsyncEngine, file_id: uuid.UUID) -> AsyncIterator[bytes]:
+    """A file's NDJSON, a chunk at a time, each read in a short read-only transaction of
+    its own: no connection is held between chunks, however slowly the client reads."""
+    after = 0
+    while True:
+        async with snapshot(engine) as connection:
+            found = (
+                await connection.execute(
+                    select(CHUNKS.c.number, CHUNKS.c.content)
+                    .where(CHUNKS.c.file_id == file_id, CHUNKS.c.number > after)
+                    .order_by(CHUNKS.c.number)
+                    .limit(1)
+                )
+            ).first()
+        if found is None:
+            return
+        after = found.number
+        yield found.content.encode()
 
 
 # ------------------------------------------------------------------------- the runner
@@ -199,7 +228,7 @@ async def run_next(engine: AsyncEngine) -> bool:
             .all()
         )
         for job_id in abandoned:
-            await execute(session, delete(FILES).where(FILES.c.job_id == job_id))
+            await _drop_files(session, job_id)
             await execute(
                 session,
                 update(JOBS)
@@ -286,8 +315,11 @@ async def _run(engine: AsyncEngine, job: FhirExportJob) -> None:
                         async for gone in _deleted(connection, job, kind, position):
                             await writer.add(kind, gone, deleted=True)
                         await writer.flush(kind, deleted=True)
+        await writer.settle()
     except Cancelled:
         return
+    finally:
+        await writer.abandon()
     async with transaction(engine) as session:
         await execute(
             session,
@@ -303,16 +335,35 @@ async def _run(engine: AsyncEngine, job: FhirExportJob) -> None:
         )
 
 
+@dataclass
+class OpenFile:
+    """A file being written: its resources so far and the patients they belong to."""
+
+    id: uuid.UUID
+    number: int
+    kind: str
+    deleted: bool
+    count: int = 0
+    chunks: int = 0
+    patients: set[uuid.UUID] = field(default_factory=set)
+
+
 class FileWriter:
-    """Collects rendered resources into files of `FILE_LINES`, each written in a
-    transaction of its own, with the audit events of the patients it holds."""
+    """Writes rendered resources as files of up to `FILE_LINES`, a chunk (what one batch
+    rendered) at a time, each in a transaction of its own that first checks, under the
+    job's row lock, that the job still runs (a cancel deletes it under that lock). A
+    file's last write records the audit events of the patients it holds.
+
+    A write runs while the next batch is read and rendered, so that the database's work
+    overlaps with this process's; one write at a time and in order, so memory holds two
+    chunks at most, whatever the size of the export."""
 
     def __init__(self, engine: AsyncEngine, job: FhirExportJob, exporter: Exporter) -> None:
         self.engine, self.job, self.exporter = engine, job, exporter
-        self.lines: list[bytes] = []
-        self.patients: set[uuid.UUID] = set()
-        self.number = 0
+        self.file: OpenFile | None = None
+        self.files = 0
         self.written = 0
+        self.pending: asyncio.Task[None] | None = None
 
     async def add(
         self,
@@ -321,53 +372,102 @@ class FileWriter:
         *,
         deleted: bool = False,
     ) -> None:
-        for resource, patient_id in rendered:
-            self.lines.append(orjson.dumps(resource))
-            if patient_id is not None:
-                self.patients.add(patient_id)
-            if len(self.lines) >= FILE_LINES:
+        """``rendered`` (each resource with its patient) as the next lines of `kind`'s
+        resources, or (``deleted``) of the Bundles that name its deleted resources."""
+        start = 0
+        while start < len(rendered):
+            if self.file is not None and self.file.count == FILE_LINES:
                 await self.flush(kind, deleted=deleted)
+            if self.file is None:
+                self.files += 1
+                self.file = OpenFile(uuid.uuid4(), self.files, kind, deleted)
+            part = rendered[start : start + FILE_LINES - self.file.count]
+            start += len(part)
+            content = b"".join(orjson.dumps(resource) + b"\n" for resource, _ in part)
+            self.file.patients.update(patient for _, patient in part if patient is not None)
+            self.file.count += len(part)
+            self.file.chunks += 1
+            self.written += len(part)
+            await self._then(self._chunk(self.file, self.file.chunks, content.decode()))
 
     async def flush(self, kind: str, *, deleted: bool = False) -> None:
-        """Writes what was added as a file: `kind`'s resources, or (``deleted``) the
-        Bundles that name `kind`'s deleted resources."""
-        if not self.lines:
+        """Ends the file being written (`kind`'s resources, or its deleted ones): its
+        count, and the audit events of its patients."""
+        if self.file is None:
             return
-        self.number += 1
-        self.written += len(self.lines)
+        assert (self.file.kind, self.file.deleted) == (kind, deleted)
+        done, self.file = self.file, None
+        await self._then(self._close(done, self.written))
+
+    async def settle(self) -> None:
+        """Waits for the write in flight, raising what it raised (`Cancelled`)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            await pending
+
+    async def abandon(self) -> None:
+        """Stops the write in flight, if any (the run failed or was cancelled)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.cancel()
+            with suppress(BaseException):
+                await pending
+
+    async def _then(self, write: Coroutine[Any, Any, None]) -> None:
+        try:
+            await self.settle()
+        except BaseException:
+            write.close()
+            raise
+        self.pending = asyncio.ensure_future(write)
+
+    async def _alive(self, session: AsyncSession) -> None:
+        status = (
+            await execute(
+                session, select(JOBS.c.status).where(JOBS.c.id == self.job.id).with_for_update()
+            )
+        ).scalar()
+        if status != ExportStatus.running:
+            raise Cancelled
+
+    async def _chunk(self, file: OpenFile, number: int, content: str) -> None:
         async with transaction(self.engine) as session:
-            alive = (
+            await self._alive(session)
+            if number == 1:
                 await execute(
                     session,
-                    select(JOBS.c.status).where(JOBS.c.id == self.job.id).with_for_update(),
+                    insert(FILES).values(
+                        id=file.id,
+                        job_id=self.job.id,
+                        number=file.number,
+                        resource_type="Bundle" if file.deleted else file.kind,
+                        deleted=file.deleted,
+                        count=0,  # until the file is done
+                    ),
                 )
-            ).scalar()
-            if alive != ExportStatus.running:
-                raise Cancelled
-            session.add(
-                FhirExportFile(
-                    job_id=self.job.id,
-                    number=self.number,
-                    resource_type="Bundle" if deleted else kind,
-                    deleted=deleted,
-                    count=len(self.lines),
-                    content=b"".join(line + b"\n" for line in self.lines).decode(),
-                )
+            await execute(
+                session, insert(CHUNKS).values(file_id=file.id, number=number, content=content)
+            )
+
+    async def _close(self, file: OpenFile, written: int) -> None:
+        async with transaction(self.engine) as session:
+            await self._alive(session)
+            await execute(
+                session, update(FILES).where(FILES.c.id == file.id).values(count=file.count)
             )
             await audit.record_many(
                 session,
                 self.exporter,
                 "export",
-                CHANGE_TYPE[kind],
-                [(None, patient) for patient in sorted(self.patients)],
+                CHANGE_TYPE[file.kind],
+                [(None, patient) for patient in sorted(file.patients)],
             )
             await execute(
                 session,
                 update(JOBS)
                 .where(JOBS.c.id == self.job.id)
-                .values(progress=f"{self.written} resources written", updated_at=utcnow()),
+                .values(progress=f"{written} resources written", updated_at=utcnow()),
             )
-        self.lines, self.patients = [], set()
 
 
 def _statement(job: FhirExportJob, kind: str) -> tuple[Select[Any], Any]:

@@ -9,6 +9,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Request, Response, Security
+from fastapi.responses import StreamingResponse
 
 from app.auth.deps import oauth2
 from app.auth.principal import Caller
@@ -249,10 +250,14 @@ async def cancel_export(job_id: JobId, session: SessionDep, caller: Exporter) ->
     },
 )
 async def export_file(
+    request: Request,
     file_id: Annotated[uuid.UUID, Path(description="As the manifest names it.")],
     session: SessionDep,
     caller: Exporter,
 ) -> Response:
     """Needs the token that started the export."""
     found = await bulk.own_file(session, caller, file_id)
-    return Response(found.content.encode(), media_type=NDJSON)
+    # Streamed a chunk at a time: a file is never whole in memory. A failure mid-file
+    # ends the response unfinished, so the client sees that the file is incomplete.
+    content = bulk.file_content(request.app.state.engine, found.id)
+    return StreamingResponse(content, media_type=NDJSON)

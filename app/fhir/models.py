@@ -43,7 +43,8 @@ class FhirExportJob(SQLModel, table=True):
 
 
 class FhirExportFile(SQLModel, table=True):
-    """One NDJSON output file of a job: up to `bulk.FILE_LINES` resources of one type."""
+    """One NDJSON output file of a job: up to `bulk.FILE_LINES` resources of one type,
+    held as `FhirExportChunk`s."""
 
     __tablename__ = "fhir_export_file"
 
@@ -53,4 +54,14 @@ class FhirExportFile(SQLModel, table=True):
     resource_type: str = Field(sa_type=String(32))
     deleted: bool = Field(default=False, description="Deleted resources, as Bundles.")
     count: int
+
+
+class FhirExportChunk(SQLModel, table=True):
+    """A piece of a file's NDJSON (whole lines), in order: a file is written and read a
+    piece at a time, so neither the export nor a download holds a whole file in memory."""
+
+    __tablename__ = "fhir_export_chunk"
+
+    file_id: uuid.UUID = Field(foreign_key="fhir_export_file.id", primary_key=True)
+    number: int = Field(primary_key=True)
     content: str = Field(sa_column=Column(Text, nullable=False))

@@ -247,3 +247,19 @@ async def test_what_commits_while_an_export_reads_comes_in_the_next_export_since
     )
     assert ids(after, "Patient") == {known["id"], str(new.id)}
     assert {p["meta"]["versionId"] for p in after["Patient"]} == {"1", "2"}
+
+
+async def test_files_are_written_and_read_a_chunk_at_a_time_and_split_at_file_lines(
+    client: AsyncClient, clinic: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of two resources (a chunk each), files of at most three: a batch may
+    # straddle two files, and every resource still lands in exactly one.
+    monkeypatch.setattr(bulk, "BATCH", 2)
+    monkeypatch.setattr(bulk, "FILE_LINES", 3)
+    system = clinic["client_all"]
+    added = [(await new_patient(client, clinic["admin1"]))["id"] for _ in range(6)]
+    found = await manifest(client, system, await kick_off(client, system, _type="Patient"))
+    counts = [output["count"] for output in found["output"]]
+    assert counts == [3, 3, 2]
+    exported_ids = [r["id"] for r in (await exported(client, system, found))["Patient"]]
+    assert sorted(exported_ids) == sorted([str(clinic.patient_a), str(clinic.patient_b), *added])
