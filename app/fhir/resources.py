@@ -1,6 +1,10 @@
 """Dorsi's resources as FHIR R4 resources (JSON), rendered from what the REST API's own
 GETs render, so that the two never tell a different story. Pure functions: the service
-reads, these only translate. The README's mapping table says what goes where."""
+reads, these only translate. The README's mapping table says what goes where.
+
+A resource is what orjson writes as its JSON (every FHIR response and export is written
+so): where an export makes a million of them, an id may stay a UUID and a time an aware
+datetime, which orjson writes as `str` and `instant` would."""
 
 import uuid
 from collections.abc import Mapping
@@ -22,8 +26,10 @@ def instant(moment: datetime) -> str:
     return moment.isoformat()
 
 
-def meta(version: int, updated_at: datetime) -> dict[str, str]:
-    return {"versionId": str(version), "lastUpdated": instant(updated_at)}
+def meta(version: int, updated_at: datetime) -> dict[str, Any]:
+    # The time as it is (aware, as Dorsi keeps every time): orjson, which writes every
+    # FHIR response and export, writes it as `instant` would, without its cost per resource.
+    return {"versionId": str(version), "lastUpdated": updated_at}
 
 
 def patient_system(clinic_id: uuid.UUID) -> str:
@@ -345,7 +351,7 @@ def procedure(record: Mapping[str, Any], exercise: tuple[uuid.UUID, str] | None)
     status = record["status"]
     resource: Resource = {
         "resourceType": "Procedure",
-        "id": str(record["id"]),
+        "id": record["id"],  # a UUID, and a time below: orjson writes both (see `meta`)
         "meta": meta(record["version"], record["updated_at"]),
     }
     extensions = [
@@ -377,7 +383,7 @@ def procedure(record: Mapping[str, Any], exercise: tuple[uuid.UUID, str] | None)
     resource["code"] = _therapy(exercise[1]) if exercise else _ANY_EXERCISE
     resource["subject"] = {"reference": f"Patient/{record['patient_id']}"}
     # A skipped session too: when the patient recorded it, for the day it was due.
-    resource["performedDateTime"] = instant(record["performed_at"])
+    resource["performedDateTime"] = record["performed_at"]
     if status == "partial":
         resource["outcome"] = _PARTIAL
     if record["note"]:
@@ -393,13 +399,13 @@ def observation(record: Mapping[str, Any]) -> Resource:
     record as `app.adherence.records.render` renders it)."""
     return {
         "resourceType": "Observation",
-        "id": str(record["id"]),
+        "id": record["id"],  # as in a Procedure
         "meta": meta(record["version"], record["updated_at"]),
         "partOf": [{"reference": f"Procedure/{record['id']}"}],
         "status": "final",
         "category": [codes.SURVEY],
         "code": codes.PAIN_SEVERITY,
         "subject": {"reference": f"Patient/{record['patient_id']}"},
-        "effectiveDateTime": instant(record["performed_at"]),
+        "effectiveDateTime": record["performed_at"],
         "valueInteger": record["pain"],
     }
