@@ -37,7 +37,7 @@ from app.core.errors import (
     PreconditionFailed,
     PreconditionRequired,
 )
-from app.core.http import check_if_match, etag_matches_strongly
+from app.core.http import check_if_match, etag_matches_strongly, rendered_json
 from app.core.pagination import PageQuery, number_position, split_page, time_position
 from app.core.sql import uuid_from_text
 from app.patients import service as patients
@@ -67,10 +67,10 @@ def _offset(minutes: int) -> timezone:
 def render(values: Mapping[Any, Any]) -> dict[str, Any]:
     """A record's stored values (a row of `COLUMNS` or more) as `GET /v1/adherence/{id}`
     renders it: RecordPublic's fields, in its order, with performed_at back in the offset
-    it was given in. Python values that `to_json` encodes as RecordPublic's JSON (UTC as
-    Z, as pydantic writes it). The one rendering of a record, for the API, the feed, the
+    it was given in. The one rendering of a record, for the API, the feed, the
     exports and FHIR: what the database holds was validated when it was written, and the
-    test suite checks the rendering against the contract, so no row is validated again."""
+    test suite checks the rendering against the contract, so no row is validated again.
+    `app.core.http.rendered_json` writes it as RecordPublic's JSON."""
     rendered = {field: values[field] for field in PUBLIC_FIELDS}
     rendered["performed_at"] = rendered["performed_at"].astimezone(
         _offset(values["utc_offset_minutes"])
@@ -81,11 +81,6 @@ def render(values: Mapping[Any, Any]) -> dict[str, Any]:
 def public(record: AdherenceRecord) -> dict[str, Any]:
     """A record read as an object, rendered (`render`)."""
     return render({column.name: getattr(record, column.name) for column in COLUMNS})
-
-
-def to_json(rendered: Any) -> bytes:
-    """Rendered records (or anything holding them) as JSON."""
-    return orjson.dumps(rendered, option=orjson.OPT_UTC_Z)
 
 
 def etag(record: AdherenceRecord) -> str:
@@ -207,7 +202,7 @@ async def correct(
             clinic_id=record.clinic_id,
             record_id=record.id,
             version=record.version,
-            content=orjson.loads(to_json(public(record))),
+            content=orjson.loads(rendered_json(public(record))),
             replaced_by=caller.principal.id,
         )
     )
@@ -252,8 +247,8 @@ async def records_at(
 ) -> dict[tuple[uuid.UUID, int], dict[str, Any]]:
     """Each (record, version) of the clinic as `GET /v1/adherence/{id}` rendered it while
     that version was current: the newest rendered from the record (`render`), earlier ones
-    as the versions a correction keeps hold them (JSON values, which `to_json` encodes
-    alike). Two queries, however many are wanted."""
+    as the versions a correction keeps hold them (JSON values, which `rendered_json`
+    writes alike). Two queries, however many are wanted."""
     if not wanted:
         return {}
     ids = sorted({record_id for record_id, _ in wanted})

@@ -36,7 +36,15 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json, written
+from app.core.http import (
+    NOT_MODIFIED,
+    PRIVATE,
+    IfMatch,
+    IfNoneMatch,
+    conditional_json,
+    rendered_json,
+    written,
+)
 from app.core.pagination import PageQuery
 
 router = APIRouter(tags=["adherence"])
@@ -104,7 +112,7 @@ async def list_adherence(
 ) -> Response:
     """Newest first; `from` and `to` are the patient's local dates, inclusive."""
     items, cursor = await records.list_records(session, caller, patient_id, query)
-    body = records.to_json({"items": items, "next_cursor": cursor})
+    body = rendered_json({"items": items, "next_cursor": cursor})
     return Response(body, media_type="application/json")
 
 
@@ -131,7 +139,7 @@ async def get_adherence_overview(
 
 
 def _record_response(record: AdherenceRecord) -> Response:
-    body = records.to_json(records.public(record))
+    body = rendered_json(records.public(record))
     return Response(body, media_type="application/json", headers={"ETag": records.etag(record)})
 
 
@@ -151,7 +159,7 @@ async def get_adherence_record(
     """One session record at its current version, with its ETag: a patient's app reads its
     own, staff their clinic's."""
     record = await records.read(session, caller, record_id)
-    body = records.to_json(records.public(record))
+    body = rendered_json(records.public(record))
     return conditional_json(body, records.etag(record), if_none_match, PRIVATE)
 
 

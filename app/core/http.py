@@ -1,8 +1,10 @@
-"""Conditional requests (RFC 9110 section 13): ETag matching, and the headers that carry it."""
+"""Conditional requests (RFC 9110 section 13): ETag matching, and the headers that carry
+it; and rendered resources as JSON bodies."""
 
 import re
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, Header, Request
 from starlette.responses import Response
 
@@ -11,6 +13,13 @@ from app.core.errors import PreconditionFailed, PreconditionRequired
 JSON_MEDIA_TYPE = "application/json"
 # Signed-in reads: only the caller's own cache may keep them, and must ask again first.
 PRIVATE = "private, no-cache"
+
+
+def rendered_json(rendered: Any) -> bytes:
+    """A rendering in Python values (UUIDs, dates, aware times, as a service renders a
+    resource straight from its row) as the JSON its response model would write: orjson,
+    with UTC written as Z, as pydantic writes it."""
+    return orjson.dumps(rendered, option=orjson.OPT_UTC_Z)
 
 
 def declared_headers(*names: str) -> dict[str, Any]:

@@ -80,7 +80,7 @@ async def _templates(session: AsyncSession, _clinic: uuid.UUID, rows: Sequence[A
 
 async def _plans(session: AsyncSession, clinic: uuid.UUID, rows: Sequence[Any]) -> list[Any]:
     rendered = await plans.plans_at(session, clinic, {(row.id, row.version) for row in rows})
-    return [rendered[(row.id, row.version)].model_dump(mode="json") for row in rows]
+    return [rendered[(row.id, row.version)] for row in rows]
 
 
 async def _records(_session: AsyncSession, _clinic: uuid.UUID, rows: Sequence[Any]) -> list[Any]:

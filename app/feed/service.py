@@ -146,8 +146,7 @@ async def render_changes(
         if row.operation == "delete":
             data = None
         elif row.resource_type == "plan":
-            plan = plans_rendered.get((uuid.UUID(row.resource_id), row.version))
-            data = None if plan is None else plan.model_dump(mode="json")
+            data = plans_rendered.get((uuid.UUID(row.resource_id), row.version))
         elif row.resource_type == "adherence_record":
             data = records_rendered.get(row.id)
         items.append(

@@ -47,6 +47,7 @@ from app.fhir.models import ExportStatus, FhirExportChunk, FhirExportFile, FhirE
 from app.patients.models import Patient
 from app.plans import service as plans
 from app.plans.models import PlanTemplate
+from app.plans.schemas import PlanPublic
 from app.sync.models import Change
 
 FILE_LINES = 5000
@@ -592,7 +593,13 @@ async def _render(
         return [(resources.patient(Patient.model_validate(r._mapping)), r.id) for r in rows]
     if kind == "CarePlan":
         rendered = await plans.plans_at(session, clinic_id, {(r.id, r.version) for r in rows})
-        return [(resources.care_plan(rendered[(r.id, r.version)]), r.patient_id) for r in rows]
+        return [
+            (
+                resources.care_plan(PlanPublic.model_validate(rendered[(r.id, r.version)])),
+                r.patient_id,
+            )
+            for r in rows
+        ]
     if kind in ("Procedure", "Observation"):
         public = [records.render(r._mapping) for r in rows]
         if kind == "Observation":

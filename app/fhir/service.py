@@ -31,6 +31,7 @@ from app.patients import service as patients
 from app.patients.models import Patient
 from app.plans import service as plans
 from app.plans.models import Plan, PlanVersion
+from app.plans.schemas import PlanPublic
 
 PATIENTS = table_of(Patient)
 PLANS = table_of(Plan)
@@ -91,7 +92,7 @@ async def read_care_plan(
     else:
         await plans.get_version(session, caller, found, version)
     rendered = await plans.plans_at(session, caller.clinic_id, {(found, version)})
-    return resources.care_plan(rendered[(found, version)])
+    return resources.care_plan(PlanPublic.model_validate(rendered[(found, version)]))
 
 
 async def read_procedure(session: AsyncSession, caller: Caller, record_id: str) -> Resource:
@@ -246,7 +247,10 @@ async def search_care_plans(
     rows, cursor = split_page(found, limit, lambda row: [str(row.id)])
     rendered = await plans.plans_at(session, caller.clinic_id, {(r.id, r.version) for r in rows})
     await audit.record_many(session, caller, "list", "plan", [(r.id, r.patient_id) for r in rows])
-    return SearchPage([resources.care_plan(rendered[(r.id, r.version)]) for r in rows], cursor)
+    return SearchPage(
+        [resources.care_plan(PlanPublic.model_validate(rendered[(r.id, r.version)])) for r in rows],
+        cursor,
+    )
 
 
 def _records(caller: Caller, params: QueryParams) -> Select[Any]:

@@ -6,7 +6,14 @@ from app.audit import service as audit
 from app.auth.deps import PatientBearer, PatientCaller, patient_session
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, responses
-from app.core.http import JSON_MEDIA_TYPE, NOT_MODIFIED, PRIVATE, IfNoneMatch, conditional_json
+from app.core.http import (
+    JSON_MEDIA_TYPE,
+    NOT_MODIFIED,
+    PRIVATE,
+    IfNoneMatch,
+    conditional_json,
+    rendered_json,
+)
 from app.me import service, today
 from app.me.schemas import Me, Today
 from app.plans import service as plans
@@ -45,7 +52,7 @@ async def get_my_plan(
     if plan is None:
         raise NotFound("No active plan.")
     await audit.record(session, caller, "read", "plan", plan.id, patient_id)
-    body = (await plans.plan_public(session, plan)).model_dump_json().encode()
+    body = rendered_json(await plans.plan_public(session, plan))
     return conditional_json(body, plans.plan_etag(plan), if_none_match, PRIVATE)
 
 

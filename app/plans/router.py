@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel
 
 from app.auth.deps import staff
 from app.auth.principal import Caller, Scope
@@ -18,7 +19,15 @@ from app.core.errors import (
     Unauthorized,
     responses,
 )
-from app.core.http import NOT_MODIFIED, PRIVATE, IfMatch, IfNoneMatch, conditional_json, written
+from app.core.http import (
+    NOT_MODIFIED,
+    PRIVATE,
+    IfMatch,
+    IfNoneMatch,
+    conditional_json,
+    rendered_json,
+    written,
+)
 from app.core.pagination import PageQuery
 from app.plans import service
 from app.plans.schemas import (
@@ -43,13 +52,15 @@ Writer = Annotated[Caller, Depends(staff(Scope.plans_write))]
 ERRORS = (Unauthorized, Forbidden, InvalidInput)
 
 
-def _json(model: Any, etag: str, status: int = 200, location: str | None = None) -> Response:
+def _json(
+    content: BaseModel | dict[str, Any], etag: str, status: int = 200, location: str | None = None
+) -> Response:
+    """A template (a model) or a plan (rendered straight from its rows: `plans_at`)."""
     headers = {"ETag": etag}
     if location:
         headers["Location"] = location
-    return Response(
-        model.model_dump_json(), status_code=status, media_type="application/json", headers=headers
-    )
+    body = content.model_dump_json() if isinstance(content, BaseModel) else rendered_json(content)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 # -------------------------------------------------------------------------- templates
@@ -202,12 +213,12 @@ async def create_plan(
 )
 async def list_plans(
     patient_id: uuid.UUID, session: SessionDep, caller: Reader, query: Annotated[PlanQuery, Query()]
-) -> PlanPage:
+) -> Response:
     """The patient's plans, newest first, each at its current version, a page at a time."""
     rows, cursor = await service.list_plans(session, caller, patient_id, query)
-    return PlanPage(
-        items=[await service.plan_public(session, row) for row in rows], next_cursor=cursor
-    )
+    items = [await service.plan_public(session, row) for row in rows]
+    body = rendered_json({"items": items, "next_cursor": cursor})
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -223,7 +234,7 @@ async def get_plan(
     """One plan at its current version, with its ETag (send it as `If-Match` to change the
     plan)."""
     plan = await service.read_plan(session, caller, plan_id)
-    body = (await service.plan_public(session, plan)).model_dump_json().encode()
+    body = rendered_json(await service.plan_public(session, plan))
     return conditional_json(body, service.plan_etag(plan), if_none_match, PRIVATE)
 
 
