@@ -18,10 +18,15 @@ uvicorn in a process of its own, answering every POST 204.
 - Latency: with a worker running idle, a patient change is committed ``--latencies``
   times, one at a time; each figure runs from the commit to the moment the worker
   recorded the receiver's 2xx (``delivered_at``). Target: p99 below 1 s.
-- Overview: every patient's figures expire (``valid_until`` moved to the past, as at
-  each patient's local midnight); the running worker's round recomputes them; then the
-  first ``GET /v1/adherence/overview`` is timed against the same request once nothing
-  is stale (the page read off the rollup), median of 5. Target: at most 2 times.
+- Overview: every patient's midnight is set a second away (``valid_until``, all at
+  once); the running worker's round a minute before it computes every patient's next
+  day's figures (`rollups.compute_ahead`, as within ``rollups.AHEAD`` of a midnight),
+  and a clinician reads the overview. Once the clock has passed midnight, the first
+  ``GET /v1/adherence/overview`` (which reads those figures where they lie, sorted) is
+  timed; then the worker's next round moves them into place. Five such midnights; the
+  median first request is compared with the same request once all is in place (the
+  page read off the rollup's index), median of 5. Target: at most 2 times. Each first
+  request and the worker's rounds are printed too, for information.
 """
 
 import argparse
@@ -30,13 +35,14 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.adherence.models import AdherenceRollup
 from app.core.columns import utcnow
@@ -53,6 +59,7 @@ from bench.harness import migrate, postgres_database, server
 
 SECRET = "bench-secret-" + "x" * 32
 CHUNK = 1000  # changes recorded a transaction
+MIDNIGHTS = 5  # the overview's midnights, one after another
 DELIVERIES = table_of(WebhookDelivery)
 ROLLUPS = table_of(AdherenceRollup)
 
@@ -245,6 +252,11 @@ async def latency(settings: Settings, data: Dataset, url: str, args: Any) -> Res
     )
 
 
+def stopped_clock(at: datetime) -> Callable[[], datetime]:
+    """A worker's clock that reads ``at`` whenever it is read."""
+    return lambda: at
+
+
 async def overview(settings: Settings, data: Dataset) -> Result:
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
@@ -269,22 +281,52 @@ async def overview(settings: Settings, data: Dataset) -> Result:
                 return time.perf_counter() - started
 
             await page()  # every patient's row made
-            async with transaction(app.state.engine) as session:
-                expire = (
-                    update(ROLLUPS)
-                    .where(ROLLUPS.c.clinic_id == data.clinic_id)
-                    .values(valid_until=utcnow())
-                )
-                await execute(session, expire)
-            # The worker's round, as it runs every few seconds after the midnights.
-            await Worker(app.state.engine, settings).clinic_round()
-            first = await page()
+            firsts, ahead, moved = [], [], []
+            for _ in range(MIDNIGHTS):
+                # Every patient's midnight a moment away, all at once (the worst case: a
+                # clinic in one time zone).
+                midnight = utcnow() + timedelta(seconds=1)
+                async with transaction(app.state.engine) as session:
+                    at_midnight = (
+                        update(ROLLUPS)
+                        .where(ROLLUPS.c.clinic_id == data.clinic_id)
+                        .values(valid_until=midnight)
+                    )
+                    await execute(session, at_midnight)
+                # The running worker's round a minute before it, which computes every
+                # patient's next day's figures (they are within rollups.AHEAD of it).
+                before = stopped_clock(midnight - timedelta(minutes=1))
+                started = time.perf_counter()
+                await Worker(app.state.engine, settings, clock=before).clinic_round()
+                ahead.append(time.perf_counter() - started)
+                async with transaction(app.state.engine) as session:
+                    waiting = select(func.count()).where(
+                        ROLLUPS.c.clinic_id == data.clinic_id,
+                        ROLLUPS.c.next_valid_until.is_(None),
+                    )
+                    if (await execute(session, waiting)).scalar_one():
+                        raise SystemExit("the worker left patients without next days' figures")
+                await page()  # a clinician reading before midnight, as all day long
+                while utcnow() <= midnight:  # the clock passes midnight
+                    await asyncio.sleep(0.01)
+                firsts.append(await page())
+                # The worker's first round after midnight moves the figures into place.
+                started = time.perf_counter()
+                await Worker(app.state.engine, settings).clinic_round()
+                moved.append(time.perf_counter() - started)
+            # The page read off the rollup, as all day long.
             warm = statistics.median([await page() for _ in range(5)])
     finally:
         await dispose_engines(app)
+    print(
+        f"overview, {len(data.patients)} patients: first requests after each midnight "
+        f"{', '.join(f'{first * 1000:.1f}' for first in firsts)} ms; worker's round "
+        f"{statistics.median(ahead):.2f} s before midnight, {statistics.median(moved):.2f} s "
+        "after (medians)"
+    )
     return Result(
         f"first overview after every midnight, {len(data.patients)} patients (ms)",
-        first * 1000,
+        statistics.median(firsts) * 1000,
         warm * 1000,
         2.0,
         False,

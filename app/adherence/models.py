@@ -110,13 +110,15 @@ class AdherenceRollup(SQLModel, table=True):
 
     A patient's row is made when the overview (or an upload) first needs it. The windows
     are complete local days, so the figures hold until the patient's next midnight
-    (``valid_until``) unless something they were computed from changes. The overview
-    notices by itself what other packages change: a row computed in another time zone
-    than the patient's now, or with another pain alert level than the clinic's now, is
-    recomputed before it is read (the adherence threshold is compared at read time; a
-    plan's new version governs from the day it is made, never the past days the windows
-    hold). A write to the patient's records marks the row stale (``STALE``) and bumps
-    ``generation``, so a recomputation that read older records cannot overwrite the mark.
+    (``valid_until``) unless something they were computed from changes. Shortly before
+    that midnight the worker computes the next day's figures beside them (``next_*``),
+    which are in force as it passes, so that no reader recomputes the clinic then. The
+    overview notices by itself what other packages change: a row computed in another time
+    zone than the patient's now, or with another pain alert level than the clinic's now,
+    is recomputed before it is read (the adherence threshold is compared at read time). A
+    write to the patient's records, or a new version of their plans, marks the row stale
+    (``STALE``), spends the next day's figures, and bumps ``generation``, so a
+    recomputation that read older records or versions cannot overwrite the mark.
     """
 
     __tablename__ = "adherence_rollup"
@@ -150,3 +152,18 @@ class AdherenceRollup(SQLModel, table=True):
     # What the figures were computed with (None: never computed).
     time_zone: str | None = Field(default=None, sa_type=String(64))
     pain_alert_at: int | None = None
+    # The next local day's figures, computed by the worker shortly before the patient's
+    # midnight (`rollups.AHEAD`) with the same time zone and pain alert level: they are in
+    # force from ``valid_until`` until ``next_valid_until``, and the worker moves them into
+    # the columns above once that midnight has passed. None: not computed, or spent (moved,
+    # or a write marked the row stale).
+    next_valid_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_as_of: date | None = None
+    next_expected_7d: float | None = None
+    next_credited_7d: float | None = None
+    next_percent_7d: float | None = None
+    next_expected_30d: float | None = None
+    next_credited_30d: float | None = None
+    next_percent_30d: float | None = None
+    next_pain_alerts_7d: int | None = None
+    next_max_pain_7d: int | None = None

@@ -4,10 +4,14 @@ and last upload, sorted and paged by the database.
 A request first brings the clinic's figures up to date (`rollups.refresh`), then reads one
 page with one query over the clinic's rollup rows, never over its records. Whether a
 patient is below the clinic's adherence threshold is decided as the page is read, with
-the threshold of the moment.
+the threshold of the moment. Just after patients' midnights, until the worker moves their
+next day's figures into place, the page reads those figures where they are in force
+(`rollups.in_force`) and sorts the clinic's rows, as the orders without an index do:
+moving them itself would cost the reader a write per patient.
 """
 
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -50,8 +54,9 @@ async def read(session: AsyncSession, caller: Caller, query: OverviewQuery) -> d
     """An Overview's fields (by alias) as plain values in its order, rows included: they
     render as JSON as they are."""
     clinic = (await execute(session, CLINIC_THRESHOLDS, {"clinic_id": caller.clinic_id})).one()
-    await rollups.refresh(session, clinic, utcnow())
-    rows, cursor = await page(session, clinic, query)
+    now = utcnow()
+    await rollups.refresh(session, clinic, now)
+    rows, cursor = await page(session, clinic, query, now)
     # One event per patient shown, as for the patient list.
     await audit.record_many(
         session,
@@ -68,24 +73,29 @@ async def read(session: AsyncSession, caller: Caller, query: OverviewQuery) -> d
     }
 
 
-SORTS: dict[str, tuple[Any, bool]] = {
-    # Column, descending. Patients with nothing expected (null percent) come last either way.
-    "adherence_7d": (literal_column(PERCENT_7D_ORDER, Float()), False),  # as indexed
-    "-adherence_7d": (func.coalesce(col(AdherenceRollup.percent_7d), -1.0), True),
-    "adherence_30d": (func.coalesce(col(AdherenceRollup.percent_30d), 1e9), False),
-    "-adherence_30d": (func.coalesce(col(AdherenceRollup.percent_30d), -1.0), True),
-    "-pain_alerts_7d": (col(AdherenceRollup.pain_alerts_7d), True),
+Figure = Callable[[str], Any]
+
+# Each order: its key, from a function giving a figure's column (or expression), and
+# whether it descends. Patients with nothing expected (null percent) come last either way.
+SORTS: dict[str, tuple[Callable[[Figure], Any], bool]] = {
+    "adherence_7d": (lambda figure: func.coalesce(figure("percent_7d"), 1e9), False),
+    "-adherence_7d": (lambda figure: func.coalesce(figure("percent_7d"), -1.0), True),
+    "adherence_30d": (lambda figure: func.coalesce(figure("percent_30d"), 1e9), False),
+    "-adherence_30d": (lambda figure: func.coalesce(figure("percent_30d"), -1.0), True),
+    "-pain_alerts_7d": (lambda figure: figure("pain_alerts_7d"), True),
     # Never uploaded counts as longest ago.
     "last_upload_at": (
-        func.coalesce(col(AdherenceRollup.last_upload_at), literal(STALE, UTCDateTime())),
+        lambda _: func.coalesce(col(AdherenceRollup.last_upload_at), literal(STALE, UTCDateTime())),
         False,
     ),
     "-last_upload_at": (
-        func.coalesce(col(AdherenceRollup.last_upload_at), literal(STALE, UTCDateTime())),
+        lambda _: func.coalesce(col(AdherenceRollup.last_upload_at), literal(STALE, UTCDateTime())),
         True,
     ),
-    "reference": (col(Patient.reference), False),
+    "reference": (lambda _: col(Patient.reference), False),
 }
+# The default order's key as its index spells it: read off the index, never sorted.
+INDEXED = literal_column(PERCENT_7D_ORDER, Float())
 
 
 def _position(query: OverviewQuery) -> tuple[Any, uuid.UUID]:
@@ -104,26 +114,39 @@ def _position(query: OverviewQuery) -> tuple[Any, uuid.UUID]:
     return value, patient_id
 
 
-@cache  # one per sort and choice of filters: a few dozen at most
+# The figures a page shows, in `_row`'s terms.
+FIGURES_SHOWN = (
+    "as_of",
+    "expected_7d",
+    "credited_7d",
+    "percent_7d",
+    "expected_30d",
+    "credited_30d",
+    "percent_30d",
+    "pain_alerts_7d",
+    "max_pain_7d",
+)
+
+
+@cache  # one per sort, choice of filters and source of figures: a hundred at most
 def _page_statement(
-    sort: str, below_threshold: bool | None, pain_alert: bool | None, after: bool
+    sort: str, below_threshold: bool | None, pain_alert: bool | None, after: bool, ahead: bool
 ) -> Select[Any]:
-    """The page query for a sort and a choice of filters, built once; the clinic, its
-    threshold, the position after which the page starts and its size are parameters."""
-    key, descending = SORTS[sort]
+    """The page query for a sort, a choice of filters, and whether some of the figures are
+    next days' in force (``ahead``), built once; the clinic, its threshold, the moment, the
+    position after which the page starts and its size are parameters."""
     rollup, patient = ROLLUPS.c, table_of(Patient).c
+    now = bindparam("now", type_=rollup.valid_until.type)
+
+    def figure(name: str) -> Any:
+        return rollups.in_force(name, now) if ahead else rollup[name]
+
+    make_key, descending = SORTS[sort]
+    key = INDEXED if sort == "adherence_7d" and not ahead else make_key(figure)
     statement = (
         sa_select(
             rollup.patient_id,
-            rollup.as_of,
-            rollup.expected_7d,
-            rollup.credited_7d,
-            rollup.percent_7d,
-            rollup.expected_30d,
-            rollup.credited_30d,
-            rollup.percent_30d,
-            rollup.pain_alerts_7d,
-            rollup.max_pain_7d,
+            *(figure(name).label(name) for name in FIGURES_SHOWN),
             rollup.last_upload_at,
             patient.reference,
             patient.time_zone,
@@ -136,12 +159,12 @@ def _page_statement(
         )
         .where(rollup.clinic_id == bindparam("clinic_id"), patient.deleted_at.is_(None))
     )
-    percent = rollup.percent_7d
+    percent = figure("percent_7d")
     below = percent < bindparam("threshold", type_=Integer())
     if below_threshold is not None:
         statement = statement.where(below if below_threshold else ~below | percent.is_(None))
     if pain_alert is not None:
-        alerting = rollup.pain_alerts_7d > 0
+        alerting = figure("pain_alerts_7d") > 0
         statement = statement.where(alerting if pain_alert else ~alerting)
     if after:
         position = tuple_(key, rollup.patient_id)
@@ -155,14 +178,17 @@ def _page_statement(
 
 
 async def page(
-    session: AsyncSession, clinic: ClinicSettings, query: OverviewQuery
+    session: AsyncSession, clinic: ClinicSettings, query: OverviewQuery, now: datetime
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of OverviewRows, as plain values in their fields' order (see ``_row``), and
-    the cursor of the next."""
+    """A page of OverviewRows as at ``now``, as plain values in their fields' order (see
+    ``_row``), and the cursor of the next."""
+    ahead = await rollups.any_next_in_force(session, clinic.id, now)
     statement = _page_statement(
-        query.sort, query.below_threshold, query.pain_alert, query.cursor is not None
+        query.sort, query.below_threshold, query.pain_alert, query.cursor is not None, ahead
     )
     values: dict[str, Any] = {"clinic_id": clinic.id, "limit": query.limit + 1}
+    if ahead:
+        values["now"] = now
     if query.below_threshold is not None:
         values["threshold"] = clinic.adherence_threshold_percent
     if query.cursor is not None:

@@ -1,6 +1,7 @@
 """The worker's loops: deliveries as soon as they are due, and every few seconds the
-clinics' rollups, alerts and a sweep for undelivered changes; hourly, the pruning of
-old changes, idempotency keys and expired sign-in state.
+clinics' rollups (computed ahead of each patient's midnight), alerts and a sweep for
+undelivered changes; hourly, the pruning of old changes, idempotency keys and expired
+sign-in state.
 
 Several workers may run against one database: deliveries are claimed (see
 `app.webhooks.delivery`), alerts move their state by conditional writes, and the rest is
@@ -14,12 +15,15 @@ import contextlib
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.adherence import rollups
 from app.auth import ratelimit
@@ -36,6 +40,8 @@ from app.webhooks import delivery as sending
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 log = structlog.get_logger("dorsi.worker")
+# A step over a clinic's rollup rows: at most so many rows at a moment, how many were done.
+RollupStep = Callable[[AsyncSession, rollups.ClinicSettings, datetime, int], Awaitable[int]]
 CLINICS = table_of(Clinic)
 DELIVERIES = table_of(WebhookDelivery)
 ENDPOINTS = table_of(WebhookEndpoint)
@@ -106,21 +112,35 @@ class Worker:
         )
 
     async def clinic_round(self) -> int:
-        """For each clinic, in a transaction of its own: recompute the overview figures
-        that expired (a patient's local midnight passed) or were marked stale, announce
-        the alerts they and new records raise, and queue any change not yet queued for
-        the clinic's endpoints. Answers how many alerts fired."""
+        """For each clinic: move the next day's overview figures into place where a
+        patient's local midnight passed; then, in a transaction of its own, recompute the
+        figures marked stale, announce the alerts they and new records raise, and queue
+        any change not yet queued for the clinic's endpoints; then compute the next day's
+        figures of the patients whose midnight comes within `rollups.AHEAD`, so that no
+        reader recomputes them as it passes. Moving and computing go a chunk of patients
+        a transaction, so that writers of those patients wait for one chunk at most.
+        Answers how many alerts fired."""
         async with transaction(self.engine) as session:
             clinics = (await execute(session, _CLINICS)).all()
         fired = 0
         for clinic in clinics:
+            now = self.clock()
+            await self._in_chunks(rollups.take_over, clinic, now)
             async with transaction(self.engine) as session:
-                now = self.clock()
                 await rollups.refresh(session, clinic, now)
                 fired += await alerts.evaluate_adherence(session, clinic, now)
                 fired += await alerts.evaluate_pain(session, clinic, now)
                 await fanout.sweep(session, clinic.id)
+            await self._in_chunks(rollups.compute_ahead, clinic, now)
         return fired
+
+    async def _in_chunks(self, step: RollupStep, clinic: Row[Any], now: datetime) -> None:
+        """A step over a clinic's rollup rows, `rollups.CHUNK` rows a transaction, until a
+        chunk comes back short."""
+        done = rollups.CHUNK
+        while done == rollups.CHUNK:
+            async with transaction(self.engine) as session:
+                done = await step(session, clinic, now, rollups.CHUNK)
 
     async def hourly(self) -> None:
         """Retention of the change feed and of the delivery log (the same period), expired

@@ -6,6 +6,8 @@ Each test has a clinic of its own, so the overview shows only the patients it ma
 """
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -22,15 +24,21 @@ from app.auth import accounts
 from app.auth import service as auth_service
 from app.auth.models import Role
 from app.core.columns import utcnow
+from app.core.config import Settings
 from app.core.db import execute, transaction
 from app.patients.models import Patient
 from app.plans.models import Plan, PlanVersion
+from app.worker.runner import Worker
 from tests.adherence.test_summary import EVERY_DAY, item
-from tests.conftest import PASSWORD, World
+from tests.conftest import PASSWORD, Actor, World
 from tests.core.problems import assert_problem
 from tests.core.query_plans import statements_run, unsorted_plans
+from tests.plans import active_plan, new_patient
+from tests.plans import item as plan_item
+from tests.webhooks import Clock
 
 LISBON, AUCKLAND, HONOLULU = "Europe/Lisbon", "Pacific/Auckland", "Pacific/Honolulu"
+TONGATAPU = "Pacific/Tongatapu"  # UTC+13 all year, as Honolulu is UTC-10
 
 
 @dataclass
@@ -167,6 +175,45 @@ async def upload(
     return record
 
 
+async def assert_summary_equals(
+    client: AsyncClient, clinic: Clinic, case: Case, row: dict[str, Any]
+) -> None:
+    """The row's 7- and 30-day figures are the patient's summary over the same days."""
+    for window in ("last_7_days", "last_30_days"):
+        figures = row[window]
+        answer = await client.get(
+            f"/v1/patients/{case.patient_id}/adherence/summary",
+            params={"from": figures["from"], "to": figures["to"]},
+            headers=clinic.headers,
+        )
+        totals = answer.json()["totals"]
+        assert (figures["expected"], figures["credited"], figures["adherence_percent"]) == (
+            totals["expected"],
+            totals["credited"],
+            totals["adherence_percent"],
+        ), (case.zone, window)
+
+
+def last_midnight(case: Case) -> datetime:
+    """The patient's latest local midnight: the moment their today began."""
+    return datetime.combine(case.today, time(0), ZoneInfo(case.zone))
+
+
+@contextmanager
+def records_read(app: FastAPI, clinic: Clinic) -> Iterator[set[uuid.UUID]]:
+    """The patients whose adherence records the database read in the block: those whose
+    figures were computed."""
+    patients: set[uuid.UUID] = set()
+    with statements_run(app.state.engine, lambda s: "FROM adherence_record" in s) as seen:
+        yield patients
+    for _, parameters in seen:
+        values = parameters.values() if isinstance(parameters, dict) else parameters
+        for value in values:
+            with suppress(ValueError, TypeError, AttributeError):
+                patients.add(uuid.UUID(str(value)))
+    patients.discard(clinic.id)
+
+
 DAILY = item("overview-daily", days_of_week=EVERY_DAY)
 THRICE = item("overview-thrice", sessions_per_week=3)
 MWF = item("overview-mwf", days_of_week=[1, 3, 5])
@@ -208,19 +255,7 @@ async def test_each_patients_figures_equal_their_summary_over_the_same_days(
     for case in (daily, weekly, edited):
         row = row_of(rows, case)
         assert row["time_zone"] == case.zone
-        for window in ("last_7_days", "last_30_days"):
-            figures = row[window]
-            answer = await client.get(
-                f"/v1/patients/{case.patient_id}/adherence/summary",
-                params={"from": figures["from"], "to": figures["to"]},
-                headers=clinic.headers,
-            )
-            totals = answer.json()["totals"]
-            assert (figures["expected"], figures["credited"], figures["adherence_percent"]) == (
-                totals["expected"],
-                totals["credited"],
-                totals["adherence_percent"],
-            ), (case.zone, window)
+        await assert_summary_equals(client, clinic, case, row)
     nothing = row_of(rows, no_plan)
     assert nothing["last_30_days"]["adherence_percent"] is None
     assert (nothing["below_threshold"], nothing["last_upload_at"]) == (False, None)
@@ -458,3 +493,104 @@ async def test_a_recomputation_leaves_stale_a_row_an_upload_made_meanwhile(
     _, rows = await read(client, clinic)
     assert row_of(rows, case)["last_7_days"]["credited"] == 1.0
     assert datetime.fromisoformat(row_of(rows, case)["last_upload_at"]) == uploaded
+
+
+@pytest.mark.parametrize("zone", [HONOLULU, "UTC", TONGATAPU])
+async def test_the_first_overview_after_midnight_shows_figures_the_worker_computed_before_it(
+    app: FastAPI, settings: Settings, client: AsyncClient, clinic: Clinic, zone: str
+) -> None:
+    """Shortly before each patient's midnight the worker computes their next day's
+    figures; the first overview after it shows them without computing anything, and they
+    are the summary's over the new windows, with what was uploaded late the day before.
+    An upload after the worker's last round costs the recomputation of that patient only."""
+    early = await patient(app, clinic, zone, [(60, [DAILY])])
+    late = await patient(app, clinic, zone, [(60, [DAILY])])
+    for case in (early, late):
+        for days_ago in (2, 4, 8, 15):
+            await stored(app, case, days_ago, DAILY)
+    midnight = last_midnight(early)
+    clock = Clock(midnight - timedelta(minutes=10))
+    worker = Worker(app.state.engine, settings, clock=clock)
+    await worker.clinic_round()
+
+    def before_midnight(minutes: int) -> str:
+        return (midnight - timedelta(minutes=minutes)).isoformat()
+
+    await upload(client, clinic, early, DAILY, performed_at=before_midnight(9), pain=8)
+    clock.advance(minutes=8)
+    await worker.clinic_round()
+    await upload(client, clinic, late, DAILY, performed_at=before_midnight(1), status="partial")
+
+    with records_read(app, clinic) as computed:
+        body, rows = await read(client, clinic)
+    assert computed == {late.patient_id}
+    for case, credited in ((early, (3.0, 5.0)), (late, (2.5, 4.5))):
+        row = row_of(rows, case)
+        assert row["as_of"] == str(case.today)
+        assert (row["last_7_days"]["credited"], row["last_30_days"]["credited"]) == credited
+        await assert_summary_equals(client, clinic, case, row)
+    assert (row_of(rows, early)["pain_alerts_7d"], row_of(rows, early)["max_pain_7d"]) == (1, 8)
+    with records_read(app, clinic) as computed:
+        assert await read(client, clinic) == (body, rows)
+    assert computed == set()
+
+
+async def test_the_next_days_figures_are_sorted_and_paged_as_they_stand_after_midnight(
+    app: FastAPI, settings: Settings, client: AsyncClient, clinic: Clinic
+) -> None:
+    """Until the worker moves the next day's figures into place, the overview sorts and
+    pages the figures in force, which may order the patients otherwise than the day
+    before; once moved, the same page is read off the index."""
+    slipping = await patient(app, clinic, "UTC", [(60, [DAILY])])
+    catching_up = await patient(app, clinic, "UTC", [(60, [DAILY])])
+    for days_ago in range(2, 9):  # all of the day before's week, not that day itself
+        await stored(app, slipping, days_ago, DAILY)
+    for days_ago in range(1, 8):  # all but the first day of it, and that day
+        await stored(app, catching_up, days_ago, DAILY)
+    midnight = last_midnight(slipping)
+    clock = Clock(midnight - timedelta(minutes=10))
+    worker = Worker(app.state.engine, settings, clock=clock)
+    await worker.clinic_round()
+    order = [str(case.patient_id) for case in (slipping, catching_up)]
+
+    async def walked() -> tuple[list[str], list[float]]:
+        first, [one] = await read(client, clinic, limit=1)
+        _, [two] = await read(client, clinic, limit=1, cursor=first["next_cursor"])
+        return [one["patient_id"], two["patient_id"]], [
+            row["last_7_days"]["adherence_percent"] for row in (one, two)
+        ]
+
+    with records_read(app, clinic) as computed:
+        _, rows = await read(client, clinic)
+        assert ([r["patient_id"] for r in rows], await walked()) == (
+            order,
+            (order, [85.7, 100.0]),
+        )
+    assert computed == set()
+    clock.now = datetime.now(UTC)
+    await worker.clinic_round()
+    with statements_run(app.state.engine, lambda statement: "sort_key" in statement) as pages:
+        assert await walked() == (order, [85.7, 100.0])
+    for plan in await unsorted_plans(app.state.engine, pages):
+        assert "ix_adherence_rollup_clinic_percent_7d" in plan, plan
+
+
+async def test_a_plan_activated_from_a_past_start_shows_at_once(
+    client: AsyncClient, clinic: Clinic
+) -> None:
+    """A plan's first active version governs from its start date, even a past one: the
+    figures follow as soon as the plan is written, as they follow records (a plan's
+    versions mark the patient's row stale as they are made)."""
+    clinician = Actor("clinician", clinic.headers["Authorization"].removeprefix("Bearer "))
+    made = await new_patient(client, clinician, time_zone="UTC")
+    case = Case(uuid.UUID(made["id"]), uuid.uuid4(), "UTC")
+    _, rows = await read(client, clinic)
+    assert row_of(rows, case)["last_7_days"]["expected"] == 0.0
+
+    start = case.today - timedelta(days=20)
+    daily = plan_item(schedule={"days_of_week": EVERY_DAY})
+    await active_plan(client, clinician, case.patient_id, start_date=str(start), items=[daily])
+    _, rows = await read(client, clinic)
+    row = row_of(rows, case)
+    assert (row["last_7_days"]["expected"], row["last_30_days"]["expected"]) == (7.0, 20.0)
+    await assert_summary_equals(client, clinic, case, row)
