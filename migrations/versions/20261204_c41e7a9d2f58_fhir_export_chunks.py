@@ -5,8 +5,8 @@ neither holds a whole file (thousands of resources) in memory. Files already wri
 become one piece each.
 
 Revision ID: c41e7a9d2f58
-Revises: 4f2a9c7e1b36
-Create Date: 2026-12-03 19:20:00.000000
+Revises: 6fe6c84673f3
+Create Date: 2026-12-04 11:00:00.000000
 """
 
 from collections.abc import Sequence
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c41e7a9d2f58"
-down_revision: str | None = "4f2a9c7e1b36"
+down_revision: str | None = "6fe6c84673f3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
