@@ -2,9 +2,9 @@
 
 A kick-off queues a job; `run_job` (or `run_next`, what a worker calls) claims it, opens
 the export snapshot (`app.core.db.snapshot`: REPEATABLE READ on PostgreSQL), and writes
-NDJSON files of up to `FILE_LINES` resources, each in a transaction of its own, with the
-audit events of the patients it holds. A cancelled job is deleted; the runner notices at
-its next file and stops.
+NDJSON files of up to `FILE_LINES` resources, a chunk (a batch) at a time, each in a
+transaction of its own; a file's last write records the audit events of the patients it
+holds. A cancelled job is deleted; the runner notices at its next write and stops.
 
 `transactionTime` hands over to the next export's `_since` with no gap and no duplicate:
 it is the time of the newest change the snapshot sees, and `_since` selects the resources
@@ -165,7 +165,7 @@ async def own_file(session: AsyncSession, caller: Caller, file_id: uuid.UUID) ->
 
 async def cancel(session: AsyncSession, caller: Caller, job_id: uuid.UUID) -> None:
     """Deletes the job and its files. The job's row is locked first (PostgreSQL), so a
-    runner writing a file waits, then finds the job gone."""
+    runner writing a chunk waits, then finds the job gone."""
     await own_job(session, caller, job_id)
     await execute(session, select(JOBS.c.id).where(JOBS.c.id == job_id).with_for_update())
     await _drop_files(session, job_id)

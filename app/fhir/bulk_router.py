@@ -226,7 +226,7 @@ async def export_status(
     },
 )
 async def cancel_export(job_id: JobId, session: SessionDep, caller: Exporter) -> Response:
-    """A running export stops at its next file."""
+    """A running export stops at its next write (a few hundred resources at most)."""
     await bulk.cancel(session, caller, job_id)
     return Response(status_code=202)
 
