@@ -17,7 +17,6 @@ order: the changes after `transactionTime` are exactly those the snapshot did no
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -411,8 +410,11 @@ class FileWriter:
         if self.pending is not None:
             pending, self.pending = self.pending, None
             pending.cancel()
-            with suppress(BaseException):
-                await pending
+            # Waited for without raising what it raised (the run's own failure is the one
+            # reported), and without swallowing a cancellation of the run itself.
+            await asyncio.wait({pending})
+            if not pending.cancelled():
+                pending.exception()
 
     async def _then(self, write: Coroutine[Any, Any, None]) -> None:
         try:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
+from sqlmodel import select
 
 from app.auth.models import ActorKind, Role
 from app.auth.principal import CLINICIAN_SCOPES, Caller, Principal
@@ -18,7 +19,7 @@ from app.core.columns import utcnow
 from app.core.config import Settings
 from app.core.db import transaction
 from app.fhir import bulk
-from app.fhir.models import FhirExportJob
+from app.fhir.models import FhirExportFile, FhirExportJob
 from app.main import create_app, dispose_engines
 from app.patients import service as patients
 from app.patients.schemas import PatientCreate, PatientUpdate
@@ -263,3 +264,28 @@ async def test_files_are_written_and_read_a_chunk_at_a_time_and_split_at_file_li
     assert counts == [3, 3, 2]
     exported_ids = [r["id"] for r in (await exported(client, system, found))["Patient"]]
     assert sorted(exported_ids) == sorted([str(clinic.patient_a), str(clinic.patient_b), *added])
+
+
+async def test_a_runner_whose_export_was_cancelled_stops_at_its_next_write(
+    queued_app: FastAPI,
+) -> None:
+    """The export is cancelled (deleted) once its runner has claimed it: the runner's next
+    write finds it gone, and it stops without a failure and without leaving a file."""
+    world = await build_world(queued_app)
+    system = world["client_all"]
+    engine = queued_app.state.engine
+    async with make_client(queued_app) as client:
+        location = await kick_off(client, system, _type="Patient")
+        job_id = uuid.UUID(location.rsplit("/", 1)[1])
+        async with transaction(engine) as session:
+            job = await session.get(FhirExportJob, job_id)
+            assert job is not None
+            job.status = "running"  # claimed, as `run_job` claims it
+            session.add(job)
+        cancelled = await client.delete(location, headers=system.headers)
+        assert cancelled.status_code == 202
+        await bulk._run(engine, job)
+        assert_outcome(await client.get(location, headers=system.headers), 404)
+    async with transaction(engine) as session:
+        left = await session.exec(select(FhirExportFile).where(FhirExportFile.job_id == job_id))
+        assert left.all() == []
