@@ -224,7 +224,7 @@ SELECT c.id, c.resource_type, c.resource_id, c.operation, c.version, c.occurred_
 FROM change c
 LEFT JOIN adherence_record r
   ON c.resource_type = 'adherence_record' AND c.operation <> 'delete'
- AND r.id = c.resource_id::uuid AND r.version = c.version
+ AND r.clinic_id = c.clinic_id AND r.id = c.resource_id::uuid AND r.version = c.version
 WHERE c.clinic_id = %(clinic)s AND c.id > %(after)s
 ORDER BY c.id LIMIT %(limit)s
 """
