@@ -7,8 +7,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Every test runs in exactly one half: those whose id names PostgreSQL, and the rest.
-HALVES = {"sqlite": "not postgresql", "postgresql": "postgresql"}
+# Every test runs in exactly one half: those whose id names PostgreSQL, with the command
+# line's tests that need no database (servers in subprocesses, about a minute, which
+# would otherwise sit beside the fuzzer in the longer half), and the rest.
+POSTGRESQL = "postgresql or (test_cli and not sqlite)"
+HALVES = {"sqlite": f"not ({POSTGRESQL})", "postgresql": POSTGRESQL}
 
 
 def main() -> int:
