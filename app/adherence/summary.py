@@ -26,7 +26,6 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-import orjson
 from sqlalchemy import (
     CompoundSelect,
     DateTime,
@@ -55,6 +54,7 @@ from app.auth.principal import Caller
 from app.core.columns import as_utc
 from app.core.db import execute, table_of
 from app.core.errors import FieldError, InvalidInput, NotFound
+from app.core.http import rendered_json
 from app.patients.models import Patient
 from app.plans import in_force
 from app.plans.models import Plan, PlanVersion
@@ -657,7 +657,7 @@ def summarize(outlook: Outlook, rows: Sequence[Row[Any]]) -> bytes:
             for alert in alerts
         ],
     }
-    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+    return rendered_json(body)
 
 
 def _performed_at(row: Row[Any]) -> datetime:

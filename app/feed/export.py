@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Select, Table, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncResult
 from sqlmodel import col
@@ -33,6 +32,7 @@ from app.auth.models import Clinic
 from app.auth.principal import Caller
 from app.clinics.schemas import ClinicPublic
 from app.core.db import snapshot, table_of, transaction
+from app.core.http import rendered_json
 from app.core.pagination import encode_cursor
 from app.exercises import service as exercises
 from app.exercises.models import Exercise
@@ -179,10 +179,7 @@ class Export:
         async with self._stack:
             async for batch in self._result.partitions():
                 rendered = await self._render(self._session, self._clinic_id, batch)
-                # A record renders with Python values: its times in UTC as Z, as pydantic
-                # writes them.
-                option = orjson.OPT_UTC_Z
-                yield b"".join(orjson.dumps(item, option=option) + b"\n" for item in rendered)
+                yield b"".join(rendered_json(item) + b"\n" for item in rendered)
 
 
 async def open_export(

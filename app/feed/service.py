@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -20,6 +19,7 @@ from app.audit import service as audit
 from app.auth.principal import Caller
 from app.core.db import execute, table_of, transaction
 from app.core.errors import Gone
+from app.core.http import rendered_json
 from app.core.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.feed.schemas import ChangeQuery, ChangeType
 from app.plans import service as plans
@@ -61,7 +61,7 @@ class ChangesPage:
 
     def body(self) -> bytes:
         page = {"items": self.items, "next_cursor": encode_cursor([self.position])}
-        return orjson.dumps(page, option=orjson.OPT_UTC_Z)
+        return rendered_json(page)
 
 
 def position_of(cursor: str | None) -> int | None:
