@@ -50,7 +50,7 @@ from app.plans.schemas import PlanPublic
 from app.sync.models import Change
 
 FILE_LINES = 5000
-BATCH = 500
+BATCH = 2000
 # A running job writes a file (and so touches `updated_at`) every `FILE_LINES` resources;
 # one silent this long lost its runner.
 ABANDONED = timedelta(minutes=15)
@@ -306,7 +306,7 @@ async def _run(engine: AsyncEngine, job: FhirExportJob) -> None:
                 )
             ).scalar()
             async with AsyncSession(bind=connection) as session:
-                seen = service.ItemExercises()
+                seen: service.Versions = {}
                 for kind in job.types:
                     async for rendered in _resources(session, connection, job, kind, seen):
                         await writer.add(kind, rendered)
@@ -517,7 +517,7 @@ async def _resources(
     connection: AsyncConnection,
     job: FhirExportJob,
     kind: str,
-    seen: service.ItemExercises,
+    seen: service.Versions,
 ) -> AsyncIterator[list[tuple[dict[str, Any], uuid.UUID | None]]]:
     """Each batch of `kind`'s resources (with its patient), from the snapshot. With
     `_since`: those with a change after it, looked up a batch of ids at a time."""
@@ -588,7 +588,7 @@ async def _render(
     clinic_id: uuid.UUID,
     kind: str,
     rows: Sequence[Any],
-    seen: service.ItemExercises,
+    seen: service.Versions,
 ) -> list[tuple[dict[str, Any], uuid.UUID | None]]:
     """Each row's resource as a read of it renders it, with the patient it belongs to."""
     if kind == "Patient":
@@ -606,8 +606,11 @@ async def _render(
         public = [records.render(r._mapping) for r in rows]
         if kind == "Observation":
             return [(resources.observation(r), r["patient_id"]) for r in public]
-        names = await service.exercise_names(session, clinic_id, public, seen)
-        return [(resources.procedure(r, names.get(r["id"])), r["patient_id"]) for r in public]
+        versions = await service.performed(session, clinic_id, public, seen)
+        return [
+            (resources.procedure(r, versions[r["plan_id"], r["plan_version"]]), r["patient_id"])
+            for r in public
+        ]
     ids = [r.id for r in rows]
     if kind == "ActivityDefinition":
         found = list(await session.exec(select_models(Exercise).where(col(Exercise.id).in_(ids))))

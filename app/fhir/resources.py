@@ -8,6 +8,7 @@ datetime, which orjson writes as `str` and `instant` would."""
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -340,11 +341,35 @@ _DONE = (
 )
 
 
-def procedure(record: Mapping[str, Any], exercise: tuple[uuid.UUID, str] | None) -> Resource:
+@dataclass(frozen=True, slots=True)
+class Performed:
+    """What the Procedures of a plan version's records say of that version, made once per
+    version (an export's records share them, and nothing changes them): ``based_on`` the
+    version's CarePlan, and for each item (by id) its exercise's canonical URL and code."""
+
+    based_on: list[dict[str, str]]
+    items: dict[uuid.UUID, tuple[list[str], dict[str, Any]]]
+
+
+def performed(
+    plan_id: uuid.UUID, version: int, exercises: Mapping[uuid.UUID, tuple[uuid.UUID, str]]
+) -> Performed:
+    """A plan version's `Performed`, from each item's exercise (id, name) (``exercises``,
+    by item id: an item whose exercise is unknown is left out)."""
+    return Performed(
+        [{"reference": f"CarePlan/{plan_id}/_history/{version}"}],
+        {
+            item: ([activity_url(exercise_id)], _therapy(name))
+            for item, (exercise_id, name) in exercises.items()
+        },
+    )
+
+
+def procedure(record: Mapping[str, Any], plan: Performed) -> Resource:
     """An adherence record (as `app.adherence.records.render` renders it): the session
     done (`completed`), begun and stopped before the whole dose (a partial session:
-    `stopped`), or not done (skipped: `not-done`, with the reason). ``exercise``: the
-    (id, name) of the item's exercise, if known.
+    `stopped`), or not done (skipped: `not-done`, with the reason). ``plan``: what its
+    plan version says (`performed`).
 
     Built element by element, leaving out what is empty (as `_drop_empty` would): an
     export renders a million of these."""
@@ -361,11 +386,10 @@ def procedure(record: Mapping[str, Any], exercise: tuple[uuid.UUID, str] | None)
     ]
     if extensions:
         resource["extension"] = extensions
+    exercise = plan.items.get(record["item_id"])
     if exercise:
-        resource["instantiatesCanonical"] = [activity_url(exercise[0])]
-    resource["basedOn"] = [
-        {"reference": f"CarePlan/{record['plan_id']}/_history/{record['plan_version']}"}
-    ]
+        resource["instantiatesCanonical"] = exercise[0]
+    resource["basedOn"] = plan.based_on
     resource["status"] = codes.PROCEDURE_STATUS[status]
     if status == "skipped":
         skip = record["skip_reason"] or "other"
@@ -380,7 +404,7 @@ def procedure(record: Mapping[str, Any], exercise: tuple[uuid.UUID, str] | None)
             "text": codes.SKIP_REASONS[skip],
         }
     resource["category"] = _SESSION
-    resource["code"] = _therapy(exercise[1]) if exercise else _ANY_EXERCISE
+    resource["code"] = exercise[1] if exercise else _ANY_EXERCISE
     resource["subject"] = {"reference": f"Patient/{record['patient_id']}"}
     # A skipped session too: when the patient recorded it, for the day it was due.
     resource["performedDateTime"] = record["performed_at"]

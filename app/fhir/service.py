@@ -7,7 +7,7 @@ entry of the previous page, so a page never repeats or skips an entry that stays
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select, tuple_
@@ -98,8 +98,8 @@ async def read_care_plan(
 async def read_procedure(session: AsyncSession, caller: Caller, record_id: str) -> Resource:
     record = await records.read(session, caller, _id(record_id, "Procedure"))
     public = records.public(record)
-    names = await exercise_names(session, caller.clinic_id, [public])
-    return resources.procedure(public, names.get(record.id))
+    versions = await performed(session, caller.clinic_id, [public])
+    return resources.procedure(public, versions[record.plan_id, record.plan_version])
 
 
 async def read_observation(session: AsyncSession, caller: Caller, record_id: str) -> Resource:
@@ -111,59 +111,52 @@ async def read_observation(session: AsyncSession, caller: Caller, record_id: str
     return resources.observation(records.public(record))
 
 
-@dataclass
-class ItemExercises:
-    """What each plan version's items name: (plan, version, item) → (exercise id, name).
-    Versions never change, so an export keeps one for all its batches."""
-
-    known: dict[tuple[uuid.UUID, int, uuid.UUID], tuple[uuid.UUID, str]] = field(
-        default_factory=dict
-    )
-    versions: set[tuple[uuid.UUID, int]] = field(default_factory=set)
+Versions = dict[tuple[uuid.UUID, int], resources.Performed]
 
 
-async def exercise_names(
+async def performed(
     session: AsyncSession,
     clinic_id: uuid.UUID,
     done: Sequence[Mapping[str, Any]],
-    seen: ItemExercises | None = None,
-) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
-    """Each record's exercise (id, name), from the plan version it was done under (the
-    records as `records.render` renders them): two queries, however many records (none
-    for versions ``seen`` already holds)."""
-    seen = seen or ItemExercises()
-    wanted = {(r["plan_id"], r["plan_version"]) for r in done} - seen.versions
-    if wanted:
-        versions = await execute(
-            session,
-            select(VERSIONS.c.plan_id, VERSIONS.c.number, VERSIONS.c["items"]).where(
-                VERSIONS.c.clinic_id == clinic_id,
-                tuple_(VERSIONS.c.plan_id, VERSIONS.c.number).in_(sorted(wanted)),
-            ),
+    known: Versions | None = None,
+) -> Versions:
+    """What each record's plan version says in its Procedure (`resources.performed`), by
+    (plan, version), for the records ``done`` (as `records.render` renders them): two
+    queries, however many records, and none for versions ``known`` holds already (which
+    it is, filled: versions never change, so an export keeps one for all its batches)."""
+    known = {} if known is None else known
+    wanted = {(r["plan_id"], r["plan_version"]) for r in done}.difference(known)
+    if not wanted:
+        return known
+    versions = await execute(
+        session,
+        select(VERSIONS.c.plan_id, VERSIONS.c.number, VERSIONS.c["items"]).where(
+            VERSIONS.c.clinic_id == clinic_id,
+            tuple_(VERSIONS.c.plan_id, VERSIONS.c.number).in_(sorted(wanted)),
+        ),
+    )
+    # Each version's items' exercises, by item id (a UUID, as each record names its item).
+    items = {
+        (row.plan_id, row.number): {
+            uuid.UUID(item["id"]): uuid.UUID(item["exercise_id"]) for item in row._mapping["items"]
+        }
+        for row in versions
+    }
+    named = await execute(
+        session,
+        select(EXERCISES.c.id, EXERCISES.c.name).where(
+            EXERCISES.c.id.in_({e for exercises in items.values() for e in exercises.values()})
+        ),
+    )
+    names: dict[uuid.UUID, str] = {row.id: row.name for row in named}
+    for plan_id, number in wanted:
+        exercises = items.get((plan_id, number), {})
+        known[plan_id, number] = resources.performed(
+            plan_id,
+            number,
+            {item: (e, names[e]) for item, e in exercises.items() if e in names},
         )
-        item_exercise: dict[tuple[uuid.UUID, int, uuid.UUID], uuid.UUID] = {}
-        for row in versions:
-            for item in row._mapping["items"]:
-                # As a UUID, as each record names its item: no record's is formatted.
-                key = (row.plan_id, row.number, uuid.UUID(item["id"]))
-                item_exercise[key] = uuid.UUID(item["exercise_id"])
-        named = await execute(
-            session,
-            select(EXERCISES.c.id, EXERCISES.c.name).where(
-                EXERCISES.c.id.in_(set(item_exercise.values()))
-            ),
-        )
-        names: dict[uuid.UUID, str] = {row.id: row.name for row in named}
-        for key, exercise_id in item_exercise.items():
-            if exercise_id in names:
-                seen.known[key] = (exercise_id, names[exercise_id])
-        seen.versions |= wanted
-    found = {}
-    for r in done:
-        exercise = seen.known.get((r["plan_id"], r["plan_version"], r["item_id"]))
-        if exercise is not None:
-            found[r["id"]] = exercise
-    return found
+    return known
 
 
 # --------------------------------------------------------------------------- searches
@@ -305,11 +298,14 @@ async def search_procedures(
     found: list[Any] = list(await execute(session, statement.limit(limit + 1)))
     rows, cursor = split_page(found, limit, _record_key)
     public = [records.render(row._mapping) for row in rows]
-    names = await exercise_names(session, caller.clinic_id, public)
+    versions = await performed(session, caller.clinic_id, public)
     await audit.record_many(
         session, caller, "list", "adherence_record", [(r.id, r.patient_id) for r in rows]
     )
-    return SearchPage([resources.procedure(r, names.get(r["id"])) for r in public], cursor)
+    return SearchPage(
+        [resources.procedure(r, versions[r["plan_id"], r["plan_version"]]) for r in public],
+        cursor,
+    )
 
 
 async def search_observations(
