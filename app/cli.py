@@ -177,6 +177,7 @@ def worker() -> None:
     """Run the background work until SIGTERM or SIGINT: webhook deliveries, clinical
     alerts, overview figures recomputed as each patient's local day ends, and pruning of
     old changes, idempotency keys and expired sign-ins. Run as many as you like."""
+    from app.core import heap
     from app.core.config import get_settings
     from app.core.db import make_engine
     from app.core.logging import configure_logging
@@ -184,6 +185,7 @@ def worker() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    heap.settle()
 
     async def run() -> None:
         engine = make_engine(settings)

@@ -1,7 +1,6 @@
 """Builds the Dorsi ASGI application: settings, database, routes, errors, docs."""
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -25,7 +24,7 @@ from app.clinics.api_clients_router import router as api_clients_router
 from app.clinics.audit_router import router as audit_router
 from app.clinics.clinicians_router import router as clinicians_router
 from app.clinics.router import router as clinic_router
-from app.core import idempotency
+from app.core import heap, idempotency
 from app.core.cache import PublicResponseCache
 from app.core.compression import CompressionMiddleware, compresses
 from app.core.config import Settings, get_settings
@@ -166,9 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # What start-up made (modules, models, the OpenAPI schema) lives as long as the
-        # process: out of the collector's sight, full collections stay short mid-request.
-        gc.freeze()
+        heap.settle()
         stop = asyncio.Event()
         worker = None
         if settings.in_process_worker:

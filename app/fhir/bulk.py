@@ -15,8 +15,9 @@ order: the changes after `transactionTime` are exactly those the snapshot did no
 """
 
 import asyncio
+import io
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +44,7 @@ from app.feed.export import cursor_of
 from app.fhir import resources, service
 from app.fhir.capability import SCOPES
 from app.fhir.models import ExportStatus, FhirExportChunk, FhirExportFile, FhirExportJob
+from app.fhir.resources import Resource
 from app.patients.models import Patient
 from app.plans import service as plans
 from app.plans.models import PlanTemplate
@@ -75,6 +77,9 @@ CHANGE_TYPE = {
 OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
 # What a snapshot that sees no change hands over: every later change is after it.
 BEFORE_ANY_CHANGE = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Resources, each with the patient it belongs to (if any).
+Rendered = Iterable[tuple[Resource, uuid.UUID | None]]
 
 JOBS = table_of(FhirExportJob)
 FILES = table_of(FhirExportFile)
@@ -354,9 +359,10 @@ class FileWriter:
     job's row lock, that the job still runs (a cancel deletes it under that lock). A
     file's last write records the audit events of the patients it holds.
 
-    A write runs while the next batch is read and rendered, so that the database's work
-    overlaps with this process's; one write at a time and in order, so memory holds two
-    chunks at most, whatever the size of the export."""
+    Each resource becomes its line as soon as it is rendered, so a batch is held as its
+    NDJSON only. A write runs while the next batch is read and rendered, so that the
+    database's work overlaps with this process's; one write at a time and in order, so
+    memory holds two chunks at most, whatever the size of the export."""
 
     def __init__(self, engine: AsyncEngine, job: FhirExportJob, exporter: Exporter) -> None:
         self.engine, self.job, self.exporter = engine, job, exporter
@@ -365,30 +371,33 @@ class FileWriter:
         self.written = 0
         self.pending: asyncio.Task[None] | None = None
 
-    async def add(
-        self,
-        kind: str,
-        rendered: list[tuple[dict[str, Any], uuid.UUID | None]],
-        *,
-        deleted: bool = False,
-    ) -> None:
-        """``rendered`` (each resource with its patient) as the next lines of `kind`'s
-        resources, or (``deleted``) of the Bundles that name its deleted resources."""
-        start = 0
-        while start < len(rendered):
-            if self.file is not None and self.file.count == FILE_LINES:
-                await self.flush(kind, deleted=deleted)
+    async def add(self, kind: str, rendered: Rendered, *, deleted: bool = False) -> None:
+        """``rendered`` (each resource with its patient, rendered as it is taken) as the
+        next lines of `kind`'s resources, or (``deleted``) of the Bundles that name its
+        deleted resources."""
+        lines, count = io.BytesIO(), 0
+        for resource, patient in rendered:
             if self.file is None:
                 self.files += 1
                 self.file = OpenFile(uuid.uuid4(), self.files, kind, deleted)
-            part = rendered[start : start + FILE_LINES - self.file.count]
-            start += len(part)
-            content = b"".join(orjson.dumps(resource) + b"\n" for resource, _ in part)
-            self.file.patients.update(patient for _, patient in part if patient is not None)
-            self.file.count += len(part)
-            self.file.chunks += 1
-            self.written += len(part)
-            await self._then(self._chunk(self.file, self.file.chunks, content.decode()))
+            lines.write(orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE))
+            count += 1
+            if patient is not None:
+                self.file.patients.add(patient)
+            if self.file.count + count == FILE_LINES:
+                await self._store(lines.getvalue(), count)
+                lines, count = io.BytesIO(), 0
+                await self.flush(kind, deleted=deleted)
+        if count:
+            await self._store(lines.getvalue(), count)
+
+    async def _store(self, content: bytes, count: int) -> None:
+        """The open file's next chunk: ``content``, its next ``count`` lines."""
+        assert self.file is not None
+        self.file.count += count
+        self.file.chunks += 1
+        self.written += count
+        await self._then(self._chunk(self.file, self.file.chunks, content.decode()))
 
     async def flush(self, kind: str, *, deleted: bool = False) -> None:
         """Ends the file being written (`kind`'s resources, or its deleted ones): its
@@ -518,7 +527,7 @@ async def _resources(
     job: FhirExportJob,
     kind: str,
     seen: service.Versions,
-) -> AsyncIterator[list[tuple[dict[str, Any], uuid.UUID | None]]]:
+) -> AsyncIterator[Rendered]:
     """Each batch of `kind`'s resources (with its patient), from the snapshot. With
     `_since`: those with a change after it, looked up a batch of ids at a time."""
     statement, id_column = _statement(job, kind)
@@ -546,7 +555,7 @@ async def _resources(
 
 async def _deleted(
     connection: AsyncConnection, job: FhirExportJob, kind: str, position: int
-) -> AsyncIterator[list[tuple[dict[str, Any], uuid.UUID | None]]]:
+) -> AsyncIterator[Rendered]:
     """`kind`'s resources deleted after `_since` (and seen by the snapshot), each as a
     transaction Bundle that deletes it (Bulk Data IG, `deleted`). An Observation only for
     a deleted record that rated pain. (A patient's plans and records leave with it, and
@@ -589,7 +598,7 @@ async def _render(
     kind: str,
     rows: Sequence[Any],
     seen: service.Versions,
-) -> list[tuple[dict[str, Any], uuid.UUID | None]]:
+) -> Rendered:
     """Each row's resource as a read of it renders it, with the patient it belongs to."""
     if kind == "Patient":
         return [(resources.patient(Patient.model_validate(r._mapping)), r.id) for r in rows]
@@ -603,14 +612,16 @@ async def _render(
             for r in rows
         ]
     if kind in ("Procedure", "Observation"):
-        public = [records.render(r._mapping) for r in rows]
+        # Rendered one by one as the writer takes them: a batch's resources are never
+        # all held at once.
+        public = (records.render(r._mapping) for r in rows)
         if kind == "Observation":
-            return [(resources.observation(r), r["patient_id"]) for r in public]
-        versions = await service.performed(session, clinic_id, public, seen)
-        return [
+            return ((resources.observation(r), r["patient_id"]) for r in public)
+        versions = await service.performed(session, clinic_id, [r._mapping for r in rows], seen)
+        return (
             (resources.procedure(r, versions[r["plan_id"], r["plan_version"]]), r["patient_id"])
             for r in public
-        ]
+        )
     ids = [r.id for r in rows]
     if kind == "ActivityDefinition":
         found = list(await session.exec(select_models(Exercise).where(col(Exercise.id).in_(ids))))
