@@ -53,6 +53,8 @@ from app.sync.models import Change
 
 FILE_LINES = 5000
 BATCH = 2000
+# Lines rendered between two turns of the event loop given to the write in flight.
+YIELD_EVERY = 250
 # A running job writes a file (and so touches `updated_at`) every `FILE_LINES` resources;
 # one silent this long lost its runner.
 ABANDONED = timedelta(minutes=15)
@@ -385,28 +387,37 @@ class FileWriter:
             if patient is not None:
                 self.file.patients.add(patient)
             if self.file.count + count == FILE_LINES:
-                await self._store(lines.getvalue(), count)
+                await self._store(lines.getvalue(), count, closes=True)
                 lines, count = io.BytesIO(), 0
-                await self.flush(kind, deleted=deleted)
+            elif count % YIELD_EVERY == 0:
+                # The write in flight takes a few round trips, each resumed only when
+                # this loop lets it: without this, it would wait for the next batch's read.
+                await asyncio.sleep(0)
         if count:
             await self._store(lines.getvalue(), count)
 
-    async def _store(self, content: bytes, count: int) -> None:
-        """The open file's next chunk: ``content``, its next ``count`` lines."""
-        assert self.file is not None
-        self.file.count += count
-        self.file.chunks += 1
-        self.written += count
-        await self._then(self._chunk(self.file, self.file.chunks, content.decode()))
-
     async def flush(self, kind: str, *, deleted: bool = False) -> None:
-        """Ends the file being written (`kind`'s resources, or its deleted ones): its
-        count, and the audit events of its patients."""
-        if self.file is None:
-            return
-        assert (self.file.kind, self.file.deleted) == (kind, deleted)
-        done, self.file = self.file, None
-        await self._then(self._close(done, self.written))
+        """Ends the file being written (`kind`'s resources, or its deleted ones), if any."""
+        if self.file is not None:
+            assert (self.file.kind, self.file.deleted) == (kind, deleted)
+            await self._store(b"", 0, closes=True)
+
+    async def _store(self, content: bytes, count: int, *, closes: bool = False) -> None:
+        """The open file's next ``count`` lines (``content``, if any), and (``closes``)
+        the file's end, in one write."""
+        file = self.file
+        assert file is not None
+        file.count += count
+        self.written += count
+        if count:
+            file.chunks += 1
+        if closes:
+            self.file = None
+        await self._then(
+            self._write(
+                file, file.chunks if count else None, content.decode(), closes, self.written
+            )
+        )
 
     async def settle(self) -> None:
         """Waits for the write in flight, raising what it raised (`Cancelled`)."""
@@ -442,7 +453,12 @@ class FileWriter:
         if status != ExportStatus.running:
             raise Cancelled
 
-    async def _chunk(self, file: OpenFile, number: int, content: str) -> None:
+    async def _write(
+        self, file: OpenFile, number: int | None, content: str, closes: bool, written: int
+    ) -> None:
+        """Chunk ``number`` of ``file`` (None: none), the file's row with its first, and
+        (``closes``) the file's count, the audit events of its patients and the job's
+        progress (``written`` resources so far)."""
         async with transaction(self.engine) as session:
             await self._alive(session)
             if number == 1:
@@ -457,13 +473,13 @@ class FileWriter:
                         count=0,  # until the file is done
                     ),
                 )
-            await execute(
-                session, insert(CHUNKS).values(file_id=file.id, number=number, content=content)
-            )
-
-    async def _close(self, file: OpenFile, written: int) -> None:
-        async with transaction(self.engine) as session:
-            await self._alive(session)
+            if number is not None:
+                await execute(
+                    session,
+                    insert(CHUNKS).values(file_id=file.id, number=number, content=content),
+                )
+            if not closes:
+                return
             await execute(
                 session, update(FILES).where(FILES.c.id == file.id).values(count=file.count)
             )
