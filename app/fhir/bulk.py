@@ -53,6 +53,8 @@ from app.sync.models import Change
 
 FILE_LINES = 5000
 BATCH = 2000
+# Plan versions an export keeps what their Procedures say of them for, between batches.
+VERSIONS_KEPT = 4096
 # Lines rendered between two turns of the event loop given to the write in flight.
 YIELD_EVERY = 250
 # A running job writes a file (and so touches `updated_at`) every `FILE_LINES` resources;
@@ -633,6 +635,8 @@ async def _render(
         public = (records.render(r._mapping) for r in rows)
         if kind == "Observation":
             return ((resources.observation(r), r["patient_id"]) for r in public)
+        if len(seen) > VERSIONS_KEPT:
+            seen.clear()  # memory stays bounded, however many plans the clinic has
         versions = await service.performed(session, clinic_id, [r._mapping for r in rows], seen)
         return (
             (resources.procedure(r, versions[r["plan_id"], r["plan_version"]]), r["patient_id"])

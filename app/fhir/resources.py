@@ -341,6 +341,10 @@ _DONE = (
 )
 
 
+# What a Procedure says of the exercise its item names: the canonical URL and the code.
+Exercised = tuple[list[str], dict[str, Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class Performed:
     """What the Procedures of a plan version's records say of that version, made once per
@@ -348,21 +352,17 @@ class Performed:
     version's CarePlan, and for each item (by id) its exercise's canonical URL and code."""
 
     based_on: list[dict[str, str]]
-    items: dict[uuid.UUID, tuple[list[str], dict[str, Any]]]
+    items: dict[uuid.UUID, Exercised]
 
 
-def performed(
-    plan_id: uuid.UUID, version: int, exercises: Mapping[uuid.UUID, tuple[uuid.UUID, str]]
-) -> Performed:
-    """A plan version's `Performed`, from each item's exercise (id, name) (``exercises``,
-    by item id: an item whose exercise is unknown is left out)."""
-    return Performed(
-        [{"reference": f"CarePlan/{plan_id}/_history/{version}"}],
-        {
-            item: ([activity_url(exercise_id)], _therapy(name))
-            for item, (exercise_id, name) in exercises.items()
-        },
-    )
+def exercised(exercise_id: uuid.UUID, name: str) -> Exercised:
+    return [activity_url(exercise_id)], _therapy(name)
+
+
+def performed(plan_id: uuid.UUID, version: int, items: Mapping[uuid.UUID, Exercised]) -> Performed:
+    """A plan version's `Performed`, from what each item's exercise says (``items``, by
+    item id: an item whose exercise is unknown is left out)."""
+    return Performed([{"reference": f"CarePlan/{plan_id}/_history/{version}"}], dict(items))
 
 
 def procedure(record: Mapping[str, Any], plan: Performed) -> Resource:

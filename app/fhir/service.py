@@ -148,13 +148,12 @@ async def performed(
             EXERCISES.c.id.in_({e for exercises in items.values() for e in exercises.values()})
         ),
     )
-    names: dict[uuid.UUID, str] = {row.id: row.name for row in named}
+    # One per exercise, shared by the items that name it.
+    said = {row.id: resources.exercised(row.id, row.name) for row in named}
     for plan_id, number in wanted:
         exercises = items.get((plan_id, number), {})
         known[plan_id, number] = resources.performed(
-            plan_id,
-            number,
-            {item: (e, names[e]) for item, e in exercises.items() if e in names},
+            plan_id, number, {item: said[e] for item, e in exercises.items() if e in said}
         )
     return known
 

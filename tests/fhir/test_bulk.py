@@ -25,7 +25,7 @@ from app.patients import service as patients
 from app.patients.schemas import PatientCreate, PatientUpdate
 from tests.conftest import Actor, World, build_world, make_client, settings_for
 from tests.fhir import FHIR, assert_outcome, valid
-from tests.plans import active_plan, item, new_patient
+from tests.plans import active_plan, item, new_patient, paired_headers
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -264,6 +264,58 @@ async def test_files_are_written_and_read_a_chunk_at_a_time_and_split_at_file_li
     assert counts == [3, 3, 2]
     exported_ids = [r["id"] for r in (await exported(client, system, found))["Patient"]]
     assert sorted(exported_ids) == sorted([str(clinic.patient_a), str(clinic.patient_b), *added])
+
+
+async def test_exported_procedures_and_observations_are_their_reads_across_chunks_and_files(
+    client: AsyncClient, clinic: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of two records, files of three, and what plan versions say forgotten after
+    # every batch: each resource is rendered into its line as the writer takes it, and is
+    # what reading it answers, whichever chunk it lands in.
+    monkeypatch.setattr(bulk, "BATCH", 2)
+    monkeypatch.setattr(bulk, "FILE_LINES", 3)
+    monkeypatch.setattr(bulk, "VERSIONS_KEPT", 0)
+    admin = clinic["admin1"]
+    system = clinic["client_all"]
+    patient = await new_patient(client, admin)
+    plan, _ = await active_plan(client, admin, patient["id"], items=[item(), item()])
+    headers = await paired_headers(client, admin, patient["id"])
+    now = utcnow().replace(microsecond=0)
+    records = [
+        {
+            "id": str(uuid.uuid4()),
+            "plan_id": plan["id"],
+            "plan_version": plan["version"],
+            "item_id": plan["items"][day % 2]["id"],
+            "performed_at": (now - timedelta(days=day, hours=1)).isoformat(),
+            **(
+                {"status": "skipped", "skip_reason": "pain"}
+                if day == 3
+                else {"status": "completed", "pain": day}
+            ),
+        }
+        for day in range(7)
+    ]
+    upload = await client.post("/v1/adherence/batch", json={"records": records}, headers=headers)
+    assert upload.status_code == 200, upload.text
+    found = await manifest(
+        client, system, await kick_off(client, system, _type="Procedure,Observation")
+    )
+    assert [(o["type"], o["count"]) for o in found["output"]] == [
+        ("Procedure", 3),
+        ("Procedure", 3),
+        ("Procedure", 1),
+        ("Observation", 3),
+        ("Observation", 3),
+    ]
+    by_type = await exported(client, system, found)
+    for kind, expected in (("Procedure", 7), ("Observation", 6)):
+        assert len(by_type[kind]) == expected
+        for resource in by_type[kind]:
+            read = await client.get(f"{FHIR}/{kind}/{resource['id']}", headers=system.headers)
+            assert read.status_code == 200, read.text
+            assert read.json() == resource
+    assert ids(by_type, "Procedure") == {r["id"] for r in records}
 
 
 async def test_a_runner_whose_export_was_cancelled_stops_at_its_next_write(
