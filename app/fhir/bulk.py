@@ -524,6 +524,9 @@ def _statement(job: FhirExportJob, kind: str) -> tuple[Select[Any], Any]:
                 & (PATIENTS.c.id == RECORDS.c.patient_id),
             )
             .where(RECORDS.c.clinic_id == clinic_id, RECORDS.c.deleted_at.is_(None), live)
+            # A patient's records together (along the index of a patient's days): their
+            # few plan versions are looked up once, and stay few in what is kept of them.
+            .order_by(RECORDS.c.patient_id)
         )
         if kind == "Observation":
             statement = statement.where(RECORDS.c.pain.is_not(None))
