@@ -26,6 +26,7 @@ from app.adherence import records
 from app.adherence.models import AdherenceRollup
 from app.adherence.rollups import ClinicSettings
 from app.core.db import dialect_of, execute, table_of
+from app.core.http import rendered_json
 from app.core.pagination import encode_cursor
 from app.sync.models import Change
 from app.webhooks.fanout import NEWEST_CHANGE
@@ -106,7 +107,7 @@ async def queue(
         return 0
     event_id = f"evt_{uuid.uuid4().hex}"
     payload = orjson.loads(
-        orjson.dumps(
+        rendered_json(
             {
                 "id": event_id,
                 "type": event_type,
@@ -115,7 +116,6 @@ async def queue(
                 "resource": resource,
                 "data": data,
             },
-            option=orjson.OPT_UTC_Z,
         )
     )
     await execute(

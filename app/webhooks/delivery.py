@@ -31,6 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.audit import service as audit
 from app.core.config import Environment
 from app.core.db import dialect_of, execute, table_of, transaction
+from app.core.http import rendered_json
 from app.feed.service import render_changes
 from app.sync.models import Change
 from app.webhooks import signing, urls
@@ -202,7 +203,7 @@ async def _payloads(session: AsyncSession, rows: Sequence[Row[Any]]) -> dict[uui
     for row in wanted:
         item = rendered.get(row.change_id)
         payload = orjson.loads(
-            orjson.dumps(
+            rendered_json(
                 {
                     "id": row.event_id,
                     "type": row.event_type,
@@ -217,7 +218,6 @@ async def _payloads(session: AsyncSession, rows: Sequence[Row[Any]]) -> dict[uui
                     else None,
                     "data": item["data"] if item else None,
                 },
-                option=orjson.OPT_UTC_Z,
             )
         )
         payloads[row.id] = payload
